@@ -1,0 +1,12 @@
+"""The typer application; command modules register themselves on it."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="rankwise: rerank, evaluate and train rerankers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+models_app = typer.Typer(help="Resolve model names to local files.", no_args_is_help=True)
+methods_app = typer.Typer(help="Reranking methods.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(methods_app, name="methods")

@@ -1,0 +1,135 @@
+"""Core data model: plain frozen dataclasses shared by every layer (plus the mutable Usage counter)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Iterator, Sequence
+
+
+@dataclass(frozen=True)
+class Query:
+    qid: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    docid: str
+    text: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A document proposed for a query by an earlier stage, with that stage's score."""
+
+    docid: str
+    text: str
+    score: float = 0.0
+    title: str = ""
+
+    @property
+    def content(self) -> str:
+        """Title and text as one passage (what prompts show)."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Request:
+    """One query with its candidates in first-stage order (maps 1:1 to a rank_llm request)."""
+
+    query: Query
+    candidates: tuple[Candidate, ...]
+
+
+_COUNTERS = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens",
+             "parse_failures", "cache_hits", "seconds")
+
+
+@dataclass
+class Usage:
+    """What language-model work cost. Backends fill it; methods and reports read it.
+
+    ``prompt_tokens`` counts every prompt token; ``computed_tokens`` only those actually run through the
+    model after prefix/KV reuse and cache hits. ``calls`` counts prompts sent to the backend.
+    """
+
+    calls: int = 0
+    forward_passes: int = 0
+    prompt_tokens: int = 0
+    computed_tokens: int = 0
+    completion_tokens: int = 0
+    parse_failures: int = 0
+    cache_hits: int = 0
+    seconds: float = 0.0
+    engine: str = ""
+    dtype: str = ""
+    model: str = ""
+
+    def add(self, other: "Usage") -> "Usage":
+        """Add other's counters into self (in place) and return self."""
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("engine", "dtype", "model"):
+            if not getattr(self, name):
+                setattr(self, name, getattr(other, name))
+        return self
+
+    def __sub__(self, other: "Usage") -> "Usage":
+        out = Usage(engine=self.engine, dtype=self.dtype, model=self.model)
+        for name in _COUNTERS:
+            setattr(out, name, getattr(self, name) - getattr(other, name))
+        return out
+
+    def copy(self) -> "Usage":
+        return Usage(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"] = round(d["seconds"], 4)
+        return d
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Candidates in their new order, a score each (descending), and the Usage it cost."""
+
+    query: Query
+    candidates: tuple[Candidate, ...]
+    scores: tuple[float, ...]
+    usage: Usage = field(default_factory=Usage, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.candidates) != len(self.scores):
+            raise ValueError("Ranking needs one score per candidate")
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __iter__(self) -> Iterator[tuple[Candidate, float]]:
+        return iter(zip(self.candidates, self.scores))
+
+    @property
+    def docids(self) -> list[str]:
+        return [c.docid for c in self.candidates]
+
+    def top_k(self, k: int) -> list[Candidate]:
+        return list(self.candidates[:k])
+
+    @classmethod
+    def from_order(cls, query: Query, candidates: Sequence[Candidate], order: Sequence[int],
+                   usage: Usage | None = None) -> "Ranking":
+        """Build a ranking from a permutation of indices; scores fall linearly with rank."""
+        n = len(order)
+        if sorted(order) != list(range(len(candidates))):
+            raise ValueError("order must be a permutation of the candidate indices")
+        return cls(query, tuple(candidates[i] for i in order), tuple(float(n - r) for r in range(n)),
+                   usage or Usage())
+
+    @classmethod
+    def from_scores(cls, query: Query, candidates: Sequence[Candidate], scores: Sequence[float],
+                    usage: Usage | None = None) -> "Ranking":
+        """Sort by score, descending; ties keep the input order (a stable sort)."""
+        order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+        return cls(query, tuple(candidates[i] for i in order), tuple(float(scores[i]) for i in order),
+                   usage or Usage())

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real evaluation data lives in ../shared/data (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("RANKWISE_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared evaluation data not found at {SHARED_DATA} (set RANKWISE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def dl19(shared_data: Path) -> Path:
+    return shared_data / "trec-dl-2019-passage"
+
+
+@pytest.fixture(scope="session")
+def dl20(shared_data: Path) -> Path:
+    return shared_data / "trec-dl-2020-passage"
+
+
+@pytest.fixture(scope="session")
+def scifact(shared_data: Path) -> Path:
+    return shared_data / "beir-scifact"
