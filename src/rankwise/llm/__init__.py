@@ -1,1 +1,78 @@
-"""Language-model engines behind one protocol (see base.py)."""
+"""Language-model engines behind one protocol (see base.py); ``load_backend`` builds any of them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rankwise.errors import ModelError
+from rankwise.llm.base import Backend, EmbeddingBackend
+
+__all__ = ["Backend", "EmbeddingBackend", "ENGINES", "load_backend"]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "transformers", "llamacpp", "openai")
+
+
+def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
+                 cache: "bool | str | Path | object" = False, **options) -> Backend:
+    """Build the engine for ``model`` (a registry name, a local GGUF file or directory, or a hub id).
+
+    engine="auto" takes the engine and dtype measured fastest for this model on this machine
+    (``rankwise env``; cached per machine). ``cache``: False, True (the default SQLite file), a path,
+    or an OutputCache; with a cache, repeated prompts cost nothing.
+    Options go to the engine (batch_size, prefix_reuse, n_ctx, base_url, api_key, ...).
+    """
+    from rankwise.llm.models import resolve_model
+
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    resolved = resolve_model(model) if engine != "openai" or Path(model).exists() else None
+    if engine == "auto":
+        from rankwise.llm.auto import choose_engine
+
+        engine, auto_dtype = choose_engine(model)
+        dtype = auto_dtype if dtype == "auto" else dtype
+        log.info("engine=auto chose %s (%s) for %s", engine, dtype, model)
+    backend = _build(engine, model, resolved, dtype, options)
+    if cache is not False and cache is not None:
+        from rankwise.llm.cache import CachedBackend, OutputCache
+
+        store = cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
+        backend = CachedBackend(backend, store, model_key=backend.name)
+    return backend
+
+
+def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Backend:
+    if engine == "transformers":
+        from rankwise.llm.hf import TransformersBackend
+        from rankwise.llm.models import hf_dir_for_gguf
+
+        if resolved.kind != "causal-lm":
+            raise ModelError(f"{model}: a {resolved.kind} model cannot run as a language model")
+        source = resolved.hf_dir or (hf_dir_for_gguf(resolved.gguf_file) if resolved.gguf_file else None) \
+            or resolved.hub_id
+        return TransformersBackend(source, name=resolved.name, dtype=dtype, **options)
+    if engine == "llamacpp":
+        if resolved.gguf_file is None:
+            raise ModelError(f"{model}: the llamacpp engine needs a GGUF file; this model has none "
+                             "(use --engine transformers)")
+        try:
+            from rankwise.llm.llamacpp import LlamaCppBackend
+        except ImportError as exc:
+            raise ModelError("the llamacpp engine needs llama-cpp-python: "
+                             "pip install 'rankwise[llamacpp]'") from exc
+        options.pop("batch_size", None)
+        options.pop("prefix_reuse", None)
+        return LlamaCppBackend(resolved.gguf_file, name=resolved.name, **options)
+    from rankwise.llm.openai_compat import OpenAICompatBackend
+
+    if "base_url" not in options:
+        raise ModelError("the openai engine needs --base-url (an OpenAI-compatible server, e.g. "
+                         "http://127.0.0.1:8080/v1)")
+    options.pop("batch_size", None)
+    options.pop("prefix_reuse", None)
+    if resolved is not None and resolved.gguf_file is not None:
+        options.setdefault("chat_template_from", resolved.gguf_file)
+    return OpenAICompatBackend(model=resolved.name if resolved else model, **options)

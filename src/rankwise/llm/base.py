@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -60,3 +60,48 @@ class EmbeddingBackend(Protocol):
 def split_choice(choice: str) -> list[str]:
     """'Yes|yes| Yes' -> ['Yes', 'yes', ' Yes'] (the variants whose probabilities are summed)."""
     return [v for v in choice.split("|") if v != ""]
+
+
+def choice_token_ids(tokenize: "Callable[[str], list[int]]", choices: Sequence[str]) -> list[list[int]]:
+    """First token id of every variant of every choice (duplicates removed, order kept).
+
+    ``tokenize`` must not add special tokens. A choice whose variants all tokenize to nothing is an error.
+    """
+    out: list[list[int]] = []
+    for choice in choices:
+        ids: list[int] = []
+        for variant in split_choice(choice):
+            toks = tokenize(variant)
+            if toks and toks[0] not in ids:
+                ids.append(toks[0])
+        if not ids:
+            raise ValueError(f"choice {choice!r} has no tokens")
+        out.append(ids)
+    return out
+
+
+def gather_choice_logprobs(logprobs: np.ndarray, choice_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """[n, vocab] log-softmax rows -> [n, n_choices], summing each choice's variants (logsumexp)."""
+    cols = [np.logaddexp.reduce(logprobs[:, ids], axis=1) for ids in choice_ids]
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_token: str = "") -> str:
+    """Render a Jinja chat template exactly as transformers does (sandboxed, trim_blocks/lstrip_blocks),
+    with the generation prompt appended. Engines share it so one prompt string (and one cache key)
+    means the same thing on every engine."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise ValueError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True,
+                                            bos_token=bos_token, eos_token=eos_token)
+
+
+def chat_messages(user: str, system: str | None = None) -> list[dict]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": "user", "content": user}]

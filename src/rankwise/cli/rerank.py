@@ -1,0 +1,117 @@
+"""``rankwise rerank`` and ``rankwise methods list``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rankwise.cli.app import app, methods_app
+from rankwise.cli.common import cpu_name, guard_output, write_json
+from rankwise.errors import InputError
+
+err = Console(stderr=True)
+
+
+def load_requests(candidates: Optional[Path], dataset: Optional[str], run: Optional[str],
+                  max_queries: Optional[int], judged_only: bool):
+    """Requests from a candidates file, or from a dataset plus a run (a path, or a name it ships)."""
+    from rankwise.data import load_dataset, read_candidates, read_run, requests_from_run
+
+    ds = load_dataset(dataset) if dataset else None
+    if candidates is not None:
+        requests = read_candidates(candidates)
+    elif ds is not None and run is not None:
+        if Path(run).is_file():
+            if ds.docs is None:
+                raise InputError(f"dataset {ds.name} has no document texts for run {run}")
+            requests = requests_from_run(read_run(run), ds.queries, ds.docs)
+        else:
+            requests = ds.requests(run)
+    else:
+        raise InputError("give --candidates FILE, or --dataset D with --run RUN (a file or a name like bm25)")
+    if judged_only and ds is not None:
+        requests = [r for r in requests if r.query.qid in ds.qrels]
+    if max_queries is not None:
+        requests = requests[:max_queries]
+    if not requests:
+        raise InputError("no queries to rerank")
+    return requests, ds
+
+
+@app.command()
+def rerank(
+    method: str = typer.Option(..., help="Method name (rankwise methods list)."),
+    model: str = typer.Option(..., help="Model name, local GGUF/dir, or hub id (rankwise models list)."),
+    output: Path = typer.Option(..., help="TREC run to write (every input candidate)."),
+    candidates: Optional[Path] = typer.Option(None, help="Candidates file (rank_llm JSON[.gz] or JSONL)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset path, alias (dl19, dl20, scifact) or id."),
+    run: Optional[str] = typer.Option(None, help="With --dataset: a TREC run file, or a first stage it ships."),
+    engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai"),
+    dtype: str = typer.Option("auto", help="auto|float32|bfloat16|float16 (auto: bf16 only where native)."),
+    top_k: int = typer.Option(100, help="Rerank the top k candidates; the rest follow in first-stage order."),
+    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
+    prompt: Optional[str] = typer.Option(None, help="Prompt template name or YAML file."),
+    max_passage_tokens: Optional[int] = typer.Option(None, help="Truncate each passage to this many tokens."),
+    max_queries: Optional[int] = typer.Option(None, help="Only the first N queries."),
+    judged_only: bool = typer.Option(True, help="With --dataset: only queries that have qrels."),
+    usage: Optional[Path] = typer.Option(None, help="Write cost (totals and per query) as JSON."),
+    cache: Optional[Path] = typer.Option(None, help="SQLite cache file (default: ~/.cache/rankwise)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Compute everything, store nothing."),
+    base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
+    metrics: str = typer.Option("nDCG@10", help="Measures printed when the dataset has qrels."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Rerank candidates with a method on a model; write a TREC run (and the cost)."""
+    from rankwise.data import write_run
+    from rankwise.llm import load_backend
+    from rankwise.methods import build_method
+    from rankwise.pipeline import rerank_requests
+
+    guard_output(output, overwrite, (candidates, run))
+    if usage is not None:
+        guard_output(usage, overwrite, (candidates, run))
+    requests, ds = load_requests(candidates, dataset, run, max_queries, judged_only)
+    options = {"batch_size": batch_size}
+    if base_url:
+        options["base_url"] = base_url
+    backend = load_backend(model, engine=engine, dtype=dtype, cache=False if no_cache else (cache or True),
+                           **options)
+    err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "
+              f"{len(requests)} queries, top-{top_k}")
+    method_opts = {}
+    if prompt:
+        method_opts["prompt"] = prompt
+    if max_passage_tokens:
+        method_opts["max_passage_tokens"] = max_passage_tokens
+    reranker = build_method(method, backend, **method_opts)
+    result = rerank_requests(reranker, requests, top_k)
+    write_run(result.run(), output, tag=method)
+    report = result.usage_report(engine=backend.engine, dtype=backend.dtype, model=backend.name,
+                                 method=method, top_k=top_k, cpu=cpu_name())
+    if usage is not None:
+        write_json(report, usage)
+    err.print(f"wrote {output}: {report['queries']} queries, {report['calls']} prompts "
+              f"({report['cache_hits']} from cache), {report['computed_tokens']} computed tokens, "
+              f"{report['wall_seconds']:.1f} s")
+    if ds is not None and ds.qrels:
+        from rankwise.eval import evaluate
+
+        qrels = {q: ds.qrels[q] for q in result.rankings if q in ds.qrels}
+        scores = evaluate(result.run(), qrels, metrics.replace(",", " ").split())
+        err.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")
+
+
+@methods_app.command("list")
+def methods_list() -> None:
+    """Every reranking method, with what it needs."""
+    from rankwise.methods.base import method_infos
+
+    table = Table("method", "needs", "description")
+    for info in method_infos():
+        table.add_row(info.name, info.needs, info.description)
+    Console().print(table)

@@ -1,0 +1,101 @@
+"""File access shared by the readers: gzip by content, UTF-8 per line, every failure an InputError."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator, TextIO
+
+from rankwise.errors import InputError
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a Path, or InputError if it is missing or not a file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file", p)
+    if not p.is_file():
+        raise InputError("is a directory, expected a file", p)
+    return p
+
+
+@contextmanager
+def _open_binary(path: Path) -> Iterator[BinaryIO]:
+    try:
+        f = path.open("rb")
+    except OSError as err:
+        raise InputError(f"cannot open: {err.strerror or err}", path) from None
+    with f:
+        if f.read(2) == _GZIP_MAGIC:
+            f.seek(0)
+            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                yield gz
+        else:
+            f.seek(0)
+            yield f
+
+
+def _utf8_error(err: UnicodeDecodeError, raw: bytes, path: Path, line: int, column_base: int = 0) -> InputError:
+    col = err.start - column_base + 1
+    return InputError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {col})", path, line)
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each line of a (possibly gzipped) UTF-8 file, newline removed."""
+    p = existing_file(path)
+    with _open_binary(p) as f:
+        n = 0
+        try:
+            for n, raw in enumerate(f, 1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise _utf8_error(err, raw, p, n) from None
+                if n == 1:
+                    text = text.removeprefix("\ufeff")
+                yield n, text.rstrip("\r\n")
+        except (OSError, EOFError) as err:
+            raise InputError(f"cannot read (corrupt or truncated gzip?): {err}", p, n + 1 if n else None) from None
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file as text (gunzipped if gzipped); a decoding error names its line."""
+    p = existing_file(path)
+    with _open_binary(p) as f:
+        try:
+            data = f.read()
+        except (OSError, EOFError) as err:
+            raise InputError(f"cannot read (corrupt or truncated gzip?): {err}", p) from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        raise _utf8_error(err, data, p, line, line_start) from None
+
+
+def first_char(path: str | Path) -> str:
+    """The first non-whitespace character of a (possibly gzipped) file, '' if there is none."""
+    for _, line in iter_lines(path):
+        stripped = line.lstrip()
+        if stripped:
+            return stripped[0]
+    return ""
+
+
+@contextmanager
+def open_for_write(path: str | Path) -> Iterator[TextIO]:
+    """Open ``path`` for UTF-8 text writing (gzip, reproducibly, if it ends in .gz); create parent dirs."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix == ".gz":
+        with p.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
+                io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as f:
+            yield f
+    else:
+        with p.open("w", encoding="utf-8", newline="\n") as f:
+            yield f

@@ -1,0 +1,135 @@
+"""A persistent SQLite cache of model outputs, and a Backend wrapper that consults it first.
+
+Keys are model + rendered prompt + choices (or generation settings), not the engine, so an experiment
+re-run on another engine of the same model is free too. WAL mode and a busy timeout make it safe for
+several processes (CLI runs, the HTTP service, workers) writing at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rankwise.types import Usage
+
+
+def default_cache_path() -> Path:
+    root = Path(os.environ.get("RANKWISE_CACHE", Path.home() / ".cache" / "rankwise"))
+    return root / "outputs.sqlite"
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+class OutputCache:
+    """Key -> JSON value store in one SQLite file."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        conn = self._conn()
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i:i + 500])
+            rows = conn.execute(f"SELECT key, value FROM outputs WHERE key IN ({','.join('?' * len(chunk))})",
+                                chunk).fetchall()
+            found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def put_many(self, items: dict[str, object]) -> None:
+        if not items:
+            return
+        conn = self._conn()
+        for attempt in range(5):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)",
+                                 [(k, json.dumps(v)) for k, v in items.items()])
+                conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def __len__(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+
+
+class CachedBackend:
+    """Wraps a Backend: answers from the cache where it can, sends only the misses to the model.
+
+    Everything else (format_chat, count_tokens, attributes) is delegated to the wrapped backend.
+    Cache hits add to ``usage.cache_hits`` and ``usage.calls`` but not to tokens or forward passes.
+    """
+
+    def __init__(self, backend, cache: OutputCache, model_key: str | None = None):
+        self.backend = backend
+        self.cache = cache
+        self.model_key = model_key or backend.name
+
+    def __getattr__(self, item):
+        return getattr(self.backend, item)
+
+    @property
+    def usage(self) -> Usage:
+        return self.backend.usage
+
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        keys = [_key("choice", self.model_key, p, list(choices)) for p in prompts]
+        found = self.cache.get_many(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        out = np.zeros((len(prompts), len(choices)), dtype=np.float32)
+        if missing:
+            fresh = self.backend.choice_logprobs([prompts[i] for i in missing], choices)
+            self.cache.put_many({keys[i]: fresh[j].tolist() for j, i in enumerate(missing)})
+            for j, i in enumerate(missing):
+                out[i] = fresh[j]
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = found[k]
+        self._count_hits(len(prompts) - len(missing))
+        return out
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
+                 stop: Sequence[str] | None = None) -> list[str]:
+        keys = [_key("generate", self.model_key, p, max_new_tokens, list(stop or [])) for p in prompts]
+        found = self.cache.get_many(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        out = [found.get(k, "") for k in keys]
+        if missing:
+            fresh = self.backend.generate([prompts[i] for i in missing], max_new_tokens, stop)
+            self.cache.put_many({keys[i]: fresh[j] for j, i in enumerate(missing)})
+            for j, i in enumerate(missing):
+                out[i] = fresh[j]
+        self._count_hits(len(prompts) - len(missing))
+        return [str(x) for x in out]
+
+    def _count_hits(self, hits: int) -> None:
+        self.backend.usage.cache_hits += hits
+        self.backend.usage.calls += hits

@@ -1,0 +1,213 @@
+"""What this machine can compute fast: device, CPU features, and the dtype to run models in.
+
+CPUs differ by two orders of magnitude in bf16 speed: with AMX or avx512_bf16 bf16 matmuls are
+several times faster than fp32, while on AVX2-only CPUs torch emulates bf16 about 100x slower than
+fp32. So ``dtype="auto"`` picks bf16 only where it is native, and fp32 everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rankwise.errors import InputError, ModelError
+
+logger = logging.getLogger(__name__)
+
+_PROC_CPUINFO = Path("/proc/cpuinfo")
+
+# CPU flags that decide how fast a model runs (shown by `rankwise env`).
+RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+NATIVE_FP16_FLAGS = frozenset({"amx_fp16", "avx512_fp16"})
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU as the operating system describes it (flags as /proc/cpuinfo spells them)."""
+
+    model_name: str
+    vendor: str
+    flags: frozenset[str]
+
+
+def cpu_info(cpuinfo_text: str | None = None) -> CpuInfo:
+    """Describe the CPU from ``cpuinfo_text`` (the format of /proc/cpuinfo) or from this machine.
+
+    Where /proc/cpuinfo does not exist (macOS, Windows) the model name comes from sysctl or
+    ``platform`` and the flags may be empty, which makes ``dtype="auto"`` choose fp32.
+    """
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = _PROC_CPUINFO.read_text(errors="replace")
+        except OSError:
+            return _cpu_info_without_proc()
+    return _parse_cpuinfo(cpuinfo_text)
+
+
+def _parse_cpuinfo(text: str) -> CpuInfo:
+    """Fields of the first processor block; x86 says 'flags', ARM says 'Features'."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    model = (fields.get("model name") or fields.get("hardware") or fields.get("cpu model")
+             or platform.processor() or "unknown")
+    vendor = fields.get("vendor_id") or fields.get("cpu implementer") or "unknown"
+    flags = fields.get("flags") or fields.get("features") or ""
+    return CpuInfo(model_name=model, vendor=vendor, flags=frozenset(flags.lower().split()))
+
+
+def _sysctl(name: str) -> str:
+    try:
+        out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _cpu_info_without_proc() -> CpuInfo:
+    if platform.system() == "Darwin":
+        model = _sysctl("machdep.cpu.brand_string")
+        vendor = _sysctl("machdep.cpu.vendor") or ("Apple" if platform.machine() == "arm64" else "")
+        # Intel Macs list features in upper case without underscores ("AVX2", "AVX512F").
+        flags = f"{_sysctl('machdep.cpu.features')} {_sysctl('machdep.cpu.leaf7_features')}"
+        return CpuInfo(model or platform.processor() or "unknown", vendor or "unknown",
+                       frozenset(flags.lower().split()))
+    return CpuInfo(platform.processor() or platform.machine() or "unknown", "unknown", frozenset())
+
+
+def has_native_bf16(flags: frozenset[str] | set[str]) -> bool:
+    """True where the CPU computes bf16 in hardware (AMX or AVX512-BF16)."""
+    return bool(NATIVE_BF16_FLAGS & set(flags))
+
+
+def choose_device(pref: str = "auto") -> str:
+    """'cuda', 'mps' or 'cpu': the preference if it is available, else the best one present."""
+    pref = pref.lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if pref == "cpu":
+        return "cpu"
+    if pref.split(":")[0] == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {pref!r} requested but torch sees no CUDA device "
+                             f"(torch {torch.__version__})")
+        return pref
+    if pref == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModelError("device 'mps' requested but torch sees no Apple GPU (MPS)")
+        return pref
+    raise InputError(f"unknown device {pref!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> 'bfloat16'."""
+    return str(dtype).removeprefix("torch.")
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """'float32' / 'fp32' / 'bfloat16' / 'bf16' / 'float16' / 'fp16' (or a torch.dtype) -> torch.dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype.lower()]
+    except KeyError:
+        raise InputError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16") from None
+
+
+def choose_dtype(dtype: str | torch.dtype = "auto", device: str | None = None,
+                 cpu: CpuInfo | None = None) -> torch.dtype:
+    """The dtype to run a model in on ``device`` (default: ``choose_device()``).
+
+    "auto": bf16 on CUDA devices that support it and on CPUs with AMX / avx512_bf16; fp32 on every
+    other CPU, on MPS and on older GPUs. An explicit dtype is honoured, with a warning when it is
+    half precision on a CPU that would emulate it (about 100x slower than fp32 there).
+    """
+    device = device or choose_device()
+    kind = device.split(":")[0]
+    if isinstance(dtype, str) and dtype.lower() == "auto":
+        if kind == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        if kind == "cpu":
+            cpu = cpu or cpu_info()
+            return torch.bfloat16 if has_native_bf16(cpu.flags) else torch.float32
+        return torch.float32
+    chosen = parse_dtype(dtype)
+    if kind == "cpu" and chosen in (torch.bfloat16, torch.float16):
+        cpu = cpu or cpu_info()
+        native = NATIVE_BF16_FLAGS if chosen == torch.bfloat16 else NATIVE_FP16_FLAGS
+        if not native & cpu.flags:
+            logger.warning("%s requested on %s, which has no %s instructions: torch emulates it, "
+                           "typically far slower than float32 (dtype='auto' would pick float32)",
+                           dtype_name(chosen), cpu.model_name, " / ".join(sorted(native)))
+    return chosen
+
+
+def torch_cpu_capability() -> str:
+    """The SIMD level torch's CPU kernels were dispatched to ('AVX512', 'AVX2', 'DEFAULT', ...)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def measure_matmul_gflops(dtype: str | torch.dtype, seconds: float = 1.0, n: int = 1024,
+                          device: str = "cpu") -> float:
+    """Measured GFLOP/s of square ``n x n`` matmuls in ``dtype`` for about ``seconds``.
+
+    A short probe at n=256 comes first: where the dtype is emulated (bf16 on AVX2, ~1 GFLOP/s),
+    ``n`` shrinks so that the measurement still ends in about ``seconds``.
+    """
+    dt = parse_dtype(dtype)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def matrices(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.randn(size, size, generator=gen).to(device=device, dtype=dt)
+        b = torch.randn(size, size, generator=gen).to(device=device, dtype=dt)
+        return a, b
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    probe = min(n, 256)
+    a, b = matrices(probe)
+    torch.matmul(a, b)  # warm-up (kernel selection, allocation)
+    sync()
+    start = time.perf_counter()
+    torch.matmul(a, b)
+    sync()
+    rate = 2 * probe**3 / max(time.perf_counter() - start, 1e-9)
+    while n > probe and 2 * n**3 / rate > seconds / 4:
+        n //= 2
+    if n != probe:
+        a, b = matrices(n)
+        torch.matmul(a, b)
+        sync()
+    flops, start = 0, time.perf_counter()
+    while True:
+        torch.matmul(a, b)
+        sync()
+        flops += 2 * n**3
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return flops / elapsed / 1e9

@@ -1,0 +1,76 @@
+"""Pointwise reranking: every candidate scored on its own, from next-token log-probabilities.
+
+- ``pointwise.yes_no``: P(Yes) over {Yes, No} (variants of each token summed);
+- ``pointwise.graded``: the expected relevance over the digit tokens 0..k (ERank, ProRank);
+- ``pointwise.qlm``: query likelihood, log P(query | passage).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.prompts import PromptTemplate, load_prompt
+from rankwise.types import Candidate, Query, Ranking
+
+DEFAULT_PASSAGE_TOKENS = 300
+
+
+class Pointwise:
+    """Score each of the top-k candidates independently; one batched backend call per query."""
+
+    def __init__(self, backend, prompt: str | PromptTemplate, mode: str,
+                 max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS):
+        self.backend = backend
+        self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
+        self.mode = mode
+        self.max_passage_tokens = max_passage_tokens
+        self.name = f"pointwise.{mode}"
+
+    def prompts(self, query: Query, candidates: Sequence[Candidate]) -> list[str]:
+        return [self.backend.format_chat(self.template.render(
+            query=query.text, passage=self.backend.truncate(c.content, self.max_passage_tokens)),
+            system=self.template.system) for c in candidates]
+
+    def score(self, query: Query, candidates: Sequence[Candidate]) -> np.ndarray:
+        if not candidates:
+            return np.zeros(0)
+        prompts = self.prompts(query, candidates)
+        if self.mode == "qlm":
+            return self.backend.continuation_logprobs(prompts, [query.text] * len(prompts))
+        logprobs = self.backend.choice_logprobs(prompts, self.template.choices)
+        probs = _softmax(logprobs)
+        if self.mode == "yes_no":
+            return probs[:, 0]
+        grades = np.array([float(c.split("|")[0]) for c in self.template.choices])
+        return probs @ grades
+
+    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
+        before = self.backend.usage.copy()
+        head = list(candidates[: top_k or len(candidates)])
+        scores = self.score(query, head)
+        ranked = Ranking.from_scores(query, head, scores.tolist())
+        return with_tail(query, candidates, ranked, usage_since(self.backend, before))
+
+
+def _softmax(logprobs: np.ndarray) -> np.ndarray:
+    z = logprobs.astype(np.float64) - logprobs.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@register("pointwise.yes_no", "llm", "P(Yes) of the next token, per candidate")
+def yes_no(backend, prompt: str = "pointwise.yes_no", **opts) -> Pointwise:
+    return Pointwise(backend, prompt, "yes_no", **opts)
+
+
+@register("pointwise.graded", "llm", "expected relevance 0..k over digit tokens (ERank/ProRank)")
+def graded(backend, prompt: str = "pointwise.graded", **opts) -> Pointwise:
+    return Pointwise(backend, prompt, "graded", **opts)
+
+
+@register("pointwise.qlm", "llm", "query likelihood log P(query | passage)")
+def qlm(backend, prompt: str = "pointwise.qlm", **opts) -> Pointwise:
+    return Pointwise(backend, prompt, "qlm", **opts)

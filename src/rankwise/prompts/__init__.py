@@ -1,0 +1,71 @@
+"""Prompt templates are data: a YAML file per prompt, swappable without touching an algorithm.
+
+A template has a ``user`` text with ``{placeholders}``, an optional ``system`` text, and either
+``choices`` (scored from next-token log-probabilities) or an ``answer_regex`` (validates and extracts a
+generated answer), as rank_llm keeps its templates.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rankwise.errors import InputError
+
+PROMPT_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    user: str
+    system: str | None = None
+    choices: tuple[str, ...] = ()
+    answer_regex: str | None = None
+    description: str = ""
+    fields: tuple[str, ...] = field(default=())
+
+    def render(self, **values: str) -> str:
+        missing = [f for f in self.fields if f not in values]
+        if missing:
+            raise InputError(f"prompt {self.name!r} needs {', '.join(missing)}")
+        return self.user.format(**values)
+
+    def parse(self, text: str) -> re.Match | None:
+        """Match a generated answer against answer_regex (None if it does not validate)."""
+        if self.answer_regex is None:
+            raise ValueError(f"prompt {self.name!r} has no answer_regex")
+        return re.search(self.answer_regex, text, flags=re.S)
+
+
+def load_prompt(name_or_path: str) -> PromptTemplate:
+    """A bundled prompt by name (``pointwise.yes_no``) or a user's YAML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROMPT_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROMPT_DIR.glob("*.yaml")))
+        raise InputError(f"no such prompt file or bundled prompt (bundled: {known})", path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path,
+                         None if line is None else line + 1) from None
+    if not isinstance(data, dict) or "user" not in data:
+        raise InputError("a prompt file needs a 'user' field", path)
+    unknown = set(data) - {"name", "user", "system", "choices", "answer_regex", "description"}
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}", path)
+    placeholders = tuple(sorted({f for _, f, _, _ in string.Formatter().parse(data["user"]) if f}))
+    return PromptTemplate(name=data.get("name", path.stem), user=data["user"], system=data.get("system"),
+                          choices=tuple(data.get("choices") or ()), answer_regex=data.get("answer_regex"),
+                          description=data.get("description", ""), fields=placeholders)
+
+
+def bundled_prompts() -> list[str]:
+    return sorted(p.stem for p in PROMPT_DIR.glob("*.yaml"))

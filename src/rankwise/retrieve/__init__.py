@@ -1,0 +1,8 @@
+"""First-stage retrieval: BM25 (bm25s) and dense (sentence-transformers), both returning a Run."""
+
+from rankwise.retrieve.base import Retriever, document_text, read_index_meta, retrieve_candidates
+from rankwise.retrieve.bm25 import BM25Retriever
+from rankwise.retrieve.dense import DenseRetriever, resolve_embedding_model
+
+__all__ = ["BM25Retriever", "DenseRetriever", "Retriever", "document_text", "read_index_meta",
+           "resolve_embedding_model", "retrieve_candidates"]

@@ -1,0 +1,69 @@
+"""The SQLite output cache: a second run returns identical scores without a forward pass."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import numpy as np
+
+from rankwise.llm.cache import CachedBackend, OutputCache
+from tests.tiny_lm import tiny_backend
+
+
+def test_second_run_is_free_and_identical(tmp_path):
+    backend = tiny_backend(dtype="float32")
+    cached = CachedBackend(backend, OutputCache(tmp_path / "c.sqlite"))
+    prompts = [cached.format_chat(f"passage {i} about Paris") for i in range(6)]
+    first = cached.choice_logprobs(prompts, ["Yes", "No"])
+    passes = backend.usage.forward_passes
+    # a new process-level view of the same file
+    again = CachedBackend(backend, OutputCache(tmp_path / "c.sqlite")).choice_logprobs(prompts, ["Yes", "No"])
+    np.testing.assert_array_equal(first, again)
+    assert backend.usage.forward_passes == passes
+    assert backend.usage.cache_hits == 6
+
+
+def test_only_misses_reach_the_model(tmp_path):
+    backend = tiny_backend(dtype="float32")
+    cached = CachedBackend(backend, OutputCache(tmp_path / "c.sqlite"))
+    a = [cached.format_chat(f"passage {i}") for i in range(4)]
+    cached.choice_logprobs(a[:2], ["Yes", "No"])
+    before = backend.usage.copy()
+    out = cached.choice_logprobs(a, ["Yes", "No"])
+    assert (backend.usage.copy() - before).calls == 2 + 2  # 2 computed + 2 hits
+    assert backend.usage.cache_hits == 2
+    np.testing.assert_allclose(out, backend.choice_logprobs(a, ["Yes", "No"]), atol=1e-5)
+
+
+def test_different_choices_are_different_keys(tmp_path):
+    cached = CachedBackend(tiny_backend(dtype="float32"), OutputCache(tmp_path / "c.sqlite"))
+    p = [cached.format_chat("passage")]
+    assert not np.array_equal(cached.choice_logprobs(p, ["Yes", "No"]), cached.choice_logprobs(p, ["0", "1"]))
+
+
+def test_generation_is_cached(tmp_path):
+    backend = tiny_backend(dtype="float32")
+    cached = CachedBackend(backend, OutputCache(tmp_path / "c.sqlite"))
+    p = [cached.format_chat("say something")]
+    first = cached.generate(p, max_new_tokens=4)
+    passes = backend.usage.forward_passes
+    assert cached.generate(p, max_new_tokens=4) == first and backend.usage.forward_passes == passes
+
+
+def _writer(path: str, start: int) -> None:
+    cache = OutputCache(path)
+    for i in range(start, start + 200, 10):
+        cache.put_many({f"k{j}": [j] for j in range(i, i + 10)})
+
+
+def test_two_processes_write_at_once(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    OutputCache(path)
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(path, s)) for s in (0, 200)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = OutputCache(path)
+    assert len(cache) == 400 and cache.get_many(["k0", "k399"]) == {"k0": [0], "k399": [399]}

@@ -1,0 +1,44 @@
+"""A randomly initialised tiny causal LM with a tokenizer trained in the test: exercises every code path
+of the transformers engine in seconds, with no model files."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SPECIAL = ["<pad>", "<|im_start|>", "<|im_end|>"]
+TEXT = ("Judge whether the passage answers the query. Passage: Query: Does the passage answer the query? "
+        "Answer 'Yes' or 'No'. Yes No yes no 0 1 2 3 user assistant system the capital of France is Paris "
+        "plants make food from light bitcoin mining sourdough bread rises because of yeast").split()
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([" ".join(TEXT)] * 20, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
+                                   additional_special_tokens=SPECIAL[1:])
+    fast.chat_template = CHATML
+    return fast
+
+
+def tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False)
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_backend(**options):
+    from rankwise.llm.hf import TransformersBackend
+
+    tok = tiny_tokenizer()
+    return TransformersBackend("tiny-random-llama", name="tiny-random-llama", torch_model=tiny_model(len(tok)),
+                               tokenizer=tok, device="cpu", **options)
