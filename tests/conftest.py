@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(os.environ.get("RANKWISE_SHARED_DATA",
+SHARED_DATA = Path(os.environ.get("RANKWISE_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared evaluation data not found at {SHARED_DATA} (set RANKWISE_SHARED_DATA)")
+        pytest.skip(f"shared evaluation data not found at {SHARED_DATA} (set RANKWISE_DATA)")
     return SHARED_DATA
 
 

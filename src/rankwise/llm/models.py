@@ -212,7 +212,7 @@ def package_files(spec: ModelSpec) -> list[Path]:
 def is_installed(spec: ModelSpec) -> bool:
     """Local models: every package present. Hub models: config.json is in the local hub cache."""
     if spec.source == "hub":
-        return _hub_snapshot(spec.hub_id or "") is not None
+        return hub_snapshot(spec.hub_id or "") is not None
     try:
         package_files(spec)
     except ModelError:
@@ -223,7 +223,7 @@ def is_installed(spec: ModelSpec) -> bool:
 def local_path(spec: ModelSpec) -> Path | None:
     """Where the model is on disk now, without assembling or downloading anything."""
     if spec.source == "hub":
-        return _hub_snapshot(spec.hub_id or "")
+        return hub_snapshot(spec.hub_id or "")
     try:
         parts = package_files(spec)
     except ModelError:
@@ -237,7 +237,8 @@ def local_path(spec: ModelSpec) -> Path | None:
     return target if _is_complete(target, spec) else None
 
 
-def _hub_snapshot(hub_id: str) -> Path | None:
+def hub_snapshot(hub_id: str) -> Path | None:
+    """The local hub-cache directory of a hub model, if it was downloaded before."""
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(hub_id, "config.json")
@@ -279,6 +280,7 @@ def _lock(target: Path) -> FileLock:
 
 def _publish_dir(tmp: Path, target: Path) -> None:
     """Rename a finished temporary directory into place (another process may have won the race)."""
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is not
     try:
         os.rename(tmp, target)
     except OSError:
@@ -427,13 +429,20 @@ def _convert_gguf(gguf_file: Path, sha: str, target: Path) -> None:
     logger.warning("converting %s to a transformers directory, once (dequantising takes 15-80 s): %s",
                    gguf_file.name, target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # Recent transformers keep GGUF weights packed (not serializable) unless told to dequantise.
+    options = {"quantization_config": transformers.GgufConfig(dequantize=True)} \
+        if hasattr(transformers, "GgufConfig") else {}
     try:
         try:
             model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
-                                                         dtype=torch.float32)
+                                                         dtype=torch.float32, **options)
             tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
-            raise ModelError(f"{gguf_file}: transformers cannot load this GGUF file ({exc})") from exc
+        except Exception as exc:  # whatever the parser trips on, the user needs the file named
+            raise ModelError(f"{gguf_file}: transformers cannot load this GGUF file "
+                             f"({type(exc).__name__}: {exc})") from exc
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:  # the weights are dense now; save them as a plain checkpoint
+            quantizer.remove_quantization_config(model)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "rankwise-source.json").write_text(json.dumps(

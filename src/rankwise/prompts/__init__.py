@@ -44,9 +44,8 @@ class PromptTemplate:
 
 def load_prompt(name_or_path: str) -> PromptTemplate:
     """A bundled prompt by name (``pointwise.yes_no``) or a user's YAML file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROMPT_DIR / f"{name_or_path}.yaml"
+    bundled = PROMPT_DIR / f"{name_or_path}.yaml"
+    path = bundled if bundled.is_file() else Path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROMPT_DIR.glob("*.yaml")))
         raise InputError(f"no such prompt file or bundled prompt (bundled: {known})", path)

@@ -46,6 +46,10 @@ class BM25Retriever:
         return bm25s.tokenize(texts, stopwords=self.stopwords, stemmer=self._stemmer, return_ids=return_ids,
                               show_progress=self.show_progress and return_ids)
 
+    def tokenize(self, texts: list[str]) -> list[list[str]]:
+        """The terms the index sees for each text: lower-cased words, stopwords removed, stemmed."""
+        return self._tokenize(texts, return_ids=False)
+
     def index(self, docs: Mapping[str, Document]) -> "BM25Retriever":
         """Index title + text of every document (replaces any earlier index)."""
         if not docs:
@@ -65,7 +69,7 @@ class BM25Retriever:
         qids = list(queries)
         if not qids:
             return {}
-        tokens = self._tokenize([queries[q] for q in qids], return_ids=False)
+        tokens = self.tokenize([queries[q] for q in qids])
         k = min(top_k, len(self.docids))
         indices, scores = self._bm25.retrieve(tokens, k=k, show_progress=self.show_progress)
         run: Run = {}

@@ -1,0 +1,314 @@
+"""OpenAI-compatible HTTP engine: vLLM, llama.cpp's server, llama-cpp-python's server, Ollama, OpenAI.
+
+Everything goes through the legacy ``/v1/completions`` endpoint with prompts already rendered by
+``format_chat``, so one prompt string means the same thing here as on the in-process engines.
+
+- ``generate``: temperature 0, ``max_tokens``, ``stop``. Servers differ in their other defaults
+  (llama-cpp-python's server applies ``repeat_penalty=1.1``): ``extra_body`` adds fields to every request,
+  e.g. ``{"repeat_penalty": 1.0}`` for plain greedy decoding there (OpenAI itself rejects unknown fields).
+- ``choice_logprobs``: one token (``max_tokens=1``) with ``logprobs=top_logprobs`` (default 20); a choice's
+  score is the logsumexp of its variants' entries in the first token's top-k. A choice none of whose
+  variants is listed gets a floor: its true log-probability is at most ``ub = min(smallest listed
+  logprob, log(1 - listed probability mass))``; we report ``ub - log 2``, below every listed token.
+  Variants are matched by the text of their first token, found with the server's tokenizer (llama.cpp's
+  ``/tokenize``, vLLM's ``/tokenize``, llama-cpp-python's ``/extras/tokenize``); without one a variant
+  is matched as a whole string (so give single-token variants).
+- ``count_tokens`` / ``truncate`` use the server's tokenizer too; where there is none they estimate from
+  whitespace words (``exact_tokens`` is then False and a warning is logged once).
+- ``format_chat`` renders a chat template given as a string (``chat_template``) or read from a local GGUF
+  file or Hugging Face directory (``chat_template_from``); with neither it falls back to the plain
+  "system, blank line, user" layout of a model without a template (with a warning).
+
+Requests of one call go out in parallel (``concurrency`` threads); each retries ``max_retries`` times with
+exponential backoff on connection errors, timeouts, HTTP 429 and 5xx, then raises a ``RankwiseError``.
+Usage: ``prompt_tokens`` / ``completion_tokens`` come from the server's ``usage``; the server's prefix
+cache is invisible from here, so ``computed_tokens`` counts every prompt token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import httpx
+import numpy as np
+
+from rankwise.errors import ModelError, RankwiseError
+from rankwise.llm.base import chat_messages, render_chat, split_choice
+from rankwise.types import Usage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Status codes that mean "this server has no such endpoint" while probing for a tokenizer.
+NO_ENDPOINT = frozenset({400, 404, 405, 422, 501})
+WORDS_TO_TOKENS = 1.3  # rough tokens per whitespace word, used only without a server tokenizer
+
+
+def read_chat_template(source: str | Path) -> tuple[str | None, str, str]:
+    """(template, bos_token, eos_token) from a GGUF file or a Hugging Face model directory."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".gguf":
+        from gguf import GGUFReader
+
+        fields = GGUFReader(str(path)).fields
+
+        def token(key: str) -> str:
+            field = fields.get(key)
+            return fields["tokenizer.ggml.tokens"].contents(int(field.contents())) if field else ""
+
+        tmpl = fields.get("tokenizer.chat_template")
+        return (tmpl.contents() if tmpl else None, token("tokenizer.ggml.bos_token_id"),
+                token("tokenizer.ggml.eos_token_id"))
+    if path.is_dir():
+        config = path / "tokenizer_config.json"
+        data = json.loads(config.read_text()) if config.is_file() else {}
+        template = data.get("chat_template")
+        if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
+            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        jinja = path / "chat_template.jinja"
+        if template is None and jinja.is_file():
+            template = jinja.read_text()
+
+        def special(key: str) -> str:
+            value = data.get(key) or ""
+            return value.get("content", "") if isinstance(value, dict) else value
+
+        return template, special("bos_token"), special("eos_token")
+    raise ModelError(f"{path}: no GGUF file or model directory to read a chat template from")
+
+
+class OpenAICompatBackend:
+    """A model served over an OpenAI-compatible HTTP API (``base_url`` like http://host:8080/v1)."""
+
+    engine = "openai"
+    dtype = "remote"
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
+                 max_retries: int = 3, concurrency: int = 4, *, name: str | None = None,
+                 chat_template: str | None = None, chat_template_from: str | Path | None = None,
+                 top_logprobs: int = 20, backoff: float = 0.5, extra_body: dict | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.root_url = self.base_url.removesuffix("/v1")
+        self.model = model
+        self.name = name or model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.concurrency = max(1, concurrency)
+        self.top_logprobs = top_logprobs
+        self.backoff = backoff
+        self.extra_body = dict(extra_body or {})
+        api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers,
+                                    limits=httpx.Limits(max_connections=self.concurrency))
+        self.bos_token = self.eos_token = ""
+        if chat_template is None and chat_template_from is not None:
+            chat_template, self.bos_token, self.eos_token = read_chat_template(chat_template_from)
+        self.chat_template = chat_template
+        self._tokenizer_api: tuple[str, str, Callable[[str], dict], tuple[str, ...]] | None = None
+        self._special_prefix: list[int] = []
+        self.exact_tokens: bool | None = None  # None until the server has been asked
+        self._first_token_text: dict[str, str] = {}
+        self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "OpenAICompatBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def _post(self, url: str, body: dict, optional: bool = False) -> dict | None:
+        """POST with retries; ``optional``: None when the server lacks the endpoint."""
+        last, delay = "", 0.0
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(delay)
+            delay = min(self.backoff * 2 ** attempt, 30.0)
+            try:
+                response = self._client.post(url, json=body)
+            except httpx.TimeoutException as exc:
+                last = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+                continue
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code in RETRY_STATUS:
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                retry_after = response.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    delay = min(float(retry_after), 60.0)
+                continue
+            if optional and response.status_code in NO_ENDPOINT:
+                return None
+            if response.status_code >= 400:
+                raise RankwiseError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
+            try:
+                return response.json()
+            except ValueError:
+                raise RankwiseError(f"{url}: the server answered something that is not JSON: "
+                                    f"{response.text[:200]!r}") from None
+        raise RankwiseError(f"{url}: no answer after {self.max_retries + 1} attempts: {last}")
+
+    def _parallel(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1 or self.concurrency == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def _complete(self, prompt: str, **options) -> dict:
+        body = {"model": self.model, "prompt": prompt, "temperature": 0.0, **self.extra_body, **options}
+        data = self._post(f"{self.base_url}/completions", body)
+        if not data.get("choices"):
+            raise RankwiseError(f"{self.base_url}/completions: the answer has no choices: {str(data)[:200]}")
+        return data
+
+    # -- the server's tokenizer -----------------------------------------------------------------
+    def _find_tokenizer(self) -> None:
+        """Probe llama-cpp-python's /extras/tokenize, then /tokenize (llama.cpp server, vLLM)."""
+        if self.exact_tokens is not None:
+            return
+        candidates = (
+            ("/extras/tokenize", "/extras/detokenize", lambda t: {"model": self.model, "input": t},
+             ("text",)),
+            ("/tokenize", "/detokenize",
+             lambda t: {"model": self.model, "content": t, "prompt": t, "add_special": False,
+                        "add_special_tokens": False},
+             ("content", "prompt")),
+        )
+        for tok_path, detok_path, body, keys in candidates:
+            data = self._post(self.root_url + tok_path, body(""), optional=True)
+            if data is not None and isinstance(data.get("tokens"), list):
+                self._tokenizer_api = (tok_path, detok_path, body, keys)
+                self._special_prefix = data["tokens"]
+                self.exact_tokens = True
+                return
+        self.exact_tokens = False
+        log.warning("%s has no tokenize endpoint: token counts are estimated from whitespace words",
+                    self.root_url)
+
+    def _tokenize(self, text: str) -> list[int]:
+        tok_path, _, body, _ = self._tokenizer_api
+        ids = self._post(self.root_url + tok_path, body(text))["tokens"]
+        n = len(self._special_prefix)
+        return ids[n:] if n and ids[:n] == self._special_prefix else ids
+
+    def _detokenize(self, ids: list[int]) -> str:
+        _, detok_path, _, keys = self._tokenizer_api
+        data = self._post(self.root_url + detok_path, {"model": self.model, "tokens": ids})
+        return next(data[k] for k in keys if k in data)
+
+    def count_tokens(self, text: str) -> int:
+        self._find_tokenizer()
+        if self.exact_tokens:
+            return len(self._tokenize(text))
+        return math.ceil(len(text.split()) * WORDS_TO_TOKENS)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        self._find_tokenizer()
+        if self.exact_tokens:
+            ids = self._tokenize(text)
+            return text if len(ids) <= max_tokens else self._detokenize(ids[:max_tokens])
+        words = text.split()
+        keep = int(max_tokens / WORDS_TO_TOKENS)
+        return text if len(words) <= keep else " ".join(words[:keep])
+
+    def format_chat(self, user: str, system: str | None = None) -> str:
+        if not self.chat_template:
+            log.warning("no chat template for %s (pass chat_template or chat_template_from): "
+                        "using a plain prompt", self.name)
+            return (f"{system}\n\n" if system else "") + user + "\n"
+        return render_chat(self.chat_template, chat_messages(user, system),
+                           bos_token=self.bos_token, eos_token=self.eos_token)
+
+    # -- primitives -----------------------------------------------------------------------------
+    def _variant_keys(self, choices: Sequence[str]) -> list[list[str]]:
+        """Per choice, the top_logprobs keys of its variants (the text of each variant's first token)."""
+        self._find_tokenizer()
+        out: list[list[str]] = []
+        for choice in choices:
+            keys: list[str] = []
+            for variant in split_choice(choice):
+                if variant not in self._first_token_text:
+                    ids = self._tokenize(variant) if self.exact_tokens else []
+                    self._first_token_text[variant] = self._detokenize(ids[:1]) if ids else variant
+                key = self._first_token_text[variant]
+                if key not in keys:
+                    keys.append(key)
+            if not keys:
+                raise ValueError(f"choice {choice!r} has no tokens")
+            out.append(keys)
+        return out
+
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        start = time.perf_counter()
+        if not prompts:
+            return np.zeros((0, len(choices)), dtype=np.float32)
+        keys = self._variant_keys(choices)
+
+        def score(prompt: str) -> tuple[list[float], dict]:
+            data = self._complete(prompt, max_tokens=1, logprobs=self.top_logprobs)
+            logprobs = data["choices"][0].get("logprobs") or {}
+            top = (logprobs.get("top_logprobs") or [None])[0]
+            if not top:
+                raise RankwiseError(f"{self.base_url}/completions returned no top_logprobs: this server "
+                                    "cannot score choices (try another engine)")
+            return _score_choices(top, keys), data.get("usage") or {}
+
+        results = self._parallel(score, list(prompts))
+        prompt_tokens = sum(u.get("prompt_tokens", 0) for _, u in results)
+        self.usage.calls += len(prompts)
+        self.usage.forward_passes += len(prompts)
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.computed_tokens += prompt_tokens
+        self.usage.completion_tokens += sum(u.get("completion_tokens", 0) for _, u in results)
+        self.usage.seconds += time.perf_counter() - start
+        return np.array([row for row, _ in results], dtype=np.float32).reshape(len(prompts), len(choices))
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
+                 stop: Sequence[str] | None = None) -> list[str]:
+        """Greedy continuation of each prompt (temperature 0), cut by the server at ``stop``."""
+        start = time.perf_counter()
+        options: dict = {"max_tokens": max_new_tokens}
+        if stop:
+            options["stop"] = list(stop)
+
+        def one(prompt: str) -> tuple[str, dict]:
+            data = self._complete(prompt, **options)
+            return data["choices"][0].get("text") or "", data.get("usage") or {}
+
+        results = self._parallel(one, list(prompts))
+        prompt_tokens = sum(u.get("prompt_tokens", 0) for _, u in results)
+        completion = [u.get("completion_tokens", 0) for _, u in results]
+        self.usage.calls += len(prompts)
+        self.usage.forward_passes += sum(max(c, 1) for c in completion)
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.computed_tokens += prompt_tokens + sum(completion)
+        self.usage.completion_tokens += sum(completion)
+        self.usage.seconds += time.perf_counter() - start
+        return [text for text, _ in results]
+
+
+def _score_choices(top: dict[str, float], keys: Sequence[Sequence[str]]) -> list[float]:
+    """Logsumexp of each choice's listed variants; the documented floor for a choice with none listed."""
+    listed = np.array(list(top.values()), dtype=np.float64)
+    unlisted_mass = max(1.0 - float(np.exp(listed).sum()), 1e-30)
+    floor = min(float(listed.min()), math.log(unlisted_mass)) - math.log(2)
+    row = []
+    for variant_keys in keys:
+        present = [top[k] for k in variant_keys if k in top]
+        row.append(float(np.logaddexp.reduce(present)) if present else floor)
+    return row

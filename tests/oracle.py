@@ -1,0 +1,61 @@
+"""A deterministic backend that answers from qrels: tests an algorithm's properties, never a product path."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from rankwise.types import Usage
+
+
+class OracleBackend:
+    """Knows each passage's grade; answers yes/no and digit choices as a perfect judge would.
+
+    ``format_chat`` returns the user text unchanged so the oracle can read the passage back.
+    """
+
+    name = "oracle"
+    engine = "oracle"
+    dtype = "none"
+
+    def __init__(self, grades: Mapping[str, int], max_grade: int = 3):
+        self.grades = dict(grades)  # passage text -> grade
+        self.max_grade = max_grade
+        self.usage = Usage(engine="oracle", model="oracle")
+
+    def format_chat(self, user: str, system: str | None = None) -> str:
+        return user
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return text
+
+    def _grade(self, prompt: str) -> int:
+        hits = [g for text, g in self.grades.items() if text in prompt]
+        return max(hits, default=0)
+
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        self.usage.calls += len(prompts)
+        self.usage.forward_passes += 1
+        out = np.full((len(prompts), len(choices)), -20.0, dtype=np.float32)
+        for i, p in enumerate(prompts):
+            g = self._grade(p)
+            if choices[0].startswith("Yes"):
+                p_yes = (g + 0.5) / (self.max_grade + 1)
+                out[i] = [math.log(p_yes), math.log(1 - p_yes)]
+            else:
+                out[i, [c.split("|")[0] for c in choices].index(str(g))] = 0.0
+        return out
+
+
+def oracle_from_qrels(requests, qrels) -> OracleBackend:
+    grades = {}
+    for r in requests:
+        for c in r.candidates:
+            grades[c.content] = qrels.get(r.query.qid, {}).get(c.docid, 0)
+    return OracleBackend(grades)
