@@ -1,7 +1,7 @@
 """Pointwise effectiveness and cost on TREC DL19/DL20 BM25 candidates.
 
     python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b qwen2.5-1.5b \
-        --methods pointwise.yes_no pointwise.graded --top-k 20 [--max-queries N] [--prompt-variants]
+        --methods pointwise.yes_no pointwise.graded --top-k 20 [--max-queries N] [--variants query_first short]
 
 One JSON per cell under --out (a finished cell is skipped on re-run, so long runs resume), and a
 Markdown table (benchmarks/results/pointwise.md by default). The cache is off: costs are cold costs.
@@ -19,6 +19,7 @@ from rankwise.eval import evaluate
 from rankwise.llm import load_backend
 from rankwise.methods import build_method
 from rankwise.pipeline import rerank_requests
+from rankwise.prompts import PROMPT_DIR
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,7 +68,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["dl19", "dl20"])
     ap.add_argument("--models", nargs="+", default=["qwen2.5-0.5b"])
     ap.add_argument("--methods", nargs="+", default=["pointwise.yes_no", "pointwise.graded"])
-    ap.add_argument("--prompt-variants", action="store_true", help="also the query-first templates")
+    ap.add_argument("--variants", nargs="*", default=[],
+                    help="prompt variants besides the default, e.g. query_first short (METHOD.VARIANT templates)")
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--engine", default="auto")
@@ -80,7 +82,8 @@ def main() -> None:
     for model in args.models:
         for dataset in args.datasets:
             for method in args.methods:
-                prompts = [None] + ([f"{method}.query_first"] if args.prompt_variants else [])
+                prompts = [None] + [f"{method}.{v}" for v in args.variants
+                                    if (PROMPT_DIR / f"{method}.{v}.yaml").is_file()]
                 for prompt in prompts:
                     name = f"{dataset}_{model}_{method}_{prompt or 'default'}_top{args.top_k}_q{args.max_queries}"
                     path = args.out / f"{name}_{args.engine}.json"

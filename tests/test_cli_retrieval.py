@@ -240,3 +240,8 @@ def test_entry_point_errors_exit_non_zero(dl19, tmp_path) -> None:
     assert done.stderr == f"error: {bad}:1: grade 'high' is not an integer\n"
     done = _rankwise("evaluate", "--run", dl19 / "run.bm25.top100.trec", "--qrels", bad, "-m", "nDGC@10")
     assert done.returncode == 2 and done.stderr == "error: unknown measure 'nDGC@10' (did you mean nDCG?)\n"
+
+
+def test_retrieve_output_must_be_a_file(tiny_beir, tmp_path, capsys) -> None:
+    code, _, err = run_cli(["retrieve", "--dataset", tiny_beir, "--output", tmp_path, "--overwrite"], capsys)
+    assert code == 2 and one_error_line(err) == f"error: {tmp_path}: is a directory, expected a file to write"

@@ -93,10 +93,11 @@ def test_tokens_come_from_the_server(remote, local):
 
 
 def test_a_request_the_server_rejects_fails_at_once(server):
-    with OpenAICompatBackend(server, "smollm2", top_logprobs=-1, max_retries=3, backoff=5) as bad:
+    wrong = server.removesuffix("/v1") + "/v2"  # a mistyped base URL: HTTP 404, not worth retrying
+    with OpenAICompatBackend(wrong, "smollm2", max_retries=3, backoff=5, chat_template="x") as bad:
         start = time.monotonic()
-        with pytest.raises(RankwiseError, match="HTTP 422"):
-            bad.choice_logprobs(["Hello"], ["Yes"])
+        with pytest.raises(RankwiseError, match="/v2/completions: HTTP 404"):
+            bad.generate(["Hello"])
         assert time.monotonic() - start < 5  # no retries on a 4xx answer
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def env_command(
     """Hardware, the dtype chosen per device, matmul peaks, and each engine's measured speed."""
     import torch
 
-    from rankwise.llm import hardware
+    from rankwise.llm import auto, hardware
 
     _notices_to_stderr()
     cpu = hardware.cpu_info()
@@ -115,6 +116,10 @@ def env_command(
     out.print("CPU features: " + ", ".join(f"{flag} {_yes_no(flag in cpu.flags)}"
                                            for flag in hardware.RELEVANT_FLAGS))
     out.print(f"torch {torch.__version__}, CPU capability {hardware.torch_cpu_capability()}")
+    load, cores = auto.load_average(), os.cpu_count() or 1
+    if load is not None and load > 0.5 * cores:
+        out.print(f"[yellow]load average {load:.1f} on {cores} CPUs: other work is running, "
+                  "so the speeds below are understated[/yellow]")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) \
         + (["mps"] if torch.backends.mps.is_available() else [])
     out.print("dtype=auto: " + ", ".join(
@@ -156,3 +161,5 @@ def _env_model(name: str, seconds: float, peaks: dict[str, float]) -> None:
     if flops:
         out.print(f"  {flops / 1e9:.2f} GFLOP per token (2 x parameters, embeddings and head excluded)")
     out.print(f"  engine=auto -> {choice.engine} ({choice.dtype}); recorded in {auto.choice_file()}")
+    if os.environ.get(auto.ENGINE_ENV):
+        out.print(f"  (but {auto.ENGINE_ENV}={os.environ[auto.ENGINE_ENV]} overrides it)")

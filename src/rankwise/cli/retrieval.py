@@ -229,6 +229,9 @@ def retrieve(
     if model is not None and retriever != "dense":
         raise InputError("--model applies to --retriever dense only")
     inputs = _dataset_files(dataset) + ((index,) if index is not None else ())
+    for path in (output, candidates):
+        if path is not None and path.is_dir():
+            raise InputError("is a directory, expected a file to write", path)
     guard_output(output, overwrite, inputs)
     if candidates is not None:
         guard_output(candidates, overwrite, inputs)

@@ -166,6 +166,11 @@ def machine_key(cpu: CpuInfo | None = None) -> str:
     return f"{cpu.model_name} | flags {flags} | {torch.get_num_threads()} threads | {device}"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): other work skews measurements."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def _default_dtype(engine: str) -> str:
     return dtype_name(choose_dtype("auto")) if engine == "transformers" else "auto"
 
@@ -239,7 +244,8 @@ def engine_choice(model: str, measure_seconds: float = 10.0, refresh: bool = Fal
         data.setdefault(machine, {})[resolved.name] = {
             "engine": choice.engine, "dtype": choice.dtype, "engines": engines,
             "speeds": [asdict(s) for s in speeds], "errors": errors,
-            "measured_at": choice.measured_at, "measure_seconds": measure_seconds}
+            "measured_at": choice.measured_at, "measure_seconds": measure_seconds,
+            "load_average": load_average()}
         _write_choices(path, data)
     return choice
 

@@ -172,37 +172,23 @@ def torch_cpu_capability() -> str:
 
 def measure_matmul_gflops(dtype: str | torch.dtype, seconds: float = 1.0, n: int = 1024,
                           device: str = "cpu") -> float:
-    """Measured GFLOP/s of square ``n x n`` matmuls in ``dtype`` for about ``seconds``.
+    """Measured GFLOP/s of square ``n x n`` matmuls in ``dtype``, repeated for about ``seconds``.
 
-    A short probe at n=256 comes first: where the dtype is emulated (bf16 on AVX2, ~1 GFLOP/s),
-    ``n`` shrinks so that the measurement still ends in about ``seconds``.
+    At least one matmul runs, so where the dtype is emulated (bf16 on AVX2-only CPUs, ~1 GFLOP/s)
+    n=1024 takes about 2 s whatever ``seconds`` says. Small matrices would finish sooner but
+    understate the peak badly when other processes share the cores.
     """
     dt = parse_dtype(dtype)
     gen = torch.Generator(device="cpu").manual_seed(0)
-
-    def matrices(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        a = torch.randn(size, size, generator=gen).to(device=device, dtype=dt)
-        b = torch.randn(size, size, generator=gen).to(device=device, dtype=dt)
-        return a, b
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dt)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dt)
 
     def sync() -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    probe = min(n, 256)
-    a, b = matrices(probe)
-    torch.matmul(a, b)  # warm-up (kernel selection, allocation)
+    torch.matmul(a[:64, :64], b[:64, :64])  # warm-up: kernel selection, thread pool
     sync()
-    start = time.perf_counter()
-    torch.matmul(a, b)
-    sync()
-    rate = 2 * probe**3 / max(time.perf_counter() - start, 1e-9)
-    while n > probe and 2 * n**3 / rate > seconds / 4:
-        n //= 2
-    if n != probe:
-        a, b = matrices(n)
-        torch.matmul(a, b)
-        sync()
     flops, start = 0, time.perf_counter()
     while True:
         torch.matmul(a, b)

@@ -1,0 +1,129 @@
+"""Pairwise Ranking Prompting (Qin et al., NAACL 2024 Findings): "which of these two passages is more
+relevant?", asked in both orders.
+
+- ``pairwise.allpairs``: every pair, N·(N-1) prompts in one batch; a candidate's score is its wins;
+- ``pairwise.heapsort``: top-k by heap sort, O(N + k log N) comparisons; each step of the heap build
+  batches the comparisons of one heap depth;
+- ``pairwise.sliding``: K bubble-sort passes from the bottom, K·(N-1) comparisons.
+
+A comparison asks (i as A, j as B) and (j as A, i as B) in the same batch. Consistent answers give the
+winner the comparison; inconsistent ones (position bias) give half to each, and the algorithms break that
+tie by input order. ``mode="scoring"`` reads the answer from the log-probabilities of "A" and "B" after
+the answer prefix ("Passage"); ``mode="generation"`` generates it and parses it with the template's
+``answer_regex`` (an unparseable answer counts as undecided and as a parse failure in the Usage).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rankwise.errors import InputError
+from rankwise.methods import sorting
+from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.prompts import PromptTemplate, load_prompt
+from rankwise.types import Candidate, Query, Ranking
+
+DEFAULT_PASSAGE_TOKENS = 128
+ALGORITHMS = ("allpairs", "heapsort", "sliding")
+MODES = ("scoring", "generation")
+
+
+class Pairwise:
+    """PRP over a backend; ``algorithm`` picks which pairs are compared."""
+
+    def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate = "pairwise.prp",
+                 mode: str = "scoring", k: int = 10, max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS,
+                 answer_prefix: str = "Passage", max_new_tokens: int = 8):
+        if algorithm not in ALGORITHMS:
+            raise InputError(f"unknown pairwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        if mode not in MODES:
+            raise InputError(f"unknown pairwise mode {mode!r}; choose one of {', '.join(MODES)}")
+        if k < 1:
+            raise InputError(f"k must be at least 1 (got {k})")
+        self.backend = backend
+        self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
+        if mode == "scoring" and len(self.template.choices) != 2:
+            raise InputError(f"prompt {self.template.name!r} needs two choices (A, B) for scoring mode")
+        if mode == "generation" and not self.template.answer_regex:
+            raise InputError(f"prompt {self.template.name!r} needs an answer_regex for generation mode")
+        self.algorithm = algorithm
+        self.mode = mode
+        self.k = k
+        self.max_passage_tokens = max_passage_tokens
+        self.answer_prefix = answer_prefix
+        self.max_new_tokens = max_new_tokens
+        self.name = f"pairwise.{algorithm}"
+
+    def prompt(self, query: str, passage_a: str, passage_b: str) -> str:
+        """The rendered prompt, ending with the answer prefix the model continues from."""
+        user = self.template.render(query=query, passage_a=passage_a, passage_b=passage_b)
+        return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
+
+    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
+        before = self.backend.usage.copy()
+        head = list(candidates[: top_k or len(candidates)])
+        judge = _Judge(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens) for c in head])
+        n = len(head)
+        if self.algorithm == "allpairs":
+            ranked = Ranking.from_scores(query, head, sorting.allpairs_scores(n, judge))
+        elif self.algorithm == "heapsort":
+            ranked = Ranking.from_order(query, head, sorting.heap_top_k(n, sorting.knockout(judge), self.k))
+        else:
+            ranked = Ranking.from_order(query, head, sorting.sliding_order(n, judge, min(self.k, max(n - 1, 0))))
+        usage = usage_since(self.backend, before)
+        usage.parse_failures += judge.failures
+        return with_tail(query, candidates, ranked, usage)
+
+
+class _Judge:
+    """The ``sorting.Prefer`` of one query: both orders of every pair in one backend call."""
+
+    def __init__(self, method: Pairwise, query: str, passages: list[str]):
+        self.method = method
+        self.query = query
+        self.passages = passages
+        self.failures = 0
+
+    def __call__(self, pairs: Sequence[tuple[int, int]]) -> list[float]:
+        m, p = self.method, self.passages
+        prompts = [m.prompt(self.query, p[x], p[y]) for a, b in pairs for x, y in ((a, b), (b, a))]
+        votes = self._votes_for_a(prompts)
+        # votes[2i]: a was shown first; votes[2i+1]: b was shown first, so a wins when B is chosen.
+        return [_prp_share(votes[2 * i], 1.0 - votes[2 * i + 1]) for i in range(len(pairs))]
+
+    def _votes_for_a(self, prompts: list[str]) -> list[float]:
+        """Per prompt: 1 if the model picks passage A, 0 if B, 0.5 if it cannot tell."""
+        m = self.method
+        if m.mode == "scoring":
+            lp = m.backend.choice_logprobs(prompts, m.template.choices)
+            return np.where(lp[:, 0] > lp[:, 1], 1.0, np.where(lp[:, 0] < lp[:, 1], 0.0, 0.5)).tolist()
+        votes = []
+        for text in m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=["\n\n"]):
+            match = m.template.parse(text)
+            label = match.group(1).upper() if match else None
+            if label not in ("A", "B"):
+                self.failures += 1
+            votes.append(1.0 if label == "A" else 0.0 if label == "B" else 0.5)
+        return votes
+
+
+def _prp_share(first: float, second: float) -> float:
+    """PRP's rule over the two orders (each a's share from one prompt): agree -> that, else a draw."""
+    return first if first == second and first in (0.0, 1.0) else 0.5
+
+
+@register("pairwise.allpairs", "llm", "PRP all pairs in both orders, one batch; score = wins")
+def allpairs(backend, **opts) -> Pairwise:
+    return Pairwise(backend, "allpairs", **opts)
+
+
+@register("pairwise.heapsort", "llm", "PRP top-k by heap sort, comparisons of one heap depth batched")
+def heapsort(backend, **opts) -> Pairwise:
+    return Pairwise(backend, "heapsort", **opts)
+
+
+@register("pairwise.sliding", "llm", "PRP sliding window: K bubble-sort passes from the bottom")
+def sliding(backend, **opts) -> Pairwise:
+    return Pairwise(backend, "sliding", **opts)

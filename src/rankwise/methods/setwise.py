@@ -1,0 +1,167 @@
+"""Setwise ranking (Zhuang et al., SIGIR 2024) and its reasoning variant (Rank-R1, Zhuang et al. 2025):
+"which of these c passages (labelled A, B, C, ...) is the most relevant?", inside a sorting algorithm.
+
+- ``setwise.heapsort``: top-k by heap sort over a (c-1)-ary heap: a node and its children are one prompt;
+  the prompts of one heap depth (heap build) go to the backend as one batch;
+- ``setwise.bubblesort``: k bubble-sort passes with windows of c candidates sliding up by c-1;
+- ``setwise.reasoning``: heap sort (or bubble sort) where the model first reasons inside
+  <think>...</think> and then answers <answer>LABEL</answer>, within a token budget.
+
+``mode="scoring"`` reads the label from the log-probabilities of the label tokens after the answer prefix;
+``mode="generation"`` and ``"reasoning"`` generate and parse the label. A malformed or missing answer
+(including reasoning that runs out of budget) is counted in ``Usage.parse_failures`` and decided by the
+label log-probabilities instead: after the prompt for generation, after the prompt, the reasoning so far
+and a forced "</think> <answer>" for reasoning. Ties go to the candidate earliest in the input.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rankwise.errors import InputError
+from rankwise.methods import sorting
+from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.prompts import PromptTemplate, load_prompt
+from rankwise.types import Candidate, Query, Ranking
+
+DEFAULT_PASSAGE_TOKENS = 128
+# As llm-rankers: X, Y, Z are left out (several tokens after "Passage" in some tokenizers).
+LABELS = "ABCDEFGHIJKLMNOPQRSTUVW"
+ALGORITHMS = ("heapsort", "bubblesort")
+MODES = ("scoring", "generation", "reasoning")
+PASSAGE_LINE = 'Passage {label}: "{passage}"'
+THINK_CLOSE = "</think>"
+ANSWER_OPEN = "<answer>"
+
+
+class Setwise:
+    """Setwise selection over a backend inside heap sort or bubble sort."""
+
+    def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate | None = None,
+                 mode: str = "scoring", set_size: int = 4, k: int = 10,
+                 max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, answer_prefix: str | None = None,
+                 max_new_tokens: int = 8, reasoning_tokens: int = 256):
+        if algorithm not in ALGORITHMS:
+            raise InputError(f"unknown setwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        if mode not in MODES:
+            raise InputError(f"unknown setwise mode {mode!r}; choose one of {', '.join(MODES)}")
+        if not 2 <= set_size <= len(LABELS):
+            raise InputError(f"set_size must be between 2 and {len(LABELS)} (got {set_size})")
+        if k < 1:
+            raise InputError(f"k must be at least 1 (got {k})")
+        reasoning = mode == "reasoning"
+        prompt = prompt or ("setwise.reasoning" if reasoning else "setwise.select")
+        self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
+        if mode != "scoring" and not self.template.answer_regex:
+            raise InputError(f"prompt {self.template.name!r} needs an answer_regex for {mode} mode")
+        self.backend = backend
+        self.algorithm = algorithm
+        self.mode = mode
+        self.set_size = set_size
+        self.k = k
+        self.max_passage_tokens = max_passage_tokens
+        self.answer_prefix = answer_prefix if answer_prefix is not None else ("<think>" if reasoning else "Passage")
+        self.max_new_tokens = reasoning_tokens if reasoning else max_new_tokens
+        self.name = "setwise.reasoning" if reasoning else f"setwise.{algorithm}"
+
+    def prompt(self, query: str, passages: Sequence[str]) -> str:
+        """The rendered prompt for passages labelled A, B, ..., ending with the answer prefix."""
+        block = "\n\n".join(PASSAGE_LINE.format(label=LABELS[i], passage=p) for i, p in enumerate(passages))
+        user = self.template.render(query=query, passages=block)
+        return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
+
+    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
+        before = self.backend.usage.copy()
+        head = list(candidates[: top_k or len(candidates)])
+        select = _Selector(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens)
+                                              for c in head])
+        if self.algorithm == "heapsort":
+            order = sorting.heap_top_k(len(head), select, self.k, arity=self.set_size - 1)
+        else:
+            order = sorting.bubble_top_k(len(head), select, self.k, window=self.set_size)
+        usage = usage_since(self.backend, before)
+        usage.parse_failures += select.failures
+        return with_tail(query, candidates, Ranking.from_order(query, head, order), usage)
+
+
+def label_choices(n: int) -> list[str]:
+    """Choices for the first n labels, each with and without a leading space ("A| A")."""
+    return [f"{c}| {c}" for c in LABELS[:n]]
+
+
+def parse_label(template: PromptTemplate, text: str, n: int) -> int | None:
+    """The index of the label a generated answer names, or None if it names none of the first n."""
+    match = template.parse(text)
+    if not match:
+        return None
+    label = match.group(1).upper()
+    index = LABELS.find(label)
+    return index if 0 <= index < n else None
+
+
+class _Selector:
+    """The ``sorting.SelectBest`` of one query: one prompt per group, all groups in one backend call."""
+
+    def __init__(self, method: Setwise, query: str, passages: list[str]):
+        self.method = method
+        self.query = query
+        self.passages = passages
+        self.failures = 0
+
+    def __call__(self, groups: Sequence[Sequence[int]]) -> list[int]:
+        m = self.method
+        prompts = [m.prompt(self.query, [self.passages[i] for i in g]) for g in groups]
+        if m.mode == "scoring":
+            picks = self._from_logprobs(prompts, groups)
+        else:
+            picks = self._from_generation(prompts, groups)
+        return [g[j] for g, j in zip(groups, picks)]
+
+    def _from_generation(self, prompts: list[str], groups: Sequence[Sequence[int]]) -> list[int]:
+        m = self.method
+        stop = ["</answer>"] if m.mode == "reasoning" else ["\n\n"]
+        texts = m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=stop)
+        picks: list[int | None] = [parse_label(m.template, m.answer_prefix + t, len(g))
+                                   for t, g in zip(texts, groups)]
+        failed = [i for i, p in enumerate(picks) if p is None]
+        if failed:
+            self.failures += len(failed)
+            retry = [self._fallback_prompt(prompts[i], texts[i]) for i in failed]
+            for i, p in zip(failed, self._from_logprobs(retry, [groups[i] for i in failed])):
+                picks[i] = p
+        return picks  # type: ignore[return-value]
+
+    def _fallback_prompt(self, prompt: str, text: str) -> str:
+        if self.method.mode != "reasoning":
+            return prompt
+        thought = text.split(THINK_CLOSE)[0].rstrip()
+        return f"{prompt}{thought}\n{THINK_CLOSE}\n{ANSWER_OPEN}"
+
+    def _from_logprobs(self, prompts: list[str], groups: Sequence[Sequence[int]]) -> list[int]:
+        """Per group, the position of the most likely label; equal log-probabilities go to the
+        candidate earliest in the input."""
+        width = max(len(g) for g in groups)
+        lp = self.method.backend.choice_logprobs(prompts, label_choices(width))
+        picks = []
+        for row, g in zip(lp, groups):
+            scores = row[: len(g)]
+            best = np.flatnonzero(scores == scores.max())
+            picks.append(int(min(best, key=lambda j: g[j])))
+        return picks
+
+
+@register("setwise.heapsort", "llm", "setwise top-k by heap sort, c candidates per prompt, labels from logits")
+def heapsort(backend, **opts) -> Setwise:
+    return Setwise(backend, "heapsort", **opts)
+
+
+@register("setwise.bubblesort", "llm", "setwise bubble sort, windows of c candidates sliding up by c-1")
+def bubblesort(backend, **opts) -> Setwise:
+    return Setwise(backend, "bubblesort", **opts)
+
+
+@register("setwise.reasoning", "llm", "Rank-R1: <think> then <answer>LABEL</answer>, heap sort, token budget")
+def reasoning(backend, algorithm: str = "heapsort", **opts) -> Setwise:
+    return Setwise(backend, algorithm, mode="reasoning", **opts)

@@ -1,0 +1,130 @@
+"""The FastAPI application: ``POST /v1/rerank`` (and ``/rerank``, ``/v2/rerank``), ``/health``, ``/metrics``.
+
+The method runs in a worker thread per request; its backend calls go through one ``BatchingBackend``, so
+concurrent requests share forward passes. The SQLite cache sits *over* the batcher: a cached prompt is
+answered in the request thread and never waits in the queue; only misses are batched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from rankwise.llm.cache import CachedBackend, OutputCache
+from rankwise.methods import build_method
+from rankwise.serve.batching import BatchingBackend, RequestTimeout
+from rankwise.serve.errors import ApiError, install_error_handlers
+from rankwise.serve.limits import RequestGuard, ServeConfig, document_texts
+from rankwise.serve.metrics import MetricsMiddleware, ServeMetrics
+from rankwise.serve.schemas import (DocumentOut, ErrorResponse, Health, RerankRequest, RerankResponse,
+                                    RerankResult, RerankUsage)
+from rankwise.types import Candidate, Query, Ranking, Usage
+
+RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")  # /v2/rerank: where Cohere's ClientV2 posts
+_ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in (
+    (400, "Invalid JSON, or a body that is not UTF-8"), (401, "Missing or wrong API key (when auth is on)"),
+    (408, "The request took longer than the time limit"), (413, "Body larger than the limit"),
+    (415, "Body not sent as application/json"),
+    (422, "A field is missing, of the wrong type, empty, or over its limit"))}
+
+
+def create_app(backend, method: str, *, config: ServeConfig | None = None, cache: OutputCache | None = None,
+               method_options: dict | None = None) -> FastAPI:
+    """A rerank service for ``method`` over ``backend`` (any engine), with ``config``'s limits.
+
+    ``cache``: an OutputCache shared with the CLI (hits skip the batch queue), or None.
+    """
+    config = config or ServeConfig()
+    metrics = ServeMetrics()
+    batcher = BatchingBackend(backend, config.batch_wait_ms, config.max_batch_prompts, metrics.observe_batch)
+    served = CachedBackend(batcher, cache, model_key=backend.name) if cache is not None else batcher
+    try:
+        reranker = build_method(method, served, **(method_options or {}))
+    except Exception:
+        batcher.close()
+        raise
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await anyio.to_thread.run_sync(batcher.close)  # uvicorn has let in-flight requests finish
+
+    app = FastAPI(title="rankwise rerank service", lifespan=lifespan,
+                  description=f"Reranks documents for a query with `{method}` on `{backend.name}`. "
+                              "Request and response follow the common `/v1/rerank` shape (Cohere, Jina, TEI); "
+                              "`/rerank` and `/v2/rerank` are aliases.")
+    app.state.batcher, app.state.reranker, app.state.metrics, app.state.config = batcher, reranker, metrics, config
+    install_error_handlers(app)
+
+    def run(query: str, texts: list[str], deadline: float) -> Ranking:
+        with batcher.request_scope(deadline):
+            return reranker.rerank(Query("request", query), [Candidate(str(i), t) for i, t in enumerate(texts)])
+
+    async def rerank(body: RerankRequest) -> RerankResponse:
+        texts = document_texts(body, config)
+        deadline = time.perf_counter() + config.request_timeout
+        try:
+            with anyio.fail_after(config.request_timeout):
+                ranking = await anyio.to_thread.run_sync(run, body.query, texts, deadline, abandon_on_cancel=True)
+        except (TimeoutError, RequestTimeout):
+            raise ApiError(408, f"the request took longer than the limit of {config.request_timeout:g} s") from None
+        metrics.observe_rerank(len(texts), ranking.usage)
+        results = []
+        for candidate, score in list(ranking)[:body.top_n]:
+            index = int(candidate.docid)
+            document = DocumentOut(text=body.documents[index].text) if body.return_documents else None
+            results.append(RerankResult(index=index, relevance_score=score, document=document))
+        return RerankResponse(id=uuid.uuid4().hex, model=backend.name, results=results,
+                              usage=_usage(ranking.usage))
+
+    for i, path in enumerate(RERANK_PATHS):
+        app.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
+                          response_model_exclude_none=True, responses=_ERRORS, include_in_schema=i == 0,
+                          summary="Rerank documents for a query", operation_id=f"rerank_{i}")
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok", model=backend.name, method=method, engine=backend.engine, dtype=backend.dtype)
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {metrics.content_type: {}}}})
+    def prometheus() -> Response:
+        """Prometheus text format."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    protected = frozenset(RERANK_PATHS + ("/metrics",))
+    app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, api_key=config.api_key,
+                       protected=protected, json_paths=frozenset(RERANK_PATHS))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, paths=protected | {"/health"})
+    if config.api_key is not None:
+        _document_bearer_auth(app, protected)
+    return app
+
+
+def _usage(u: Usage) -> RerankUsage:
+    return RerankUsage(prompt_tokens=u.prompt_tokens, total_tokens=u.prompt_tokens + u.completion_tokens,
+                       computed_tokens=u.computed_tokens, prompts=u.calls, cache_hits=u.cache_hits,
+                       forward_passes=u.forward_passes, model_seconds=round(u.seconds, 4))
+
+
+def _document_bearer_auth(app: FastAPI, protected: frozenset[str]) -> None:
+    """Show the bearer-token requirement in the OpenAPI document (RequestGuard enforces it)."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path, operations in schema["paths"].items():
+                if path in protected:
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

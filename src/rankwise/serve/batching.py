@@ -1,0 +1,216 @@
+"""Dynamic micro-batching at the backend level: concurrent requests share forward passes.
+
+``BatchingBackend`` wraps any Backend. Calls to its primitives from many request threads are queued; one
+worker thread takes the first call, waits up to ``max_wait_ms`` for more (or until ``max_batch_prompts``
+prompts are waiting, or every request in flight has submitted), merges the calls that can run together
+(same choices, same generation settings) into one call of the wrapped backend, and hands each caller its
+rows. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
+transformers engine also shares the common prompt prefix across the merged requests.
+
+Usage is kept per request: inside ``request_scope`` the ``usage`` attribute is that request's own
+counter, so methods that read ``backend.usage`` before and after report what their request cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from rankwise.types import Usage
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+# Counters shared out in proportion to each caller's prompts; forward_passes are counted in full
+# (every merged caller took part in each pass).
+_SHARED = ("prompt_tokens", "computed_tokens", "completion_tokens", "parse_failures")
+
+
+class RequestTimeout(Exception):
+    """A request's deadline passed while its work waited for the model."""
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one merged backend call held: handed to the ``observer`` after every call."""
+
+    kind: str
+    calls: int
+    prompts: int
+    queue_seconds: tuple[float, ...]  # how long each merged call waited before the batch ran
+    run_seconds: float
+
+
+@dataclass
+class _Job:
+    kind: str           # "choice_logprobs", "generate", "continuation_logprobs"
+    key: tuple          # jobs with equal (kind, key) can be merged
+    items: list         # prompts (or (prompt, continuation) pairs)
+    usage: Usage | None
+    enqueued: float = field(default_factory=time.perf_counter)
+    future: Future = field(default_factory=Future)
+
+
+class BatchingBackend:
+    """A Backend whose primitive calls from concurrent threads are merged into shared backend calls."""
+
+    def __init__(self, backend, max_wait_ms: float = 5.0, max_batch_prompts: int = 128,
+                 observer: Callable[[BatchStats], None] | None = None):
+        if max_batch_prompts < 1:
+            raise ValueError("max_batch_prompts must be at least 1")
+        self.backend = backend
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.max_batch_prompts = max_batch_prompts
+        self.observer = observer
+        self._queue: queue.Queue = queue.Queue()
+        self._local = threading.local()
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name="rankwise-batcher", daemon=True)
+        self._worker.start()
+
+    # -- delegation --------------------------------------------------------------------------------
+    def __getattr__(self, item):
+        # format_chat, count_tokens, truncate, name, engine, dtype, ... come from the wrapped backend.
+        return getattr(self.backend, item)
+
+    @property
+    def usage(self) -> Usage:
+        """The current request's usage inside ``request_scope``; the engine's totals elsewhere."""
+        scoped = getattr(self._local, "usage", None)
+        return scoped if scoped is not None else self.backend.usage
+
+    @contextmanager
+    def request_scope(self, deadline: float | None = None) -> Iterator[Usage]:
+        """Mark this thread as serving one request until the block ends; yields that request's Usage.
+
+        ``deadline`` (a ``time.perf_counter()`` value): waiting for the model past it raises RequestTimeout
+        and withdraws the request's queued work.
+        """
+        usage = Usage(engine=self.backend.engine, dtype=self.backend.dtype, model=self.backend.name)
+        self._local.usage, self._local.deadline = usage, deadline
+        with self._active_lock:
+            self._active += 1
+        try:
+            yield usage
+        finally:
+            with self._active_lock:
+                self._active -= 1
+            self._local.usage = self._local.deadline = None
+
+    # -- primitives --------------------------------------------------------------------------------
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        if not prompts:
+            return np.zeros((0, len(choices)), dtype=np.float32)
+        return self._submit("choice_logprobs", (tuple(choices),), list(prompts))
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
+                 stop: Sequence[str] | None = None) -> list[str]:
+        if not prompts:
+            return []
+        return self._submit("generate", (max_new_tokens, tuple(stop) if stop else None), list(prompts))
+
+    def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
+        if not prompts:
+            return np.zeros(0)
+        return self._submit("continuation_logprobs", (), list(zip(prompts, continuations)))
+
+    def _submit(self, kind: str, key: tuple, items: list):
+        if not self._worker.is_alive():
+            raise RuntimeError("the batcher is closed")
+        job = _Job(kind, key, items, getattr(self._local, "usage", None))
+        self._queue.put(job)
+        deadline = getattr(self._local, "deadline", None)
+        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        try:
+            return job.future.result(timeout=timeout)
+        except FutureTimeout:
+            job.future.cancel()  # withdrawn if the batch has not started; otherwise its rows are dropped
+            raise RequestTimeout("the request's time limit passed while it waited for the model") from None
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish the queued work, then stop the worker."""
+        if self._worker.is_alive():
+            self._queue.put(_STOP)
+            self._worker.join(timeout)
+
+    # -- the worker --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch, stopping = self._collect(first)
+            groups: dict[tuple, list[_Job]] = {}
+            for job in batch:
+                if job.future.set_running_or_notify_cancel():
+                    groups.setdefault((job.kind, job.key), []).append(job)
+            for jobs in groups.values():
+                self._execute(jobs)
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first job plus whatever arrives within the wait, up to the prompt cap."""
+        batch, prompts = [first], len(first.items)
+        until = time.perf_counter() + self.max_wait
+        while prompts < self.max_batch_prompts:
+            with self._active_lock:
+                everyone_in = len(batch) >= self._active  # no request in flight could add more
+            try:
+                job = self._queue.get_nowait() if everyone_in else \
+                    self._queue.get(timeout=max(0.0, until - time.perf_counter()))
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return batch, True
+            batch.append(job)
+            prompts += len(job.items)
+        return batch, False
+
+    def _execute(self, jobs: list[_Job]) -> None:
+        kind, key = jobs[0].kind, jobs[0].key
+        items = [x for job in jobs for x in job.items]
+        start = time.perf_counter()
+        before = self.backend.usage.copy()
+        try:
+            if kind == "continuation_logprobs":
+                result = self.backend.continuation_logprobs([p for p, _ in items], [c for _, c in items])
+            elif kind == "generate":
+                result = self.backend.generate(items, key[0], list(key[1]) if key[1] else None)
+            else:
+                result = self.backend.choice_logprobs(items, list(key[0]))
+        except Exception as exc:  # every merged caller sees the engine's error; the worker keeps going
+            log.exception("batched %s call failed", kind)
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        spent = self.backend.usage.copy() - before
+        offset = 0
+        for job in jobs:
+            n = len(job.items)
+            if job.usage is not None:
+                _charge(job.usage, spent, n, len(items))
+            job.future.set_result(result[offset:offset + n])
+            offset += n
+        if self.observer is not None:
+            self.observer(BatchStats(kind, len(jobs), len(items), tuple(start - j.enqueued for j in jobs),
+                                     time.perf_counter() - start))
+
+
+def _charge(usage: Usage, spent: Usage, n: int, total: int) -> None:
+    """Add a caller's share of a merged call to its usage."""
+    usage.calls += n
+    usage.forward_passes += spent.forward_passes
+    usage.seconds += spent.seconds * n / total
+    for name in _SHARED:
+        setattr(usage, name, getattr(usage, name) + round(getattr(spent, name) * n / total))
+
