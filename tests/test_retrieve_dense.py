@@ -120,3 +120,4 @@ def test_minilm_on_full_scifact(minilm, scifact) -> None:
     run = DenseRetriever(minilm, show_progress=False).index(data.corpus).retrieve(data.queries, top_k=100)
     scores = evaluate(run, data.qrels, ["nDCG@10"])
     assert abs(scores["nDCG@10"] - 0.645) <= 0.01
+    assert scores["nDCG@10"] == pytest.approx(0.6451, abs=2e-3)  # measured: 0.6451 (AMD EPYC, fp32)

