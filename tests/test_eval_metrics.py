@@ -82,3 +82,13 @@ def test_pinned_bm25_scores(request, folder: str, qrels: str, expected: dict) ->
     root = request.getfixturevalue(folder)
     scores = evaluate(read_run(root / "run.bm25.top100.trec"), read_qrels(root / qrels), list(expected))
     assert {k: round(v, 4) for k, v in scores.items()} == expected
+
+
+def test_every_measure_ranks_in_the_runs_order_even_with_tied_scores() -> None:
+    qrels = {"q": {"a": 1}}
+    tied_a_first = {"q": {"a": 1.0, "b": 1.0}}
+    tied_b_first = {"q": {"b": 1.0, "a": 1.0}}
+    assert evaluate(tied_a_first, qrels, ["RR@10", "nDCG@10", "RR(rel=1)@10"]) == \
+        {"RR@10": 1.0, "nDCG@10": 1.0, "RR(rel=1)@10": 1.0}
+    assert evaluate(tied_b_first, qrels, ["RR@10", "nDCG@10", "RR(rel=1)@10"]) == \
+        {"RR@10": 0.5, "nDCG@10": pytest.approx(0.6309, abs=1e-4), "RR(rel=1)@10": 0.5}

@@ -11,7 +11,8 @@ pytest.importorskip("llama_cpp")
 
 from rankwise.errors import InputError, ModelError  # noqa: E402
 from rankwise.llm.base import chat_messages, render_chat  # noqa: E402
-from rankwise.llm.llamacpp import LlamaCppBackend, extra_buffer_types_off, quant_type_name  # noqa: E402
+from rankwise.llm.llamacpp import (  # noqa: E402
+    LlamaCppBackend, cpu_has_amx, extra_buffer_types_off, quant_type_name)
 from tests.llm_server import smollm2_gguf  # noqa: E402
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
@@ -134,6 +135,9 @@ def test_bad_input_is_reported(backend, tmp_path):
 def test_extra_buffer_types_can_be_turned_off(backend, gguf):
     """The AMX workaround: the default model parameters change only inside the block."""
     import llama_cpp.llama_cpp as lib
+
+    assert cpu_has_amx(frozenset({"avx512f", "amx_tile", "amx_bf16"}))
+    assert not cpu_has_amx(frozenset({"avx2", "fma", "avx512_bf16"}))
 
     with extra_buffer_types_off():
         assert lib.llama_model_default_params().use_extra_bufts is False

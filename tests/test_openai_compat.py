@@ -17,7 +17,8 @@ pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[serve
 
 from rankwise.errors import RankwiseError  # noqa: E402
 from rankwise.llm.llamacpp import LlamaCppBackend  # noqa: E402
-from rankwise.llm.openai_compat import OpenAICompatBackend, _score_choices  # noqa: E402
+from rankwise.llm.openai_compat import (  # noqa: E402
+    OpenAICompatBackend, _score_choices, first_token_top_logprobs)
 from tests.llm_server import free_port, llama_server, smollm2_gguf  # noqa: E402
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
@@ -130,3 +131,11 @@ def test_a_choice_missing_from_the_top_k_gets_the_floor():
     assert absent == pytest.approx(math.log(0.1) - math.log(2))  # min(0.1 listed, 0.1 unlisted) / 2
     top = {"Yes": math.log(0.6), "No": math.log(0.39)}  # only 1% left for everything else
     assert _score_choices(top, [["Perhaps"]])[0] == pytest.approx(math.log(0.01 / 2))
+
+
+def test_both_logprob_shapes_servers_answer_with_are_read():
+    legacy = {"tokens": ["Yes"], "token_logprobs": [-0.1], "top_logprobs": [{"Yes": -0.1, "No": -2.4}]}
+    chat = {"content": [{"token": "Yes", "logprob": -0.1,
+                         "top_logprobs": [{"token": "Yes", "logprob": -0.1}, {"token": "No", "logprob": -2.4}]}]}
+    assert first_token_top_logprobs(legacy) == first_token_top_logprobs(chat) == {"Yes": -0.1, "No": -2.4}
+    assert first_token_top_logprobs({}) is None

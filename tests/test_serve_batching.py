@@ -104,6 +104,20 @@ def test_generate_merges_calls_with_the_same_settings(engine):
         assert usage.completion_tokens > 0
 
 
+def test_continuation_scoring_merges_too(engine):
+    batches = []
+    batcher = BatchingBackend(engine, max_wait_ms=2000, observer=batches.append)
+    try:
+        results = _concurrently(batcher, 2, lambda i: batcher.continuation_logprobs(
+            _prompts(i, 2), ["capital of France", "Paris"]))
+    finally:
+        batcher.close()
+    assert [(b.kind, b.calls, b.prompts) for b in batches] == [("continuation_logprobs", 2, 4)]
+    for i, (rows, _) in enumerate(results):
+        np.testing.assert_allclose(rows, engine.continuation_logprobs(_prompts(i, 2), ["capital of France", "Paris"]),
+                                   atol=1e-4)
+
+
 def test_a_passed_deadline_withdraws_the_queued_work(engine):
     batches = []
     batcher = BatchingBackend(engine, max_wait_ms=1500, observer=batches.append)

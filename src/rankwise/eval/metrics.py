@@ -2,8 +2,12 @@
 
 Convention (as ``trec_eval -c``): a metric is averaged over **every query of the qrels**; a query missing
 from the run scores 0, and run queries absent from the qrels are ignored. Pass ``run_queries_only=True``
-to restrict the qrels to the run's queries instead (for a run over a subset of the topics). As in
-trec_eval, documents are ordered by score (ties: docid, descending); the rank column is not read.
+to restrict the qrels to the run's queries instead (for a run over a subset of the topics).
+
+Documents are ranked in the run's order (a Run's insertion order; ``read_run`` sorts by score and keeps
+file order among ties). Every measure sees that same order: ir-measures' providers would otherwise break
+tied scores differently (pytrec_eval by docid, others by input order). Without ties this is trec_eval's
+ranking exactly.
 """
 
 from __future__ import annotations
@@ -75,8 +79,9 @@ def named_measures(measures: Iterable[MeasureLike]) -> dict[str, Measure]:
 
 
 def _prepare(run: Run, qrels: Qrels, run_queries_only: bool) -> tuple[dict, dict]:
-    """Plain dicts for ir-measures: empty run entries dropped, qrels optionally cut to the run's queries."""
-    run_d = {qid: dict(docs) for qid, docs in run.items() if docs}
+    """Plain dicts for ir-measures: scores replaced by rank (n, n-1, ..., 1) so that every provider ranks
+    the run in its own order; empty entries dropped; qrels optionally cut to the run's queries."""
+    run_d = {qid: {docid: float(len(docs) - i) for i, docid in enumerate(docs)} for qid, docs in run.items() if docs}
     qrels_d = {qid: dict(judged) for qid, judged in qrels.items()
                if not run_queries_only or qid in run_d}
     if not qrels_d:

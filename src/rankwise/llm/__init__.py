@@ -28,7 +28,7 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
 
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    resolved = resolve_model(model) if engine != "openai" or Path(model).exists() else None
+    resolved = resolve_model(model) if engine != "openai" else _resolve_if_known(model)
     if engine == "auto":
         from rankwise.llm.auto import choose_engine
 
@@ -42,6 +42,16 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
         store = cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
         backend = CachedBackend(backend, store, model_key=backend.name)
     return backend
+
+
+def _resolve_if_known(model: str):
+    """For a remote server the model need not exist here; a local one still lends its chat template."""
+    from rankwise.llm.models import resolve_model
+
+    try:
+        return resolve_model(model)
+    except ModelError:
+        return None
 
 
 def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Backend:

@@ -29,11 +29,14 @@ from rankwise.types import Usage
 AMX_FLAGS = frozenset({"amx_tile", "amx_bf16", "amx_int8"})
 
 
-def cpu_has_amx() -> bool:
-    """True on CPUs with Intel AMX, where llama.cpp's extra buffer types must stay off."""
-    from rankwise.llm.hardware import cpu_info
+def cpu_has_amx(flags: frozenset[str] | None = None) -> bool:
+    """True on CPUs with Intel AMX (this machine's, or the given flags), where llama.cpp's extra
+    buffer types must stay off."""
+    if flags is None:
+        from rankwise.llm.hardware import cpu_info
 
-    return bool(AMX_FLAGS & cpu_info().flags)
+        flags = cpu_info().flags
+    return bool(AMX_FLAGS & flags)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ Everything goes through the legacy ``/v1/completions`` endpoint with prompts alr
   whitespace words (``exact_tokens`` is then False and a warning is logged once).
 - ``format_chat`` renders a chat template given as a string (``chat_template``) or read from a local GGUF
   file or Hugging Face directory (``chat_template_from``); with neither it falls back to the plain
-  "system, blank line, user" layout of a model without a template (with a warning).
+  "system, blank line, user" layout of a model without a template (with a warning, once).
 
 Requests of one call go out in parallel (``concurrency`` threads); each retries ``max_retries`` times with
 exponential backoff on connection errors, timeouts, HTTP 429 and 5xx, then raises a ``RankwiseError``.
@@ -49,8 +49,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# Status codes that mean "this server has no such endpoint" while probing for a tokenizer.
-NO_ENDPOINT = frozenset({400, 404, 405, 422, 501})
 WORDS_TO_TOKENS = 1.3  # rough tokens per whitespace word, used only without a server tokenizer
 
 
@@ -119,6 +117,7 @@ class OpenAICompatBackend:
         self._special_prefix: list[int] = []
         self.exact_tokens: bool | None = None  # None until the server has been asked
         self._first_token_text: dict[str, str] = {}
+        self._warned_no_template = False
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
 
     def close(self) -> None:
@@ -152,8 +151,8 @@ class OpenAICompatBackend:
                 if retry_after.isdigit():
                     delay = min(float(retry_after), 60.0)
                 continue
-            if optional and response.status_code in NO_ENDPOINT:
-                return None
+            if optional and (400 <= response.status_code < 500 or response.status_code == 501):
+                return None  # probing: this server has no such endpoint
             if response.status_code >= 400:
                 raise RankwiseError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
             try:
@@ -228,8 +227,10 @@ class OpenAICompatBackend:
 
     def format_chat(self, user: str, system: str | None = None) -> str:
         if not self.chat_template:
-            log.warning("no chat template for %s (pass chat_template or chat_template_from): "
-                        "using a plain prompt", self.name)
+            if not self._warned_no_template:
+                log.warning("no chat template for %s (pass chat_template or chat_template_from): "
+                            "using a plain prompt", self.name)
+                self._warned_no_template = True
             return (f"{system}\n\n" if system else "") + user + "\n"
         return render_chat(self.chat_template, chat_messages(user, system),
                            bos_token=self.bos_token, eos_token=self.eos_token)
@@ -261,8 +262,7 @@ class OpenAICompatBackend:
 
         def score(prompt: str) -> tuple[list[float], dict]:
             data = self._complete(prompt, max_tokens=1, logprobs=self.top_logprobs)
-            logprobs = data["choices"][0].get("logprobs") or {}
-            top = (logprobs.get("top_logprobs") or [None])[0]
+            top = first_token_top_logprobs(data["choices"][0].get("logprobs") or {})
             if not top:
                 raise RankwiseError(f"{self.base_url}/completions returned no top_logprobs: this server "
                                     "cannot score choices (try another engine)")
@@ -300,6 +300,19 @@ class OpenAICompatBackend:
         self.usage.completion_tokens += sum(completion)
         self.usage.seconds += time.perf_counter() - start
         return [text for text, _ in results]
+
+
+def first_token_top_logprobs(logprobs: dict) -> dict[str, float] | None:
+    """{token text: logprob} of the first generated token, from either shape servers answer with:
+    the legacy completions one (OpenAI, vLLM, llama-cpp-python: ``top_logprobs: [{text: lp}]``) or the
+    chat one that llama.cpp's server uses (``content: [{top_logprobs: [{token, logprob}]}]``)."""
+    top = logprobs.get("top_logprobs")
+    if top:
+        return top[0]
+    content = logprobs.get("content")
+    if content:
+        return {t["token"]: t["logprob"] for t in content[0].get("top_logprobs") or []}
+    return None
 
 
 def _score_choices(top: dict[str, float], keys: Sequence[Sequence[str]]) -> list[float]:

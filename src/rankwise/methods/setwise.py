@@ -11,7 +11,8 @@
 ``mode="generation"`` and ``"reasoning"`` generate and parse the label. A malformed or missing answer
 (including reasoning that runs out of budget) is counted in ``Usage.parse_failures`` and decided by the
 label log-probabilities instead: after the prompt for generation, after the prompt, the reasoning so far
-and a forced "</think> <answer>" for reasoning. Ties go to the candidate earliest in the input.
+and a forced "</think> <answer>" for reasoning. A prompt shows its candidates in input order, and equal
+label log-probabilities go to the candidate earliest in the input.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Setwise:
             raise InputError(f"unknown setwise mode {mode!r}; choose one of {', '.join(MODES)}")
         if not 2 <= set_size <= len(LABELS):
             raise InputError(f"set_size must be between 2 and {len(LABELS)} (got {set_size})")
+        if algorithm == "heapsort" and set_size < 3:
+            raise InputError("setwise heap sort needs set_size >= 3 (a node and at least two children)")
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
         reasoning = mode == "reasoning"
@@ -112,6 +115,7 @@ class _Selector:
 
     def __call__(self, groups: Sequence[Sequence[int]]) -> list[int]:
         m = self.method
+        groups = [sorted(g) for g in groups]  # shown in input order: a first-position bias favours the earlier
         prompts = [m.prompt(self.query, [self.passages[i] for i in g]) for g in groups]
         if m.mode == "scoring":
             picks = self._from_logprobs(prompts, groups)

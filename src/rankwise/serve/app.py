@@ -59,7 +59,7 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
                   description=f"Reranks documents for a query with `{method}` on `{backend.name}`. "
                               "Request and response follow the common `/v1/rerank` shape (Cohere, Jina, TEI); "
                               "`/rerank` and `/v2/rerank` are aliases.")
-    app.state.batcher, app.state.reranker, app.state.metrics, app.state.config = batcher, reranker, metrics, config
+    app.state.batcher = batcher
     install_error_handlers(app)
 
     def run(query: str, texts: list[str], deadline: float) -> Ranking:

@@ -75,6 +75,8 @@ class BatchingBackend:
         self._local = threading.local()
         self._active = 0
         self._active_lock = threading.Lock()
+        self._closed = False
+        self._close_lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="rankwise-batcher", daemon=True)
         self._worker.start()
 
@@ -97,6 +99,7 @@ class BatchingBackend:
         and withdraws the request's queued work.
         """
         usage = Usage(engine=self.backend.engine, dtype=self.backend.dtype, model=self.backend.name)
+        outer = getattr(self._local, "usage", None), getattr(self._local, "deadline", None)
         self._local.usage, self._local.deadline = usage, deadline
         with self._active_lock:
             self._active += 1
@@ -105,7 +108,7 @@ class BatchingBackend:
         finally:
             with self._active_lock:
                 self._active -= 1
-            self._local.usage = self._local.deadline = None
+            self._local.usage, self._local.deadline = outer
 
     # -- primitives --------------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
@@ -125,10 +128,11 @@ class BatchingBackend:
         return self._submit("continuation_logprobs", (), list(zip(prompts, continuations)))
 
     def _submit(self, kind: str, key: tuple, items: list):
-        if not self._worker.is_alive():
-            raise RuntimeError("the batcher is closed")
         job = _Job(kind, key, items, getattr(self._local, "usage", None))
-        self._queue.put(job)
+        with self._close_lock:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._queue.put(job)
         deadline = getattr(self._local, "deadline", None)
         timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
         try:
@@ -138,10 +142,12 @@ class BatchingBackend:
             raise RequestTimeout("the request's time limit passed while it waited for the model") from None
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish the queued work, then stop the worker."""
-        if self._worker.is_alive():
-            self._queue.put(_STOP)
-            self._worker.join(timeout)
+        """Finish the queued work, then stop the worker; later calls raise RuntimeError."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+        self._worker.join(timeout)
 
     # -- the worker --------------------------------------------------------------------------------
     def _run(self) -> None:

@@ -134,6 +134,8 @@ class RequestGuard:
                 raise ApiError(413, f"body: more than the limit of {limit} bytes", "body")
             if not message.get("more_body", False):
                 break
+        if not body.strip():
+            raise ApiError(400, "body: empty; send a JSON object with 'query' and 'documents'", "body")
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:

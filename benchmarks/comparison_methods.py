@@ -1,0 +1,226 @@
+"""Pairwise and setwise methods on TREC DL BM25 candidates (effectiveness and cost), and llm-rankers side by side.
+
+    python benchmarks/comparison_methods.py methods --datasets dl19 --model qwen2.5-0.5b \
+        --top-k 10 --k 10 --max-queries 5 --passage-tokens 64
+    python benchmarks/comparison_methods.py llm-rankers --dataset dl19 --model smollm2-135m \
+        --top-k 20 --k 10 --max-queries 3 --passage-tokens 64
+
+``methods``: one JSON per (dataset, model, method, settings) under --out; a finished cell is skipped on
+re-run. ``llm-rankers``: pairwise heap sort and setwise heap sort of rankwise and of llm-rankers
+(``pip install llm-rankers --no-deps``; it is never a rankwise dependency) on the same candidates, cut to
+the same passage length with the same tokenizer, from the same model directory, query by query in
+turns, so machine load falls on both alike. Both write the Markdown report (--table) from every
+stored cell. The output cache is off: costs are cold costs. Seconds are wall-clock; CPU seconds are
+this process's (2 torch threads), which other load on the machine disturbs less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import rankwise.methods.pairwise  # noqa: F401  (registers pairwise.*)
+import rankwise.methods.setwise  # noqa: F401  (registers setwise.*)
+from rankwise.cli.common import cpu_name
+from rankwise.data import load_dataset
+from rankwise.eval import evaluate
+from rankwise.llm import load_backend
+from rankwise.methods import build_method
+from rankwise.pipeline import rerank_requests
+from rankwise.types import Candidate, Request
+
+HERE = Path(__file__).resolve().parent
+METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding",
+           "setwise.heapsort", "setwise.bubblesort", "setwise.reasoning"]
+MEASURE = "nDCG@10"
+
+
+def _requests(dataset: str, top_k: int, max_queries: int | None) -> tuple[list[Request], dict]:
+    ds = load_dataset(dataset)
+    requests = [r for r in ds.requests("bm25", top_k=top_k) if r.query.qid in ds.qrels][:max_queries]
+    return requests, {r.query.qid: ds.qrels[r.query.qid] for r in requests}
+
+
+def _bm25_run(requests: list[Request]) -> dict:
+    return {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
+            for r in requests}
+
+
+def _common(args, dataset: str, model: str, n_queries: int, backend) -> dict:
+    return {"dataset": dataset, "model": model, "top_k": args.top_k, "k": args.k, "queries": n_queries,
+            "passage_tokens": args.passage_tokens, "engine": backend.engine, "dtype": backend.dtype,
+            "cpu": cpu_name(), "command": "python benchmarks/comparison_methods.py " + shlex.join(sys.argv[1:])}
+
+
+def run_methods(args) -> None:
+    backend = load_backend(args.model, engine=args.engine, dtype=args.dtype)
+    for dataset in args.datasets:
+        requests, qrels = _requests(dataset, args.top_k, args.max_queries)
+        bm25 = evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE]
+        for method in args.methods:
+            path = args.out / (f"methods_{dataset}_{args.model}_{backend.dtype}_{method}_top{args.top_k}_k{args.k}"
+                               f"_q{len(requests)}_p{args.passage_tokens}_r{args.reasoning_tokens}.json")
+            if path.exists():
+                continue
+            opts = {"k": args.k, "max_passage_tokens": args.passage_tokens}
+            if method == "setwise.reasoning":
+                opts["reasoning_tokens"] = args.reasoning_tokens
+            load0, cpu0 = os.getloadavg()[0], time.process_time()
+            result = rerank_requests(build_method(method, backend, **opts), requests, args.top_k)
+            n, u = len(requests), result.usage
+            cell = _common(args, dataset, args.model, n, backend) | {
+                "kind": "methods", "method": method, "reasoning_tokens": args.reasoning_tokens,
+                "bm25": bm25, "ndcg10": evaluate(result.run(), qrels, [MEASURE])[MEASURE],
+                "calls": u.calls / n, "prompt_tokens": u.prompt_tokens / n, "computed_tokens": u.computed_tokens / n,
+                "completion_tokens": u.completion_tokens / n, "parse_failures": u.parse_failures,
+                "seconds": result.wall_seconds / n, "cpu_seconds": (time.process_time() - cpu0) / n,
+                "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+            path.write_text(json.dumps(cell, indent=1))
+            print(json.dumps({k: cell[k] for k in ("dataset", "method", "ndcg10", "calls", "seconds")}), flush=True)
+
+
+def _truncated(requests: list[Request], backend, tokens: int) -> list[Request]:
+    """The same passages for both toolkits: cut once with the model's tokenizer."""
+    return [Request(r.query, tuple(Candidate(c.docid, backend.truncate(c.content, tokens)) for c in r.candidates))
+            for r in requests]
+
+
+def run_llm_rankers(args) -> None:
+    from llmrankers.pairwise import PairwiseLlmRanker
+    from llmrankers.rankers import SearchResult
+    from llmrankers.setwise import SetwiseLlmRanker
+
+    from rankwise.llm.models import hf_dir_for_gguf, resolve_model
+
+    resolved = resolve_model(args.model)
+    model_dir = str(resolved.hf_dir or hf_dir_for_gguf(resolved.gguf_file))
+    backend = load_backend(args.model, engine="transformers", dtype=args.dtype)  # the same directory
+    requests, qrels = _requests(args.dataset, args.top_k, args.max_queries)
+    requests = _truncated(requests, backend, args.passage_tokens)
+    bm25 = evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE]
+    theirs = {"pairwise.heapsort": PairwiseLlmRanker(model_dir, None, "cpu", method="heapsort", k=args.k),
+              "setwise.heapsort": SetwiseLlmRanker(model_dir, None, "cpu", num_child=args.set_size - 1, k=args.k,
+                                                   method="heapsort", scoring="generation")}
+    ours = {"pairwise.heapsort": build_method("pairwise.heapsort", backend, k=args.k, max_passage_tokens=10**6),
+            "setwise.heapsort": build_method("setwise.heapsort", backend, k=args.k, set_size=args.set_size,
+                                             max_passage_tokens=10**6)}
+    for method in ours:
+        runs = {"rankwise": {}, "llm-rankers": {}}
+        secs = dict.fromkeys(runs, 0.0)
+        cpu = dict.fromkeys(runs, 0.0)
+        calls = dict.fromkeys(runs, 0)
+        load0 = os.getloadavg()[0]
+        for r in requests:  # in turns, query by query
+            t, c = time.perf_counter(), time.process_time()
+            ranking = ours[method].rerank(r.query, r.candidates, args.top_k)
+            secs["rankwise"] += time.perf_counter() - t
+            cpu["rankwise"] += time.process_time() - c
+            calls["rankwise"] += ranking.usage.calls
+            runs["rankwise"][r.query.qid] = {d: float(len(ranking) - i) for i, d in enumerate(ranking.docids)}
+
+            ranker = theirs[method]
+            hits = [SearchResult(docid=c.docid, score=c.score, text=c.text) for c in r.candidates]
+            t, c = time.perf_counter(), time.process_time()
+            out = ranker.rerank(r.query.text, hits)
+            secs["llm-rankers"] += time.perf_counter() - t
+            cpu["llm-rankers"] += time.process_time() - c
+            calls["llm-rankers"] += ranker.total_compare * (2 if method.startswith("pairwise") else 1)
+            runs["llm-rankers"][r.query.qid] = {h.docid: float(len(out) - i) for i, h in enumerate(out)}
+        n = len(requests)
+        for toolkit, run in runs.items():
+            cell = _common(args, args.dataset, args.model, n, backend) | {
+                "kind": "llm-rankers", "toolkit": toolkit, "method": method, "set_size": args.set_size,
+                "bm25": bm25, "ndcg10": evaluate(run, qrels, [MEASURE])[MEASURE], "calls": calls[toolkit] / n,
+                "seconds": secs[toolkit] / n, "cpu_seconds": cpu[toolkit] / n,
+                "dtype": backend.dtype if toolkit == "rankwise" else "float32",
+                "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+            path = args.out / (f"llmrankers_{args.dataset}_{args.model}_{backend.dtype}_{method}_{toolkit}"
+                               f"_top{args.top_k}_k{args.k}_q{n}_p{args.passage_tokens}.json")
+            path.write_text(json.dumps(cell, indent=1))
+            print(json.dumps({k: cell[k] for k in ("toolkit", "method", "ndcg10", "calls", "seconds")}), flush=True)
+
+
+def report(out: Path) -> str:
+    cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    lines = [f"# Pairwise and setwise reranking: effectiveness and cost\n",
+             "Generated by `benchmarks/comparison_methods.py` from the cells in `benchmarks/out/comparison/`; "
+             "the command of each block is given with it. Seconds are wall-clock per query on a **2-core machine "
+             "shared with other jobs** (the load column is the 1-minute load average before/after the cell; "
+             "2.0 would mean the two cores were fully used by others): compare seconds within one block only.\n"]
+    methods = [c for c in cells if c["kind"] == "methods"]
+    for command in dict.fromkeys(c["command"] for c in methods):
+        block = [c for c in methods if c["command"] == command]
+        c0 = block[0]
+        lines += [f"\n## {c0['model']} ({c0['engine']}, {c0['dtype']}), BM25 top-{c0['top_k']}, k={c0['k']}, "
+                  f"{c0['queries']} queries, passages cut to {c0['passage_tokens']} tokens\n",
+                  f"CPU: {c0['cpu']}. Command: `{command}`\n",
+                  "| dataset | method | BM25 nDCG@10 | nDCG@10 | prompts/q | prompt tok/q | computed tok/q "
+                  "| completion tok/q | parse failures | s/q | CPU s/q | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for c in block:
+            lines.append(f"| {c['dataset']} | {c['method']} | {c['bm25']:.4f} | {c['ndcg10']:.4f} | {c['calls']:.1f} | "
+                         f"{c['prompt_tokens']:.0f} | {c['computed_tokens']:.0f} | {c['completion_tokens']:.0f} | "
+                         f"{c['parse_failures']} | {c['seconds']:.1f} | {c['cpu_seconds']:.1f} | "
+                         f"{c['load'][0]}/{c['load'][1]} |")
+    side = [c for c in cells if c["kind"] == "llm-rankers"]
+    for command in dict.fromkeys(c["command"] for c in side):
+        block = [c for c in side if c["command"] == command]
+        c0 = block[0]
+        lines += [f"\n## Side by side with llm-rankers 0.0.2: {c0['model']}, {c0['dataset']} BM25 top-{c0['top_k']}, "
+                  f"k={c0['k']}, {c0['queries']} queries, passages cut to {c0['passage_tokens']} tokens\n",
+                  f"CPU: {c0['cpu']}. Command: `{command}`. Same candidates and model directory; the two "
+                  "toolkits take turns query by query. llm-rankers loads float32 on CPU and generates one token "
+                  "per prompt (pairwise: both orders as a batch of 2; setwise: one prompt per call, "
+                  f"{c0['set_size']} passages); rankwise reads the label log-probabilities and batches the "
+                  "prompts of one heap depth.\n",
+                  "| method | toolkit | dtype | BM25 nDCG@10 | nDCG@10 | prompts/q | s/q | CPU s/q | load |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c in block:
+            lines.append(f"| {c['method']} | {c['toolkit']} | {c['dtype']} | {c['bm25']:.4f} | {c['ndcg10']:.4f} | "
+                         f"{c['calls']:.1f} | {c['seconds']:.1f} | {c['cpu_seconds']:.1f} | "
+                         f"{c['load'][0]}/{c['load'][1]} |")
+        for method in dict.fromkeys(c["method"] for c in block):
+            pair = {c["toolkit"]: c for c in block if c["method"] == method}
+            if len(pair) == 2:
+                lines.append(f"\n{method}: llm-rankers / rankwise wall time = "
+                             f"{pair['llm-rankers']['seconds'] / pair['rankwise']['seconds']:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name in ("methods", "llm-rankers"):
+        p = sub.add_parser(name)
+        p.add_argument("--model", default="qwen2.5-0.5b" if name == "methods" else "smollm2-135m")
+        p.add_argument("--top-k", type=int, default=20, help="BM25 candidates reranked per query")
+        p.add_argument("--k", type=int, default=10, help="depth sorted by heap/bubble/sliding")
+        p.add_argument("--max-queries", type=int, default=10)
+        p.add_argument("--passage-tokens", type=int, default=128)
+        p.add_argument("--dtype", default="auto")
+        p.add_argument("--out", type=Path, default=HERE / "out" / "comparison")
+        p.add_argument("--table", type=Path, default=HERE / "results" / "pairwise_setwise.md")
+    m = sub.choices["methods"]
+    m.add_argument("--datasets", nargs="+", default=["dl19"])
+    m.add_argument("--methods", nargs="+", default=METHODS)
+    m.add_argument("--engine", default="transformers")
+    m.add_argument("--reasoning-tokens", type=int, default=128)
+    lr = sub.choices["llm-rankers"]
+    lr.add_argument("--dataset", default="dl19")
+    lr.add_argument("--set-size", type=int, default=4, help="passages per setwise prompt (llm-rankers num_child+1)")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (run_methods if args.command == "methods" else run_llm_rankers)(args)
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.write_text(report(args.out))
+    print(args.table.read_text())
+
+
+if __name__ == "__main__":
+    main()
