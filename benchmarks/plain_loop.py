@@ -6,7 +6,6 @@ position's logits (``logits_to_keep=1``), log-softmax in fp32. No prefix reuse, 
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import numpy as np
@@ -45,9 +44,3 @@ class PlainYesNoLoop:
             yes, no = torch.logsumexp(lp[:, self.yes], -1), torch.logsumexp(lp[:, self.no], -1)
             out[batch] = torch.sigmoid(yes - no).numpy()
         return out
-
-
-def time_loop(loop: PlainYesNoLoop, prompts_per_query: list[list[str]]) -> tuple[list[np.ndarray], float]:
-    start = time.perf_counter()
-    scores = [loop.score(p) for p in prompts_per_query]
-    return scores, time.perf_counter() - start

@@ -9,10 +9,11 @@ Writes benchmarks/results/speed_pointwise.md.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
-from plain_loop import PlainYesNoLoop, time_loop
+from plain_loop import PlainYesNoLoop
 
 from rankwise.cli.common import cpu_name
 from rankwise.data import load_dataset
@@ -49,19 +50,24 @@ def main() -> None:
     loop.score(prompts[0][:2])  # warm-up, as for rankwise below
     backend.choice_logprobs(prompts[0][:2], ["Yes", "No"])
 
-    loop_scores, loop_seconds = time_loop(loop, prompts)
+    # Alternate query by query so both runners see the same machine load.
+    loop_scores, rankings, loop_seconds, rw_seconds = [], [], 0.0, 0.0
     before = backend.usage.copy()
-    start = time.perf_counter()
-    rankings = [reranker.rerank(r.query, r.candidates) for r in requests]
-    rw_seconds = time.perf_counter() - start
+    for request, query_prompts in zip(requests, prompts):
+        start = time.perf_counter()
+        loop_scores.append(loop.score(query_prompts))
+        loop_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        rankings.append(reranker.rerank(request.query, request.candidates))
+        rw_seconds += time.perf_counter() - start
     spent = backend.usage.copy() - before
 
-    loop_run = {r.query.qid: {c.docid: float(s) for c, s in
-                              zip(*[Ranking.from_scores(r.query, r.candidates, sc.tolist()).candidates,
-                                    sorted(sc.tolist(), reverse=True)])}
-                for r, sc in zip(requests, loop_scores)}
-    loop_run = {q: {d: float(len(v) - i) for i, d in enumerate(v)} for q, v in loop_run.items()}
-    rw_run = {r.query.qid: {d: float(len(x) - i) for i, d in enumerate(x.docids)} for r, x in zip(requests, rankings)}
+    def as_run(orders):
+        return {r.query.qid: {d: float(len(o) - i) for i, d in enumerate(o)} for r, o in zip(requests, orders)}
+
+    loop_run = as_run([Ranking.from_scores(r.query, r.candidates, sc.tolist()).docids
+                       for r, sc in zip(requests, loop_scores)])
+    rw_run = as_run([x.docids for x in rankings])
     m = ["nDCG@10"]
     n = len(requests)
     loop_ndcg, rw_ndcg = evaluate(loop_run, qrels, m)["nDCG@10"], evaluate(rw_run, qrels, m)["nDCG@10"]
@@ -73,7 +79,8 @@ def main() -> None:
         f"| rankwise pointwise.yes_no, engine={args.engine} | {backend.engine} | {backend.dtype} | "
         f"{rw_seconds / n:.2f} | {spent.computed_tokens / n:.0f} | {rw_ndcg:.4f} |",
     ]
-    text = (f"CPU: {cpu_name()}; {args.dataset} BM25 top-{args.top_k}, {n} queries, {args.model}; one run\n\n"
+    load = os.getloadavg()[0]
+    text = (f"CPU: {cpu_name()}; load average at the end {load:.1f}; {args.dataset} BM25 top-{args.top_k}, {n} queries, {args.model}; one run\n\n"
             + "\n".join(rows) + f"\n\nratio rankwise / loop seconds: {rw_seconds / loop_seconds:.2f}\n")
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text)

@@ -70,8 +70,10 @@ def rerank(
     from rankwise.data import write_run
     from rankwise.llm import load_backend
     from rankwise.methods import build_method
+    from rankwise.methods.base import method_info
     from rankwise.pipeline import rerank_requests
 
+    method_info(method)  # an unknown name fails before any model loads
     guard_output(output, overwrite, (candidates, run))
     if usage is not None:
         guard_output(usage, overwrite, (candidates, run))

@@ -53,8 +53,8 @@ def method_names() -> list[str]:
     return [m.name for m in method_infos()]
 
 
-def build_method(name: str, backend, **options) -> Reranker:
-    """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``."""
+def method_info(name: str) -> MethodInfo:
+    """The registered method called ``name``; an unknown name is an InputError naming close ones."""
     _load_all()
     if name not in _REGISTRY:
         import difflib
@@ -62,7 +62,12 @@ def build_method(name: str, backend, **options) -> Reranker:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else f" (known: {', '.join(sorted(_REGISTRY))})"
         raise InputError(f"unknown method {name!r}{hint}")
-    return _REGISTRY[name].factory(backend, **options)
+    return _REGISTRY[name]
+
+
+def build_method(name: str, backend, **options) -> Reranker:
+    """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``."""
+    return method_info(name).factory(backend, **options)
 
 
 def usage_since(backend, before: Usage) -> Usage:
