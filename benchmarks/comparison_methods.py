@@ -9,9 +9,12 @@
 re-run. ``llm-rankers``: pairwise heap sort and setwise heap sort of rankwise and of llm-rankers
 (``pip install llm-rankers --no-deps``; it is never a rankwise dependency) on the same candidates, cut to
 the same passage length with the same tokenizer, from the same model directory, query by query in
-turns, so machine load falls on both alike. Both write the Markdown report (--table) from every
-stored cell. The output cache is off: costs are cold costs. Seconds are wall-clock; CPU seconds are
-this process's (2 torch threads), which other load on the machine disturbs less.
+turns, so machine load falls on both alike; rankwise runs twice, in the dtype it picks for this CPU and
+in llm-rankers' float32, so the gain from the dtype and the gain from the method are told apart. Both
+write the Markdown report (--table) from every stored cell. The output cache is off: costs are cold
+costs. Seconds are wall-clock; CPU seconds are this process's, which other load disturbs less.
+--threads (default 1) sets torch's threads: on a 2-core machine that others share, 2 threads spin-wait
+for each other and one 340-token prompt took ~20x the CPU time of 1 thread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 import rankwise.methods.pairwise  # noqa: F401  (registers pairwise.*)
 import rankwise.methods.setwise  # noqa: F401  (registers setwise.*)
@@ -53,6 +58,7 @@ def _bm25_run(requests: list[Request]) -> dict:
 
 def _common(args, dataset: str, model: str, n_queries: int, backend) -> dict:
     return {"dataset": dataset, "model": model, "top_k": args.top_k, "k": args.k, "queries": n_queries,
+            "threads": args.threads,
             "passage_tokens": args.passage_tokens, "engine": backend.engine, "dtype": backend.dtype,
             "cpu": cpu_name(), "command": "python benchmarks/comparison_methods.py " + shlex.join(sys.argv[1:])}
 
@@ -64,7 +70,7 @@ def run_methods(args) -> None:
         bm25 = evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE]
         for method in args.methods:
             path = args.out / (f"methods_{dataset}_{args.model}_{backend.dtype}_{method}_top{args.top_k}_k{args.k}"
-                               f"_q{len(requests)}_p{args.passage_tokens}_r{args.reasoning_tokens}.json")
+                               f"_q{len(requests)}_p{args.passage_tokens}_r{args.reasoning_tokens}_t{args.threads}.json")
             if path.exists():
                 continue
             opts = {"k": args.k, "max_passage_tokens": args.passage_tokens}
@@ -99,59 +105,63 @@ def run_llm_rankers(args) -> None:
 
     resolved = resolve_model(args.model)
     model_dir = str(resolved.hf_dir or hf_dir_for_gguf(resolved.gguf_file))
-    backend = load_backend(args.model, engine="transformers", dtype=args.dtype)  # the same directory
+    # rankwise loads the same directory: once in the dtype it picks here, once in llm-rankers' float32
+    backends = {"rankwise": load_backend(args.model, engine="transformers", dtype=args.dtype)}
+    if backends["rankwise"].dtype != "float32":
+        backends["rankwise-fp32"] = load_backend(args.model, engine="transformers", dtype="float32")
     requests, qrels = _requests(args.dataset, args.top_k, args.max_queries)
-    requests = _truncated(requests, backend, args.passage_tokens)
+    requests = _truncated(requests, backends["rankwise"], args.passage_tokens)
     bm25 = evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE]
     theirs = {"pairwise.heapsort": PairwiseLlmRanker(model_dir, None, "cpu", method="heapsort", k=args.k),
               "setwise.heapsort": SetwiseLlmRanker(model_dir, None, "cpu", num_child=args.set_size - 1, k=args.k,
                                                    method="heapsort", scoring="generation")}
-    ours = {"pairwise.heapsort": build_method("pairwise.heapsort", backend, k=args.k, max_passage_tokens=10**6),
-            "setwise.heapsort": build_method("setwise.heapsort", backend, k=args.k, set_size=args.set_size,
-                                             max_passage_tokens=10**6)}
-    for method in ours:
-        runs = {"rankwise": {}, "llm-rankers": {}}
-        secs = dict.fromkeys(runs, 0.0)
-        cpu = dict.fromkeys(runs, 0.0)
-        calls = dict.fromkeys(runs, 0)
+    opts = {"pairwise.heapsort": {}, "setwise.heapsort": {"set_size": args.set_size}}
+    for method in args.methods:
+        ours = {name: build_method(method, b, k=args.k, max_passage_tokens=10**6, **opts[method])
+                for name, b in backends.items()}
+        toolkits = list(ours) + ["llm-rankers"]
+        runs: dict[str, dict] = {t: {} for t in toolkits}
+        secs, cpu, calls = dict.fromkeys(toolkits, 0.0), dict.fromkeys(toolkits, 0.0), dict.fromkeys(toolkits, 0)
         load0 = os.getloadavg()[0]
-        for r in requests:  # in turns, query by query
-            t, c = time.perf_counter(), time.process_time()
-            ranking = ours[method].rerank(r.query, r.candidates, args.top_k)
-            secs["rankwise"] += time.perf_counter() - t
-            cpu["rankwise"] += time.process_time() - c
-            calls["rankwise"] += ranking.usage.calls
-            runs["rankwise"][r.query.qid] = {d: float(len(ranking) - i) for i, d in enumerate(ranking.docids)}
-
-            ranker = theirs[method]
-            hits = [SearchResult(docid=c.docid, score=c.score, text=c.text) for c in r.candidates]
-            t, c = time.perf_counter(), time.process_time()
-            out = ranker.rerank(r.query.text, hits)
-            secs["llm-rankers"] += time.perf_counter() - t
-            cpu["llm-rankers"] += time.process_time() - c
-            calls["llm-rankers"] += ranker.total_compare * (2 if method.startswith("pairwise") else 1)
-            runs["llm-rankers"][r.query.qid] = {h.docid: float(len(out) - i) for i, h in enumerate(out)}
+        for r in requests:  # the toolkits take turns, query by query
+            for toolkit in toolkits:
+                t, c = time.perf_counter(), time.process_time()
+                if toolkit == "llm-rankers":
+                    ranker = theirs[method]
+                    out = ranker.rerank(r.query.text, [SearchResult(docid=x.docid, score=x.score, text=x.text)
+                                                       for x in r.candidates])
+                    docids = [h.docid for h in out]
+                    calls[toolkit] += ranker.total_compare * (2 if method.startswith("pairwise") else 1)
+                else:
+                    ranking = ours[toolkit].rerank(r.query, r.candidates, args.top_k)
+                    docids = ranking.docids
+                    calls[toolkit] += ranking.usage.calls
+                secs[toolkit] += time.perf_counter() - t
+                cpu[toolkit] += time.process_time() - c
+                runs[toolkit][r.query.qid] = {d: float(len(docids) - i) for i, d in enumerate(docids)}
         n = len(requests)
         for toolkit, run in runs.items():
-            cell = _common(args, args.dataset, args.model, n, backend) | {
+            cell = _common(args, args.dataset, args.model, n, backends["rankwise"]) | {
                 "kind": "llm-rankers", "toolkit": toolkit, "method": method, "set_size": args.set_size,
                 "bm25": bm25, "ndcg10": evaluate(run, qrels, [MEASURE])[MEASURE], "calls": calls[toolkit] / n,
                 "seconds": secs[toolkit] / n, "cpu_seconds": cpu[toolkit] / n,
-                "dtype": backend.dtype if toolkit == "rankwise" else "float32",
+                "dtype": backends[toolkit].dtype if toolkit in backends else "float32",
                 "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
-            path = args.out / (f"llmrankers_{args.dataset}_{args.model}_{backend.dtype}_{method}_{toolkit}"
-                               f"_top{args.top_k}_k{args.k}_q{n}_p{args.passage_tokens}.json")
+            path = args.out / (f"llmrankers_{args.dataset}_{args.model}_{method}_{toolkit}"
+                               f"_top{args.top_k}_k{args.k}_q{n}_p{args.passage_tokens}_t{args.threads}.json")
             path.write_text(json.dumps(cell, indent=1))
             print(json.dumps({k: cell[k] for k in ("toolkit", "method", "ndcg10", "calls", "seconds")}), flush=True)
 
 
 def report(out: Path) -> str:
     cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    lines = [f"# Pairwise and setwise reranking: effectiveness and cost\n",
+    lines = ["# Pairwise and setwise reranking: effectiveness and cost\n",
              "Generated by `benchmarks/comparison_methods.py` from the cells in `benchmarks/out/comparison/`; "
              "the command of each block is given with it. Seconds are wall-clock per query on a **2-core machine "
              "shared with other jobs** (the load column is the 1-minute load average before/after the cell; "
-             "2.0 would mean the two cores were fully used by others): compare seconds within one block only.\n"]
+             "2.0 would mean the two cores were fully used by others): compare seconds within one block only. "
+             "CPU s/q is this process's CPU time, which that load disturbs less. torch ran with 1 thread "
+             "(`--threads 1`): on two busy cores, 2 threads spin-wait for each other.\n"]
     methods = [c for c in cells if c["kind"] == "methods"]
     for command in dict.fromkeys(c["command"] for c in methods):
         block = [c for c in methods if c["command"] == command]
@@ -173,11 +183,11 @@ def report(out: Path) -> str:
         c0 = block[0]
         lines += [f"\n## Side by side with llm-rankers 0.0.2: {c0['model']}, {c0['dataset']} BM25 top-{c0['top_k']}, "
                   f"k={c0['k']}, {c0['queries']} queries, passages cut to {c0['passage_tokens']} tokens\n",
-                  f"CPU: {c0['cpu']}. Command: `{command}`. Same candidates and model directory; the two "
+                  f"CPU: {c0['cpu']}. Command: `{command}`. Same candidates and model directory; the "
                   "toolkits take turns query by query. llm-rankers loads float32 on CPU and generates one token "
                   "per prompt (pairwise: both orders as a batch of 2; setwise: one prompt per call, "
                   f"{c0['set_size']} passages); rankwise reads the label log-probabilities and batches the "
-                  "prompts of one heap depth.\n",
+                  "prompts of one heap depth; `rankwise-fp32` is rankwise in llm-rankers' dtype.\n",
                   "| method | toolkit | dtype | BM25 nDCG@10 | nDCG@10 | prompts/q | s/q | CPU s/q | load |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for c in block:
@@ -185,10 +195,12 @@ def report(out: Path) -> str:
                          f"{c['calls']:.1f} | {c['seconds']:.1f} | {c['cpu_seconds']:.1f} | "
                          f"{c['load'][0]}/{c['load'][1]} |")
         for method in dict.fromkeys(c["method"] for c in block):
-            pair = {c["toolkit"]: c for c in block if c["method"] == method}
-            if len(pair) == 2:
-                lines.append(f"\n{method}: llm-rankers / rankwise wall time = "
-                             f"{pair['llm-rankers']['seconds'] / pair['rankwise']['seconds']:.2f}x")
+            by = {c["toolkit"]: c for c in block if c["method"] == method}
+            for toolkit in ("rankwise", "rankwise-fp32"):
+                if toolkit in by and "llm-rankers" in by:
+                    lines.append(f"\n{method}: llm-rankers / {toolkit}: wall time "
+                                 f"{by['llm-rankers']['seconds'] / by[toolkit]['seconds']:.2f}x, CPU time "
+                                 f"{by['llm-rankers']['cpu_seconds'] / by[toolkit]['cpu_seconds']:.2f}x")
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +215,8 @@ def main() -> None:
         p.add_argument("--max-queries", type=int, default=10)
         p.add_argument("--passage-tokens", type=int, default=128)
         p.add_argument("--dtype", default="auto")
+        p.add_argument("--threads", type=int, default=1,
+                       help="torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
         p.add_argument("--out", type=Path, default=HERE / "out" / "comparison")
         p.add_argument("--table", type=Path, default=HERE / "results" / "pairwise_setwise.md")
     m = sub.choices["methods"]
@@ -213,8 +227,11 @@ def main() -> None:
     lr = sub.choices["llm-rankers"]
     lr.add_argument("--dataset", default="dl19")
     lr.add_argument("--set-size", type=int, default=4, help="passages per setwise prompt (llm-rankers num_child+1)")
+    lr.add_argument("--methods", nargs="+", default=["pairwise.heapsort", "setwise.heapsort"],
+                    choices=["pairwise.heapsort", "setwise.heapsort"])
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     (run_methods if args.command == "methods" else run_llm_rankers)(args)
     args.table.parent.mkdir(parents=True, exist_ok=True)

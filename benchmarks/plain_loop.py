@@ -1,7 +1,7 @@
 """The baseline rankwise must beat: a plain transformers yes/no loop, as a careful user would write it.
 
 The dtype that is fast on this CPU, batches of 16 sorted by length (left padding), only the last
-position's logits (``logits_to_keep=1``), log-softmax in fp32. No prefix reuse, no cache.
+position through the LM head, head and log-softmax in fp32. No prefix reuse, no cache.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class PlainYesNoLoop:
 
         self.tok = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+        self.head = self.model.get_output_embeddings().weight.float()
         self.batch_size = batch_size
         self.yes = sorted({self.tok(v, add_special_tokens=False)["input_ids"][0] for v in ("Yes", "yes", " Yes")})
         self.no = sorted({self.tok(v, add_special_tokens=False)["input_ids"][0] for v in ("No", "no", " No")})
@@ -39,8 +40,10 @@ class PlainYesNoLoop:
             for row, i in enumerate(batch):
                 input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
                 mask[row, width - len(ids[i]):] = 1
-            logits = self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=1).logits[:, -1]
-            lp = torch.log_softmax(logits.float(), dim=-1)
+            hidden = self.model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state[:, -1]
+            # the LM head in fp32 too: bf16 logits would round yes/no scores into ties
+            logits = hidden.float() @ self.head.T
+            lp = torch.log_softmax(logits, dim=-1)
             yes, no = torch.logsumexp(lp[:, self.yes], -1), torch.logsumexp(lp[:, self.no], -1)
             out[batch] = torch.sigmoid(yes - no).numpy()
         return out

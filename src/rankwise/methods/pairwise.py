@@ -3,7 +3,8 @@ relevant?", asked in both orders.
 
 - ``pairwise.allpairs``: every pair, N·(N-1) prompts in one batch; a candidate's score is its wins;
 - ``pairwise.heapsort``: top-k by heap sort, O(N + k log N) comparisons; each step of the heap build
-  batches the comparisons of one heap depth;
+  batches the comparisons of one heap depth, and extractions refill the root bottom-up (Floyd: one
+  comparison per level);
 - ``pairwise.sliding``: K bubble-sort passes from the bottom, K·(N-1) comparisons.
 
 A comparison asks (i as A, j as B) and (j as A, i as B) in the same batch. Consistent answers give the
@@ -68,10 +69,12 @@ class Pairwise:
         n = len(head)
         if self.algorithm == "allpairs":
             ranked = Ranking.from_scores(query, head, sorting.allpairs_scores(n, judge))
-        elif self.algorithm == "heapsort":
-            ranked = Ranking.from_order(query, head, sorting.heap_top_k(n, sorting.knockout(judge), self.k))
         else:
-            ranked = Ranking.from_order(query, head, sorting.sliding_order(n, judge, min(self.k, max(n - 1, 0))))
+            if self.algorithm == "heapsort":
+                order = sorting.heap_top_k(n, sorting.knockout(judge), self.k, bottom_up=True)
+            else:
+                order = sorting.sliding_order(n, judge, min(self.k, max(n - 1, 0)))
+            ranked = Ranking.from_order(query, head, order)
         usage = usage_since(self.backend, before)
         usage.parse_failures += judge.failures
         return with_tail(query, candidates, ranked, usage)

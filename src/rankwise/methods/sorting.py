@@ -69,13 +69,17 @@ def knockout(prefer: Prefer) -> SelectBest:
     return select
 
 
-def heap_top_k(n: int, select_best: SelectBest, k: int, arity: int = 2) -> list[int]:
+def heap_top_k(n: int, select_best: SelectBest, k: int, arity: int = 2, bottom_up: bool = False) -> list[int]:
     """Top-k by heap sort on an ``arity``-ary max-heap; returns the top k in order, then the rest in
     input order.
 
     A sift-down step asks ``select_best`` for the best of a node and its children. Building the heap
     sifts every node of one depth at once (their subtrees are disjoint), so each step of those sifts is
-    one batch; each of the k-1 extractions then sifts the new root down, one step per batch.
+    one batch. Each of the k-1 extractions then refills the root, one step per batch: by moving the last
+    item to the root and sifting it down, or with ``bottom_up`` (Floyd) by promoting the best child
+    level by level down to a leaf, putting the last item there and sifting it up. Bottom-up asks about
+    the children only (one comparison per level for a binary heap instead of two), so it suits pairwise
+    comparisons; the last item, usually a weak one, then rarely climbs.
     """
     if arity < 2:
         raise ValueError("a heap needs arity >= 2")
@@ -100,6 +104,20 @@ def heap_top_k(n: int, select_best: SelectBest, k: int, arity: int = 2) -> list[
                         moved.append(child)
             active = moved
 
+    def refill_bottom_up(item: int, size: int) -> None:
+        hole = 0
+        while kids := children(hole, size):
+            best = select_best([[heap[c] for c in kids]])[0]
+            child = next(c for c in kids if heap[c] == best)
+            heap[hole], hole = best, child
+        heap[hole] = item
+        while hole > 0:
+            parent = (hole - 1) // arity
+            if select_best([[heap[parent], item]])[0] != item:
+                break
+            heap[hole], heap[parent] = heap[parent], item
+            hole = parent
+
     depth = [0] * n
     for p in range(1, n):
         depth[p] = depth[(p - 1) // arity] + 1
@@ -111,8 +129,13 @@ def heap_top_k(n: int, select_best: SelectBest, k: int, arity: int = 2) -> list[
     for r in range(k):
         top.append(heap[0])
         size -= 1
-        heap[0] = heap[size]
-        if r < k - 1:
+        last = heap[size]
+        if r == k - 1 or size == 0:
+            heap[0] = last
+        elif bottom_up:
+            refill_bottom_up(last, size)
+        else:
+            heap[0] = last
             sift_down([0], size)
     return top + sorted(heap[:size])
 

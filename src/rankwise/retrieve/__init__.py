@@ -2,7 +2,7 @@
 
 from rankwise.retrieve.base import Retriever, document_text, read_index_meta, retrieve_candidates
 from rankwise.retrieve.bm25 import BM25Retriever
-from rankwise.retrieve.dense import DenseRetriever, resolve_embedding_model
+from rankwise.retrieve.dense import DenseRetriever
 
 __all__ = ["BM25Retriever", "DenseRetriever", "Retriever", "document_text", "read_index_meta",
-           "resolve_embedding_model", "retrieve_candidates"]
+           "retrieve_candidates"]

@@ -1,0 +1,48 @@
+"""Assemble BENCHMARKS.md from the result files the benchmark scripts write (benchmarks/results/*.md).
+
+    python benchmarks/assemble.py
+
+Each section names the script that regenerates it; the result files carry their own commands and CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = [
+    ("Retrieval and evaluation", "retrieval.md", "python benchmarks/retrieval.py"),
+    ("Pointwise reranking: effectiveness and cost", "pointwise.md",
+     "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b qwen2.5-1.5b "
+     "--methods pointwise.yes_no pointwise.graded --top-k 20 --max-queries 10"),
+    ("Pointwise prompt templates: passage-first against query-first", "templates.md",
+     "python benchmarks/pointwise.py --datasets dl19 --models qwen2.5-0.5b --methods pointwise.yes_no "
+     "--variants short query_first --top-k 20 --max-queries 10 --engine transformers "
+     "--out out/templates --table results/templates.md"),
+    ("Speed: rankwise against a plain transformers loop", "speed_pointwise.md",
+     "python benchmarks/speed_pointwise.py --dataset dl19 --model qwen2.5-0.5b --top-k 20 --max-queries 8"),
+    ("Engines on this machine", "engines.md", "rankwise env --model smollm2-135m --model qwen2.5-0.5b"),
+    ("Pairwise and setwise", "pairwise_setwise.md", "python benchmarks/comparison_methods.py"),
+    ("HTTP service under load", "serve.md", "python benchmarks/load_test.py"),
+]
+
+
+def main() -> None:
+    parts = ["# Benchmarks\n",
+             "Every figure below names the CPU it ran on and the command that produced it. The machines are "
+             "2-core VMs of different CPU classes (see ../shared/MODELS.md); figures from one machine are only "
+             "compared with figures from the same run. Regenerate this file with `python benchmarks/assemble.py` "
+             "after re-running a section's command.\n"]
+    for title, name, command in SECTIONS:
+        path = HERE / "results" / name
+        if not path.is_file():
+            continue
+        body = path.read_text(encoding="utf-8").strip()
+        if body.startswith("# "):
+            body = body.split("\n", 1)[1].strip()
+        parts.append(f"## {title}\n\nCommand: `{command}`\n\n{body}\n")
+    (HERE.parent / "BENCHMARKS.md").write_text("\n".join(parts), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
