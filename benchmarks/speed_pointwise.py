@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--max-queries", type=int, default=10)
     ap.add_argument("--engine", default="auto")
+    ap.add_argument("--dtype", default="auto", help="both runners: auto (fast on this CPU), float32, bfloat16")
     ap.add_argument("--table", type=Path, default=HERE / "results" / "speed_pointwise.md")
     args = ap.parse_args()
 
@@ -40,12 +41,12 @@ def main() -> None:
     requests = [r for r in ds.requests("bm25", top_k=args.top_k) if r.query.qid in ds.qrels][:args.max_queries]
     qrels = {r.query.qid: ds.qrels[r.query.qid] for r in requests}
 
-    backend = load_backend(args.model, engine=args.engine)
+    backend = load_backend(args.model, engine=args.engine, dtype=args.dtype)
     reranker = build_method("pointwise.yes_no", backend)
     prompts = [reranker.prompts(r.query, r.candidates) for r in requests]
 
     resolved = resolve_model(args.model)
-    loop_dtype = hardware.choose_dtype("auto")
+    loop_dtype = hardware.choose_dtype(args.dtype)
     loop = PlainYesNoLoop(str(resolved.hf_dir or hf_dir_for_gguf(resolved.gguf_file)), loop_dtype)
     loop.score(prompts[0][:2])  # warm-up, as for rankwise below
     backend.choice_logprobs(prompts[0][:2], ["Yes", "No"])
@@ -80,7 +81,7 @@ def main() -> None:
         f"{rw_seconds / n:.2f} | {spent.computed_tokens / n:.0f} | {rw_ndcg:.4f} |",
     ]
     load = os.getloadavg()[0]
-    text = (f"CPU: {cpu_name()}; load average at the end {load:.1f}; {args.dataset} BM25 top-{args.top_k}, {n} queries, {args.model}; one run\n\n"
+    text = (f"CPU: {cpu_name()}; load average at the end {load:.1f}; dtype {args.dtype}; {args.dataset} BM25 top-{args.top_k}, {n} queries, {args.model}; one run\n\n"
             + "\n".join(rows) + f"\n\nratio rankwise / loop seconds: {rw_seconds / loop_seconds:.2f}\n")
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text)

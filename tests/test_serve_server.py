@@ -116,7 +116,7 @@ def tiny_model_dir(tmp_path_factory):
 
 def test_a_shutdown_lets_the_in_flight_request_finish():
     app = create_app(tiny_backend(dtype="float32"), "pointwise.yes_no")
-    docs = [f"the capital of France is Paris plants make food from light {i} " * 30 for i in range(100)]
+    docs = [f"the capital of France is Paris plants make food from light {i} " * 30 for i in range(300)]
     reply: dict = {}
     with ThreadServer(app) as s:
         def ask() -> None:
@@ -136,11 +136,11 @@ def test_a_shutdown_lets_the_in_flight_request_finish():
         app.state.batcher.choice_logprobs(["a prompt"], ["Yes", "No"])
 
 
-@pytest.mark.slow  # starts a Python process that loads torch: ~10-30 s
+@pytest.mark.slow  # a Python process that loads torch: ~5 s on an idle machine, ~30 s under load
 def test_rankwise_serve_finishes_in_flight_requests_on_sigterm(tiny_model_dir, tmp_path):
     server = CliServer(["--model", str(tiny_model_dir), "--method", "pointwise.yes_no", "--engine", "transformers",
                         "--no-cache"])
-    long_docs = [f"the capital of France is Paris plants make food from light {i} " * 30 for i in range(100)]
+    long_docs = [f"the capital of France is Paris plants make food from light {i} " * 30 for i in range(300)]
     with server:
         assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
         reply: dict = {}

@@ -9,7 +9,7 @@ from rankwise.cli.app import app
 from rankwise.errors import RankwiseError
 
 # Each module registers its commands on ``app``; a module not yet written is skipped.
-_COMMAND_MODULES = ("retrieval", "models", "rerank", "demo")
+_COMMAND_MODULES = ("retrieval", "models", "rerank", "demo", "serve")
 
 for _name in _COMMAND_MODULES:
     try:

@@ -47,17 +47,14 @@ def serve(
 
     from rankwise.llm import load_backend
     from rankwise.llm.cache import OutputCache
-    from rankwise.methods.base import method_names
+    from rankwise.methods.base import method_info
     from rankwise.serve import ServeConfig, create_app
 
     config = ServeConfig(max_documents=max_documents, max_document_chars=max_document_chars,
                          long_documents=long_documents, max_query_chars=max_query_chars,
                          max_body_bytes=max_body_bytes, request_timeout=request_timeout, api_key=api_key,
                          batch_wait_ms=batch_wait_ms, max_batch_prompts=max_batch_prompts)
-    if method not in method_names():
-        from rankwise.methods import build_method
-
-        build_method(method, None)  # raises InputError naming close matches
+    method_info(method)  # an unknown name fails before any model loads
     options: dict = {"batch_size": batch_size}
     if base_url:
         options["base_url"] = base_url
@@ -71,6 +68,9 @@ def serve(
     service = create_app(backend, method, config=config, cache=store, method_options=method_opts)
     err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "
               f"cache={'off' if store is None else store.path}, auth={'on' if api_key else 'off'}")
+    if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] listening on {host} without --api-key: anyone who reaches the port can "
+                  "use the model")
     # uvicorn stops accepting on SIGINT/SIGTERM and lets in-flight requests finish (each within the timeout).
     uvicorn.run(service, host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=math.ceil(request_timeout) + 5)
