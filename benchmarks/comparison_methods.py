@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding",
            "setwise.heapsort", "setwise.bubblesort", "setwise.reasoning"]
 MEASURE = "nDCG@10"
+NOTES = "\n## Notes"  # a hand-written section at the end of the report, kept when the tables are rewritten
 
 
 def _requests(dataset: str, top_k: int, max_queries: int | None) -> tuple[list[Request], dict]:
@@ -235,7 +236,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (run_methods if args.command == "methods" else run_llm_rankers)(args)
     args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text(report(args.out))
+    old = args.table.read_text() if args.table.exists() else ""
+    notes = NOTES + old.split(NOTES, 1)[1] if NOTES in old else ""
+    args.table.write_text(report(args.out) + notes)
     print(args.table.read_text())
 
 

@@ -32,7 +32,11 @@ MODES = ("scoring", "generation")
 
 
 class Pairwise:
-    """PRP over a backend; ``algorithm`` picks which pairs are compared."""
+    """PRP over a backend; ``algorithm`` picks which pairs are compared.
+
+    ``k``: the depth heap sort extracts and the number of sliding passes (all-pairs ranks everything).
+    ``answer_prefix`` is appended after the chat template's assistant turn, so the next token is the label.
+    """
 
     def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate = "pairwise.prp",
                  mode: str = "scoring", k: int = 10, max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS,

@@ -38,7 +38,12 @@ ANSWER_OPEN = "<answer>"
 
 
 class Setwise:
-    """Setwise selection over a backend inside heap sort or bubble sort."""
+    """Setwise selection over a backend inside heap sort or bubble sort.
+
+    ``set_size`` (c): candidates per prompt; ``k``: the depth sorted. ``answer_prefix`` is appended after
+    the chat template's assistant turn ("Passage", or "<think>" for reasoning); ``reasoning_tokens`` is the
+    generation budget of the reasoning mode, ``max_new_tokens`` that of the generation mode.
+    """
 
     def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate | None = None,
                  mode: str = "scoring", set_size: int = 4, k: int = 10,
