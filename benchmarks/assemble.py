@@ -12,18 +12,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SECTIONS = [
     ("Retrieval and evaluation", "retrieval.md", "python benchmarks/retrieval.py"),
-    ("Pointwise reranking: effectiveness and cost", "pointwise.md",
-     "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b qwen2.5-1.5b "
-     "--methods pointwise.yes_no pointwise.graded --top-k 20 --max-queries 10"),
+    ("Pointwise reranking, qwen2.5-0.5b: effectiveness and cost", "pointwise_05b.md",
+     "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b "
+     "--methods pointwise.yes_no pointwise.graded --top-k 20 --max-queries 10 --table results/pointwise_05b.md"),
+    ("Pointwise reranking, qwen2.5-1.5b: effectiveness and cost", "pointwise_15b.md",
+     "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-1.5b "
+     "--methods pointwise.yes_no pointwise.graded --top-k 20 --max-queries 5 --table results/pointwise_15b.md"),
     ("Pointwise prompt templates: passage-first against query-first", "templates.md",
      "python benchmarks/pointwise.py --datasets dl19 --models qwen2.5-0.5b --methods pointwise.yes_no "
      "--variants short query_first --top-k 20 --max-queries 10 --engine transformers "
      "--out out/templates --table results/templates.md"),
-    ("Speed: rankwise against a plain transformers loop", "speed_pointwise.md",
-     "python benchmarks/speed_pointwise.py --dataset dl19 --model qwen2.5-0.5b --top-k 20 --max-queries 8"),
-    ("Engines on this machine", "engines.md", "rankwise env --model smollm2-135m --model qwen2.5-0.5b"),
-    ("Pairwise and setwise", "pairwise_setwise.md", "python benchmarks/comparison_methods.py"),
-    ("HTTP service under load", "serve.md", "python benchmarks/load_test.py"),
+    ("Speed: rankwise against a plain transformers loop, bf16 (fast on this CPU)", "speed_pointwise_bf16.md",
+     "python benchmarks/speed_pointwise.py --dataset dl19 --model qwen2.5-0.5b --top-k 20 --max-queries 12 "
+     "--table results/speed_pointwise_bf16.md"),
+    ("Speed: rankwise against a plain transformers loop, fp32", "speed_pointwise_fp32.md",
+     "python benchmarks/speed_pointwise.py --dataset dl19 --model qwen2.5-0.5b --top-k 20 --max-queries 5 "
+     "--dtype float32 --table results/speed_pointwise_fp32.md"),
+    ("Engines on this machine", "engines.md", "rankwise env --model qwen2.5-0.5b --model smollm2-135m"),
+    ("Pairwise and setwise", "pairwise_setwise.md", "python benchmarks/comparison_methods.py (see below)"),
+    ("HTTP service under load", "serve.md", "python benchmarks/load_test.py (see below)"),
 ]
 
 

@@ -21,8 +21,10 @@ def dl19_requests(dl19):
 
 
 def _ideal_ndcg(requests, qrels, k):
-    ideal = {r.query.qid: {c.docid: float(qrels[r.query.qid].get(c.docid, 0)) for c in r.candidates[:k]}
-             for r in requests}
+    ideal = {}
+    for r in requests:  # a run is ranked in its order: list the candidates best grade first
+        grades = {c.docid: float(qrels[r.query.qid].get(c.docid, 0)) for c in r.candidates[:k]}
+        ideal[r.query.qid] = dict(sorted(grades.items(), key=lambda kv: -kv[1]))
     return evaluate(ideal, {r.query.qid: qrels[r.query.qid] for r in requests}, ["nDCG@10"])["nDCG@10"]
 
 

@@ -28,7 +28,7 @@ class MethodInfo:
 
 _REGISTRY: dict[str, MethodInfo] = {}
 # Modules that register methods on import; listed here so ``method_names()`` sees all of them.
-_METHOD_MODULES = ("rankwise.methods.pointwise",)
+_METHOD_MODULES = ("rankwise.methods.pointwise", "rankwise.methods.pairwise", "rankwise.methods.setwise")
 
 
 def register(name: str, needs: str, description: str):
