@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(os.environ.get("RANKWISE_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+def _shared_data() -> Path:
+    """$RANKWISE_DATA, else the checkout's sibling ../shared/data, else where rankwise itself looks."""
+    from rankwise.data.dataset import data_roots
+
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data", *data_roots()]
+    if os.environ.get("RANKWISE_DATA"):
+        candidates.insert(0, Path(os.environ["RANKWISE_DATA"]))
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture(scope="session")
