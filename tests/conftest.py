@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-
-# llama.cpp and torch share one OpenMP runtime; spinning waiters make both crawl on a busy machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from pathlib import Path
 
 import pytest
+
 
 def _shared_data() -> Path:
     """$RANKWISE_DATA, else the checkout's sibling ../shared/data, else where rankwise itself looks."""
