@@ -67,20 +67,21 @@ def gguf_model(tmp_path, monkeypatch) -> str:
     return str(f)
 
 
-def test_measure_engine_counts_computed_tokens_per_second():
+def test_measure_engine_counts_prompt_tokens_per_second_over_whole_queries():
     factory = FakeFactory({"transformers": 500.0})
     speed = measure_engine("m", "transformers", seconds=10.0, factory=factory)
     assert speed.engine == "transformers" and speed.dtype == "float32"
-    assert speed.tokens_per_s == pytest.approx(500.0)
-    assert speed.seconds >= 10.0 and speed.tokens > 0 and speed.prompts > 1
+    assert speed.tokens_per_s == pytest.approx(speed.tokens / speed.seconds)
+    assert speed.tokens_per_s > 500.0  # prompt tokens: the shared prefix computed once counts in full
+    assert speed.seconds >= 10.0 and speed.tokens > 0
     backend = factory.backends[0]
-    assert backend.batches[0] == 1  # the warm-up call is not counted
+    assert backend.batches[0] == 2  # the warm-up call is not counted
+    assert set(backend.batches[1:]) == {auto.PROMPTS_PER_CALL}  # one query per call, as methods send them
     assert speed.prompts == sum(backend.batches[1:])
-    assert max(backend.batches) > 1 and max(backend.batches) <= auto.MAX_BATCH
     assert factory.built == [("m", "transformers", "auto")]
 
 
-def test_measure_prompts_are_realistic_and_distinct():
+def test_measure_prompts_are_the_default_pointwise_template():
     prompts: list[str] = []
 
     class Recording(ClockedBackend):
@@ -91,19 +92,21 @@ def test_measure_prompts_are_realistic_and_distinct():
 
     measure_engine("m", "transformers", seconds=3.0,
                    factory=lambda *a, **k: Recording("transformers", 1000.0, "float32"))
-    assert len(set(prompts)) == len(prompts) > 4
-    first = prompts[0]
-    assert first.index("Passage") < first.index("Query:")  # passage-first
-    words = [len(p.split()) for p in prompts[:4]]
-    assert all(100 <= w <= 160 for w in words), words  # ~150 tokens each
+    query = prompts[2:2 + auto.PROMPTS_PER_CALL]
+    assert len(set(query)) == len(query) == auto.PROMPTS_PER_CALL
+    first = query[0]
+    assert first.index("Passage:") < first.index("Query:")  # passage-first, as the default template
+    assert "You judge search results" in first.split("Passage:")[0]  # the shared instruction first
+    words = [len(p.split()) for p in query]
+    assert all(150 <= w <= 240 for w in words), words
 
 
-def test_slow_engines_do_not_overrun_the_budget():
-    """On a slow machine one prompt may take seconds: the batch does not grow past the budget."""
-    factory = FakeFactory({"transformers": 20.0})  # ~6 s per prompt
+def test_slow_engines_stop_after_one_query():
+    """On a slow machine one query may take longer than the budget: measurement stops after it."""
+    factory = FakeFactory({"transformers": 20.0})
     speed = measure_engine("m", "transformers", seconds=10.0, factory=factory)
-    assert speed.seconds < 10.0 + 2 * 140 / 20.0
-    assert max(factory.backends[0].batches) <= 2
+    assert factory.backends[0].batches[1:] == [auto.PROMPTS_PER_CALL]
+    assert 20.0 < speed.tokens_per_s < 25.0
 
 
 def test_choose_engine_picks_the_fastest_and_caches_it(gguf_model):

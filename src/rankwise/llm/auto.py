@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 ENGINE_ENV = "RANKWISE_ENGINE"
 KNOWN_ENGINES = ("transformers", "llamacpp", "openai", "vllm", "sentence-transformers")
 CHOICES = ("Yes|yes| Yes", "No|no| No")
-MAX_BATCH = 16
+# One query of pointwise reranking: what the choice must be fastest at (measured per call, not per prompt).
+PROMPTS_PER_CALL = 8
 
 Factory = Callable[..., Backend]
 
@@ -76,7 +77,6 @@ _PASSAGES = (
      "years, two months and five days, using about eighteen thousand wrought-iron parts."),
 )
 
-_TEMPLATE = "Passage {n}: {passage}\nQuery: {query}\nDoes the passage answer the query? Answer Yes or No."
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class EngineSpeed:
 
     engine: str
     dtype: str           # as the backend reports it ("bfloat16", "float32", "q4_k_m", ...)
-    tokens_per_s: float  # tokens actually computed (after prefix reuse) per second
+    tokens_per_s: float  # prompt tokens scored per second (prefix reuse included)
     prompts: int
     tokens: int
     seconds: float
@@ -115,13 +115,16 @@ def available_engines(resolved: ResolvedModel) -> list[str]:
     return engines
 
 
-def _prompts(backend: Backend) -> Iterator[str]:
-    """Endless distinct prompts (a counter near the start defeats KV reuse across repeats)."""
-    n = 0
-    while True:
-        query, passage = _PASSAGES[n % len(_PASSAGES)]
-        n += 1
-        yield backend.format_chat(_TEMPLATE.format(n=n, passage=passage, query=query))
+def _query_prompts(backend: Backend, call: int) -> list[str]:
+    """One query's worth of default pointwise prompts, as rankwise's methods send them: the judging
+    instruction shared, the passages different (so prefix reuse counts as it does in real runs)."""
+    from rankwise.prompts import load_prompt
+
+    template = load_prompt("pointwise.yes_no")
+    query = _PASSAGES[call % len(_PASSAGES)][0]
+    passages = [_PASSAGES[(call + i) % len(_PASSAGES)][1] for i in range(PROMPTS_PER_CALL)]
+    return [backend.format_chat(template.render(query=query, passage=f"{passage} ({i})"))
+            for i, passage in enumerate(passages)]
 
 
 def _default_factory() -> Factory:
@@ -132,26 +135,21 @@ def _default_factory() -> Factory:
 
 def measure_engine(model: str, engine: str, dtype: str = "auto", seconds: float = 10.0,
                    *, factory: Factory | None = None) -> EngineSpeed:
-    """Prefill tokens/s of ``engine`` on ``model``: yes/no scoring for about ``seconds`` (after loading
-    and one warm-up call). Calls grow from 1 prompt up to 16 while they stay short, so batching engines
-    are measured batching and slow machines still finish in about ``seconds``."""
+    """Prompt tokens/s of ``engine`` on ``model`` over whole queries of pointwise yes/no scoring
+    (``PROMPTS_PER_CALL`` prompts each, the real template), for about ``seconds`` after loading and a
+    warm-up call; at least one query. Prompt tokens, not computed ones: prefix reuse is part of the speed."""
     backend = (factory or _default_factory())(model, engine=engine, dtype=dtype)
-    prompts = _prompts(backend)
-    backend.choice_logprobs([next(prompts)], CHOICES)  # warm-up: first-call allocations, kernels
+    backend.choice_logprobs(_query_prompts(backend, 0)[:2], CHOICES)  # warm-up: allocations, kernels
     usage = backend.usage
-    tokens0, prompt0, seconds0, calls0 = (usage.computed_tokens, usage.prompt_tokens, usage.seconds,
-                                          usage.calls)
-    batch, wall0 = 1, time.perf_counter()
+    prompt0, seconds0, calls0 = usage.prompt_tokens, usage.seconds, usage.calls
+    wall0, call = time.perf_counter(), 1
     while True:
-        call_start = usage.seconds
-        backend.choice_logprobs([next(prompts) for _ in range(batch)], CHOICES)
-        wall = time.perf_counter() - wall0
-        if usage.seconds - seconds0 >= seconds or wall >= seconds:
+        backend.choice_logprobs(_query_prompts(backend, call), CHOICES)
+        call += 1
+        if usage.seconds - seconds0 >= seconds or time.perf_counter() - wall0 >= seconds:
             break
-        if batch < MAX_BATCH and 2 * (usage.seconds - call_start) < seconds / 4:
-            batch *= 2  # the next, doubled call still takes under a quarter of the budget
-    elapsed = usage.seconds - seconds0 or wall
-    tokens = (usage.computed_tokens - tokens0) or (usage.prompt_tokens - prompt0)
+    elapsed = usage.seconds - seconds0 or time.perf_counter() - wall0
+    tokens = usage.prompt_tokens - prompt0
     return EngineSpeed(engine=engine, dtype=backend.dtype, tokens_per_s=tokens / elapsed,
                        prompts=usage.calls - calls0, tokens=tokens, seconds=elapsed)
 
