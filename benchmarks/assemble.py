@@ -47,6 +47,7 @@ def main() -> None:
         body = path.read_text(encoding="utf-8").strip()
         if body.startswith("# "):
             body = body.split("\n", 1)[1].strip()
+        body = "\n".join("#" + line if line.startswith("#") else line for line in body.splitlines())
         parts.append(f"## {title}\n\nCommand: `{command}`\n\n{body}\n")
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(parts), encoding="utf-8")
 
