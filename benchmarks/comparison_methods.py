@@ -29,8 +29,6 @@ from pathlib import Path
 
 import torch
 
-import rankwise.methods.pairwise  # noqa: F401  (registers pairwise.*)
-import rankwise.methods.setwise  # noqa: F401  (registers setwise.*)
 from rankwise.cli.common import cpu_name
 from rankwise.data import load_dataset
 from rankwise.eval import evaluate

@@ -32,7 +32,7 @@ from rankwise.data import load_dataset
 
 HERE = Path(__file__).resolve().parent
 TITLE = "# `rankwise serve`: load test and bad inputs"
-_CLI = "import rankwise.cli.serve; from rankwise.cli import main; main()"  # `rankwise serve`
+_CLI = "from rankwise.cli import main; main()"  # `rankwise serve`
 
 
 def request_bodies(dataset: str, n: int, docs: int) -> list[dict]:

@@ -58,3 +58,20 @@ def oracle_from_qrels(requests, qrels) -> OracleBackend:
         for c in r.candidates:
             grades[c.content] = qrels.get(r.query.qid, {}).get(c.docid, 0)
     return OracleBackend(grades)
+
+
+def ndcg10(run, requests, qrels) -> float:
+    """nDCG@10 of a run over the given requests' queries only."""
+    from rankwise.eval import evaluate
+
+    return evaluate(run, {r.query.qid: qrels[r.query.qid] for r in requests}, ["nDCG@10"])["nDCG@10"]
+
+
+def ideal_run(requests, qrels) -> dict:
+    """The candidates sorted by grade (a run lists its documents in rank order)."""
+    run = {}
+    for r in requests:
+        grade = qrels[r.query.qid]
+        ranked = sorted(r.candidates, key=lambda c: -grade.get(c.docid, 0))
+        run[r.query.qid] = {c.docid: float(len(ranked) - i) for i, c in enumerate(ranked)}
+    return run

@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 # Until the lead lists "serve" in rankwise.cli._COMMAND_MODULES the command module is imported here.
-_CLI = "import rankwise.cli.serve; from rankwise.cli import main; main()"
+_CLI = "from rankwise.cli import main; main()"
 
 
 class ThreadServer:

@@ -9,13 +9,13 @@ import os
 import numpy as np
 import pytest
 
-import rankwise.methods.pairwise  # noqa: F401  (registers the pairwise.* names)
+import rankwise.methods.pairwise
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
-from rankwise.eval import evaluate
 from rankwise.methods import build_method, sorting
 from rankwise.pipeline import rerank_requests
 from rankwise.types import Candidate, Query
+from tests.oracle import ideal_run, ndcg10
 from tests.oracle_compare import CompareOracle, compare_oracle
 from tests.tiny_lm import tiny_backend
 
@@ -27,20 +27,6 @@ METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding"]
 def dl19_requests(dl19):
     ds = load_dataset(str(dl19))
     return ds.requests("bm25", top_k=N)[:QUERIES], ds.qrels
-
-
-def ndcg10(run, requests, qrels):
-    return evaluate(run, {r.query.qid: qrels[r.query.qid] for r in requests}, ["nDCG@10"])["nDCG@10"]
-
-
-def ideal_run(requests, qrels):
-    """The candidates sorted by grade (a run lists its documents in rank order)."""
-    run = {}
-    for r in requests:
-        grade = qrels[r.query.qid]
-        ranked = sorted(r.candidates, key=lambda c: -grade.get(c.docid, 0))
-        run[r.query.qid] = {c.docid: float(len(ranked) - i) for i, c in enumerate(ranked)}
-    return run
 
 
 @pytest.mark.parametrize("mode", ["scoring", "generation"])

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from rankwise.data import load_dataset
-from rankwise.eval import evaluate
 from rankwise.methods import build_method
 from rankwise.pipeline import rerank_requests
 from rankwise.types import Candidate, Query
-from tests.oracle import OracleBackend, oracle_from_qrels
+from tests.oracle import OracleBackend, ideal_run, ndcg10, oracle_from_qrels
 from tests.tiny_lm import tiny_backend
 
 
@@ -20,21 +19,12 @@ def dl19_requests(dl19):
     return ds.requests("bm25", top_k=30)[:5], ds.qrels
 
 
-def _ideal_ndcg(requests, qrels, k):
-    ideal = {}
-    for r in requests:  # a run is ranked in its order: list the candidates best grade first
-        grades = {c.docid: float(qrels[r.query.qid].get(c.docid, 0)) for c in r.candidates[:k]}
-        ideal[r.query.qid] = dict(sorted(grades.items(), key=lambda kv: -kv[1]))
-    return evaluate(ideal, {r.query.qid: qrels[r.query.qid] for r in requests}, ["nDCG@10"])["nDCG@10"]
-
-
 @pytest.mark.parametrize("method", ["pointwise.yes_no", "pointwise.graded"])
 def test_a_perfect_judge_gives_the_ideal_ranking(dl19_requests, method):
     requests, qrels = dl19_requests
     reranker = build_method(method, oracle_from_qrels(requests, qrels))
     result = rerank_requests(reranker, requests, top_k=30, progress=False)
-    sub = {r.query.qid: qrels[r.query.qid] for r in requests}
-    assert evaluate(result.run(), sub, ["nDCG@10"])["nDCG@10"] == pytest.approx(_ideal_ndcg(requests, qrels, 30))
+    assert ndcg10(result.run(), requests, qrels) == pytest.approx(ndcg10(ideal_run(requests, qrels), requests, qrels))
     assert result.usage.calls == 5 * 30  # one prompt per candidate, nothing more
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import rankwise.cli.serve  # noqa: F401 - registers the command until rankwise.cli lists it
 from rankwise.cli import main
 
 
