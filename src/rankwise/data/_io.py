@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
@@ -99,3 +100,14 @@ def open_for_write(path: str | Path) -> Iterator[TextIO]:
     else:
         with p.open("w", encoding="utf-8", newline="\n") as f:
             yield f
+
+
+def json_object(line: str, path: Path, n: int) -> dict:
+    """One JSONL line parsed as an object; anything else is an InputError naming file and line."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON: {err.msg} (column {err.colno})", path, n) from None
+    if not isinstance(obj, dict):
+        raise InputError("expected a JSON object", path, n)
+    return obj

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rankwise.data._io import first_char, iter_lines, open_for_write, read_text
+from rankwise.data._io import first_char, iter_lines, json_object, open_for_write, read_text
 from rankwise.data.trec import Run
 from rankwise.errors import InputError
 from rankwise.types import Candidate, Document, Query, Request
@@ -107,12 +107,7 @@ def _read_rank_llm(path: Path) -> list[Request]:
 
 
 def _jsonl_request(line: str, path: Path, n: int, seen: set[str]) -> Request:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON: {err.msg} (column {err.colno})", path, n) from None
-    if not isinstance(obj, dict):
-        raise InputError("expected a JSON object", path, n)
+    obj = json_object(line, path, n)
     qid = _string(obj, "qid", "query", path, n, ids=True)
     query = _string(obj, "query", f"query {qid}", path, n)
     documents = obj.get("documents")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from rankwise.data._io import iter_lines, open_for_write
+from rankwise.data._io import iter_lines, json_object, open_for_write
 from rankwise.errors import InputError
 
 Run = dict[str, dict[str, float]]
@@ -118,12 +117,7 @@ _TEXT_KEYS = ("text", "query")
 
 
 def _jsonl_topic(line: str, path: Path, n: int) -> tuple[str, str]:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON: {err.msg} (column {err.colno})", path, n) from None
-    if not isinstance(obj, dict):
-        raise InputError("expected a JSON object", path, n)
+    obj = json_object(line, path, n)
     qid = next((obj[k] for k in _ID_KEYS if k in obj), None)
     text = next((obj[k] for k in _TEXT_KEYS if k in obj), None)
     if qid is None:
