@@ -13,7 +13,7 @@ import time
 import httpx
 import uvicorn
 
-# Until the lead lists "serve" in rankwise.cli._COMMAND_MODULES the command module is imported here.
+# The CLI run in a subprocess, as an installed `rankwise` would be.
 _CLI = "from rankwise.cli import main; main()"
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 
 from rankwise.cli.app import app
 from rankwise.errors import RankwiseError
 
-# Each module registers its commands on ``app``; a module not yet written is skipped.
-_COMMAND_MODULES = ("retrieval", "models", "rerank", "demo", "serve")
+# Every module of this package but the plumbing registers its commands on ``app`` when imported.
+_NOT_COMMANDS = {"app", "common", "__main__"}
 
-for _name in _COMMAND_MODULES:
-    try:
-        importlib.import_module(f"rankwise.cli.{_name}")
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while a module is missing
-        if exc.name != f"rankwise.cli.{_name}":
-            raise
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _NOT_COMMANDS and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def main(argv: list[str] | None = None) -> None:

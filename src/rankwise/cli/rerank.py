@@ -67,9 +67,8 @@ def rerank(
 ) -> None:
     """Rerank candidates with a method on a model; write a TREC run (and the cost)."""
     from rankwise.data import write_run
-    from rankwise.llm import load_backend
     from rankwise.methods import build_method
-    from rankwise.methods.base import method_info
+    from rankwise.methods.base import load_backend_for, method_info
     from rankwise.pipeline import rerank_requests
 
     method_info(method)  # an unknown name fails before any model loads
@@ -80,8 +79,8 @@ def rerank(
     options = {"batch_size": batch_size}
     if base_url:
         options["base_url"] = base_url
-    backend = load_backend(model, engine=engine, dtype=dtype, cache=False if no_cache else (cache or True),
-                           **options)
+    backend = load_backend_for(method, model, engine=engine, dtype=dtype,
+                               cache=False if no_cache else (cache or True), **options)
     err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "
               f"{len(requests)} queries, top-{top_k}")
     method_opts = {}

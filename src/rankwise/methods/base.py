@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -27,8 +28,8 @@ class MethodInfo:
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
-# Modules that register methods on import; listed here so ``method_names()`` sees all of them.
-_METHOD_MODULES = ("rankwise.methods.pointwise", "rankwise.methods.pairwise", "rankwise.methods.setwise")
+# Modules of this package that hold no method; every other module registers its methods on import.
+_NOT_METHODS = {"base", "sorting"}
 
 
 def register(name: str, needs: str, description: str):
@@ -40,8 +41,11 @@ def register(name: str, needs: str, description: str):
 
 
 def _load_all() -> None:
-    for module in _METHOD_MODULES:
-        importlib.import_module(module)
+    import rankwise.methods as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in _NOT_METHODS and not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def method_infos() -> list[MethodInfo]:
@@ -68,6 +72,49 @@ def method_info(name: str) -> MethodInfo:
 def build_method(name: str, backend, **options) -> Reranker:
     """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``."""
     return method_info(name).factory(backend, **options)
+
+
+BackendLoader = Callable[..., object]
+_LOADERS: dict[str, BackendLoader] = {}
+
+
+def register_loader(needs: str):
+    """Declare how to load the backend of methods that need ``needs`` (a model name -> backend)."""
+
+    def wrap(loader: BackendLoader) -> BackendLoader:
+        _LOADERS[needs] = loader
+        return loader
+
+    return wrap
+
+
+@register_loader("llm")
+def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=True, **options):
+    from rankwise.llm import load_backend
+
+    return load_backend(model, engine=engine, dtype=dtype, cache=cache, **options)
+
+
+@register_loader("embedding")
+def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", cache=True, **options):
+    from rankwise.llm.embeddings import SentenceTransformerBackend
+
+    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
+
+
+def load_backend_for(method: str, model: str, **backend_options):
+    """The backend ``method`` runs on, loaded for ``model`` (an LLM, an embedding model, ...)."""
+    info = method_info(method)
+    if info.needs not in _LOADERS:
+        raise InputError(f"method {method!r} needs a {info.needs} backend, and none is registered")
+    return _LOADERS[info.needs](model, **backend_options)
+
+
+def load_reranker(method: str, model: str, *, backend_options: dict | None = None, **method_options) -> Reranker:
+    """Load ``model`` on the backend ``method`` needs and build the method, e.g.
+    ``load_reranker("pointwise.yes_no", "qwen2.5-0.5b", backend_options={"engine": "transformers"})``."""
+    backend = load_backend_for(method, model, **(backend_options or {}))
+    return build_method(method, backend, **method_options)
 
 
 def usage_since(backend, before: Usage) -> Usage:
