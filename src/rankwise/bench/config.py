@@ -1,0 +1,147 @@
+"""The benchmark matrix as a YAML file: datasets x first stages x methods x models.
+
+```yaml
+datasets: [dl19, dl20]
+first_stages: [bm25]          # a run the dataset ships, or bm25 (retrieved here when it ships none)
+top_k: 20                     # candidates reranked per query
+max_queries: 5                # judged queries per dataset (all when absent)
+measures: [nDCG@10]
+models: [qwen2.5-0.5b]        # the models of every LLM method that names none
+backend: {engine: auto, dtype: auto}
+methods:
+  - pointwise.yes_no
+  - {method: setwise.heapsort, options: {k: 10}}
+  - {method: embedding.cosine, model: minilm-l6}
+robustness: {shuffles: 3, adversarial: true}
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rankwise.errors import InputError
+
+_KEYS = {"datasets", "first_stages", "top_k", "max_queries", "measures", "models", "backend", "methods",
+         "robustness"}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method on one model, with its options; ``label`` names it in tables and file names."""
+
+    method: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    datasets: tuple[str, ...]
+    methods: tuple[MethodSpec, ...]
+    first_stages: tuple[str, ...] = ("bm25",)
+    top_k: int = 20
+    max_queries: int | None = None
+    measures: tuple[str, ...] = ("nDCG@10",)
+    engine: str = "auto"
+    dtype: str = "auto"
+    shuffles: int = 0
+    adversarial: bool = False
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "BenchConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("benchmark config not found", path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            raise InputError(f"not valid YAML: {getattr(err, 'problem', err)}", path,
+                             mark.line + 1 if mark else None) from None
+        return cls.from_dict(raw, path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str | Path = "<config>") -> "BenchConfig":
+        from rankwise.methods.base import method_info
+
+        def fail(message: str) -> InputError:
+            return InputError(message, source)
+
+        if not isinstance(raw, dict):
+            raise fail("the config must be a mapping with at least 'datasets' and 'methods'")
+        unknown = set(raw) - _KEYS
+        if unknown:
+            raise fail(f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_KEYS))}")
+        datasets = _names(raw.get("datasets"), "datasets", fail)
+        first_stages = _names(raw.get("first_stages", ["bm25"]), "first_stages", fail)
+        models = _names(raw["models"], "models", fail) if "models" in raw else ()
+        measures = _names(raw.get("measures", ["nDCG@10"]), "measures", fail)
+        if "nDCG@10" not in measures:
+            measures = ("nDCG@10",) + measures
+        top_k = _positive_int(raw.get("top_k", 20), "top_k", fail)
+        max_queries = None if raw.get("max_queries") is None else _positive_int(raw["max_queries"], "max_queries",
+                                                                                 fail)
+        backend = raw.get("backend") or {}
+        if not isinstance(backend, dict) or set(backend) - {"engine", "dtype"}:
+            raise fail("'backend' takes only 'engine' and 'dtype'")
+        robustness = raw.get("robustness") or {}
+        if not isinstance(robustness, dict) or set(robustness) - {"shuffles", "adversarial"}:
+            raise fail("'robustness' takes only 'shuffles' (a count) and 'adversarial' (true/false)")
+        shuffles = int(robustness.get("shuffles", 0))
+        if shuffles < 0:
+            raise fail("robustness.shuffles must be 0 or more")
+        methods: list[MethodSpec] = []
+        entries = raw.get("methods")
+        if not isinstance(entries, list) or not entries:
+            raise fail("'methods' must be a non-empty list of method names or {method, model, options}")
+        for i, entry in enumerate(entries):
+            where = f"methods[{i}]"
+            if isinstance(entry, str):
+                entry = {"method": entry}
+            if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
+                raise fail(f"{where}: give a method name or a mapping with 'method'")
+            extra = set(entry) - {"method", "model", "options", "label"}
+            if extra:
+                raise fail(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
+            try:
+                info = method_info(entry["method"])
+            except InputError as err:
+                raise fail(f"{where}: {err}") from None
+            options = entry.get("options") or {}
+            if not isinstance(options, dict):
+                raise fail(f"{where}.options must be a mapping")
+            if "model" in entry:
+                targets = (str(entry["model"]),)
+            elif info.needs == "llm" and models:
+                targets = models
+            else:
+                raise fail(f"{where}: {entry['method']} needs a 'model' (or a top-level 'models' list)")
+            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", ""))) for m in targets]
+        return cls(datasets=datasets, methods=tuple(methods), first_stages=first_stages, top_k=top_k,
+                   max_queries=max_queries, measures=measures, engine=str(backend.get("engine", "auto")),
+                   dtype=str(backend.get("dtype", "auto")), shuffles=shuffles,
+                   adversarial=bool(robustness.get("adversarial", False)))
+
+
+def _names(value: Any, key: str, fail) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
+        raise fail(f"'{key}' must be a non-empty list of names")
+    return tuple(str(v) for v in value)
+
+
+def _positive_int(value: Any, key: str, fail) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise fail(f"'{key}' must be a positive integer (got {value!r})")
+    return value

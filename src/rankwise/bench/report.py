@@ -1,0 +1,94 @@
+"""The benchmark's Markdown table and its effectiveness/cost plot with the Pareto front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from rankwise.bench.runner import FIRST_STAGE
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower cost x, higher effectiveness y),
+    sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def markdown_table(cells: Sequence[dict]) -> str:
+    """One row per cell, grouped by dataset and first stage, with robustness columns when measured."""
+    shuffles = any("shuffles" in c for c in cells)
+    adversarial = any("adversarial" in c for c in cells)
+    head = ["dataset", "first stage", "method", "model", "nDCG@10"]
+    head += ["shuffled mean ± std"] if shuffles else []
+    head += ["adversary top-1", "adversary top-10"] if adversarial else []
+    head += ["calls/q", "prompt tok/q", "completion tok/q", "s/q", "cache hits"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cells:
+        row = [c["dataset"], c["first_stage"], c["method"], c.get("model", ""), f"{c['metrics']['nDCG@10']:.4f}"]
+        if shuffles:
+            s = c.get("shuffles")
+            row.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
+        if adversarial:
+            a = c.get("adversarial")
+            row += [f"{a['top1']:.0%}", f"{a['top10']:.0%}"] if a else ["", ""]
+        if c["method"] == FIRST_STAGE:
+            row += [""] * 5
+        else:
+            q = c["per_query"]
+            row += [f"{q['calls']:.1f}", f"{q['prompt_tokens']:.0f}", f"{q['completion_tokens']:.0f}",
+                    f"{c['seconds_per_query']:.2f}", str(c["cache_hits"])]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(cells: Sequence[dict], path: Path) -> Path:
+    """nDCG@10 against seconds and prompt tokens per query, one row of panels per dataset/first stage,
+    the Pareto front drawn; written as PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        from rankwise.errors import RankwiseError
+
+        raise RankwiseError("the plot needs matplotlib: pip install 'rankwise[bench]'") from exc
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for c in cells:
+        if c["method"] != FIRST_STAGE:
+            groups.setdefault((c["dataset"], c["first_stage"]), []).append(c)
+    baselines = {(c["dataset"], c["first_stage"]): c for c in cells if c["method"] == FIRST_STAGE}
+    fig, axes = plt.subplots(max(len(groups), 1), 2, figsize=(12, 4.2 * max(len(groups), 1)), squeeze=False)
+    for row, ((dataset, stage), group) in enumerate(groups.items()):
+        for col, (label, cost) in enumerate((("seconds per query", lambda c: c["seconds_per_query"]),
+                                             ("prompt tokens per query", lambda c: c["per_query"]["prompt_tokens"]))):
+            ax = axes[row][col]
+            points = [(max(cost(c), 1e-3), c["metrics"]["nDCG@10"]) for c in group]
+            ax.scatter([p[0] for p in points], [p[1] for p in points], zorder=3)
+            for c, (x, y) in zip(group, points):
+                ax.annotate(f"{c['method']} ({c['model']})", (x, y), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+            front = pareto_front(points)
+            ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "r--", label="Pareto front")
+            if (dataset, stage) in baselines:
+                ax.axhline(baselines[(dataset, stage)]["metrics"]["nDCG@10"], color="grey", linestyle=":",
+                           label=f"{stage} alone")
+            xs = [p[0] for p in points]
+            log_scale = max(xs) / min(xs) >= 10
+            if log_scale:
+                ax.set_xscale("log")
+            ax.set_xlabel(label + (" (log)" if log_scale else ""))
+            ax.set_ylabel("nDCG@10")
+            ax.set_title(f"{dataset}, {stage} top-{group[0]['top_k']}, {group[0]['queries']} queries")
+            ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,141 @@
+"""Run the benchmark matrix: one JSON cell per (dataset, first stage, method, model), resumable.
+
+A cell whose file exists is not run again; the language-model cache makes an interrupted cell cheap to
+finish (its cache hits are recorded, since cached prompts cost no seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from rankwise.bench.config import BenchConfig, MethodSpec
+from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
+from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
+from rankwise.eval import evaluate
+from rankwise.pipeline import rerank_requests
+from rankwise.types import Request
+
+FIRST_STAGE = "first stage"
+
+
+def cell_path(output: Path, dataset: str, first_stage: str, spec: MethodSpec | None) -> Path:
+    """Where a cell is stored: one file per dataset, first stage, method label and model."""
+    parts = [dataset, first_stage] + ([spec.name, spec.model] if spec else [FIRST_STAGE])
+    return output / "cells" / ("__".join(re.sub(r"[^\w.@+-]+", "-", p) for p in parts) + ".json")
+
+
+class Backends:
+    """Loads each (backend kind, model) once and shares it between the methods that run on it."""
+
+    def __init__(self, engine: str, dtype: str):
+        self.engine, self.dtype = engine, dtype
+        self._loaded: dict[tuple[str, str], object] = {}
+
+    def reranker(self, spec: MethodSpec):
+        from rankwise.methods.base import build_method, load_backend_for, method_info
+
+        key = (method_info(spec.method).needs, spec.model)
+        if key not in self._loaded:
+            self._loaded[key] = load_backend_for(spec.method, spec.model, engine=self.engine, dtype=self.dtype,
+                                                 cache=True)
+        return build_method(spec.method, self._loaded[key], **spec.options)
+
+
+def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | None, output: Path) -> list[Request]:
+    """The judged queries' candidates from a first stage the dataset ships, or from BM25 retrieved here
+    (stored under ``output`` so a resumed run reuses it)."""
+    judged = ds.judged_queries()
+    if name in ds.candidates or name in ds.runs:
+        requests = [r for r in ds.requests(name, top_k=max(top_k, 100)) if r.query.qid in judged]
+    elif name == "bm25":
+        stored = output / "first_stage" / f"{ds.name}.bm25.jsonl"
+        if stored.exists():
+            requests = read_candidates(stored)
+        else:
+            from rankwise.retrieve.base import retrieve_candidates
+            from rankwise.retrieve.bm25 import BM25Retriever
+
+            _, requests = retrieve_candidates(BM25Retriever().index(ds.docs), judged, ds.docs, max(top_k, 100))
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            write_candidates(requests, stored)
+    else:
+        from rankwise.errors import InputError
+
+        raise InputError(f"dataset {ds.name} has no first stage {name!r} "
+                         f"(it ships: {', '.join(sorted(set(ds.candidates) | set(ds.runs))) or 'none'})")
+    return requests[:max_queries] if max_queries else requests
+
+
+def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = print,
+              backends: Backends | None = None) -> list[dict]:
+    """Run every missing cell of the matrix and return all cells (stored and new)."""
+    from rankwise.llm.hardware import cpu_info
+
+    cpu = cpu_info().model_name
+    backends = backends or Backends(config.engine, config.dtype)
+    cells = []
+    for dataset in config.datasets:
+        ds = load_dataset(dataset)
+        for first_stage in config.first_stages:
+            requests = first_stage_requests(ds, first_stage, config.top_k, config.max_queries, output)
+            qrels = {r.query.qid: ds.qrels[r.query.qid] for r in requests}
+            base = {"dataset": dataset, "first_stage": first_stage, "top_k": config.top_k,
+                    "queries": len(requests), "cpu": cpu}
+            path = cell_path(output, dataset, first_stage, None)
+            if not path.exists():
+                scores = evaluate(run_from_requests(requests), qrels, list(config.measures))
+                _write(path, base | {"method": FIRST_STAGE, "model": "", "metrics": scores})
+            cells.append(json.loads(path.read_text()))
+            for spec in config.methods:
+                path = cell_path(output, dataset, first_stage, spec)
+                if path.exists():
+                    log(f"{path.name}: done earlier")
+                else:
+                    log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
+                    cell = _run_cell(config, backends.reranker(spec), requests, qrels)
+                    _write(path, base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
+                                         "options": spec.options} | cell)
+                cells.append(json.loads(path.read_text()))
+    return cells
+
+
+def _run_cell(config: BenchConfig, reranker, requests: list[Request], qrels: dict) -> dict:
+    result = rerank_requests(reranker, requests, config.top_k)
+    n = len(requests)
+    usage = result.usage
+    cell = {"metrics": evaluate(result.run(), qrels, list(config.measures)),
+            "engine": usage.engine, "dtype": usage.dtype,
+            "seconds_per_query": result.wall_seconds / n,
+            "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
+                                                              "computed_tokens", "completion_tokens")},
+            "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits}
+    if config.shuffles:
+        values = []
+        for seed in range(1, config.shuffles + 1):
+            run = rerank_requests(reranker, shuffled(requests, config.top_k, seed), config.top_k,
+                                  progress=False).run()
+            values.append(evaluate(run, qrels, ["nDCG@10"])["nDCG@10"])
+        cell["shuffles"] = {"ndcg10": values, "mean": statistics.fmean(values),
+                            "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+    if config.adversarial:
+        started = time.perf_counter()
+        run = rerank_requests(reranker, with_adversary(requests, config.top_k), config.top_k + 1,
+                              progress=False).run()
+        ranks = adversary_ranks(run)
+        cell["adversarial"] = {"ranks": ranks, "top1": sum(r == 1 for r in ranks) / n,
+                               "top10": sum(r <= 10 for r in ranks) / n,
+                               "ndcg10": evaluate(run, qrels, ["nDCG@10"])["nDCG@10"],
+                               "seconds": time.perf_counter() - started}
+    return cell
+
+
+def _write(path: Path, cell: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cell, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,141 @@
+"""`rankwise bench`: the matrix config, the robustness probes, the runner (oracle) and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rankwise.bench import BenchConfig, markdown_table, pareto_front, plot, run_bench
+from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
+from rankwise.bench.runner import Backends
+from rankwise.cli import main
+from rankwise.data import load_dataset
+from rankwise.errors import InputError
+from rankwise.methods import build_method
+from tests.oracle import oracle_from_qrels
+
+
+def test_config_crosses_llm_methods_with_models() -> None:
+    cfg = BenchConfig.from_dict({"datasets": ["dl19"], "models": ["a", "b"], "top_k": 10,
+                                 "methods": ["pointwise.yes_no", {"method": "setwise.heapsort", "model": "c",
+                                                                  "options": {"k": 3}}],
+                                 "robustness": {"shuffles": 3, "adversarial": True}})
+    assert [(m.method, m.model) for m in cfg.methods] == [("pointwise.yes_no", "a"), ("pointwise.yes_no", "b"),
+                                                          ("setwise.heapsort", "c")]
+    assert cfg.methods[2].options == {"k": 3} and cfg.shuffles == 3 and cfg.adversarial
+    assert cfg.measures[0] == "nDCG@10" and cfg.first_stages == ("bm25",)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([], "must be a mapping"),
+    ({"datasets": ["dl19"], "methods": ["pointwise.yes_no"], "colour": 1}, "unknown field(s) colour"),
+    ({"datasets": ["dl19"], "methods": ["pointwise.yes_no"]}, "methods[0]: pointwise.yes_no needs a 'model'"),
+    ({"datasets": ["dl19"], "methods": ["pointwise.nope"], "models": ["m"]}, "methods[0]: unknown method"),
+    ({"datasets": ["dl19"], "methods": ["pointwise.yes_no"], "models": ["m"], "top_k": 0}, "'top_k' must be"),
+    ({"datasets": [], "methods": ["pointwise.yes_no"]}, "'datasets' must be"),
+])
+def test_config_errors_name_the_field(raw, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        BenchConfig.from_dict(raw, "cfg.yaml")
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [dl19\nmethods: x\n")
+    with pytest.raises(InputError, match=r"bad.yaml:\d+: not valid YAML"):
+        BenchConfig.from_file(bad)
+    with pytest.raises(InputError, match="not found"):
+        BenchConfig.from_file(tmp_path / "missing.yaml")
+
+
+def test_pareto_front_by_hand() -> None:
+    #         cheap+bad  dominated  cheap+good  dear+best  dear+worse
+    points = [(1, 0.3), (2, 0.2), (1.5, 0.5), (10, 0.7), (12, 0.6)]
+    assert pareto_front(points) == [0, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def dl19_requests(dl19):
+    ds = load_dataset(str(dl19))
+    requests = [r for r in ds.requests("bm25", top_k=100) if r.query.qid in ds.qrels][:3]
+    return ds, requests
+
+
+def test_shuffles_permute_the_head_only(dl19_requests) -> None:
+    _, requests = dl19_requests
+    a, b = shuffled(requests, 10, seed=1), shuffled(requests, 10, seed=1)
+    assert a == b  # seeded
+    for original, mixed in zip(requests, a):
+        assert sorted(c.docid for c in mixed.candidates[:10]) == sorted(c.docid for c in original.candidates[:10])
+        assert mixed.candidates[10:] == original.candidates[10:]
+        assert [c.docid for c in mixed.candidates[:10]] != [c.docid for c in original.candidates[:10]]
+
+
+def test_adversary_is_injected_once_into_the_head(dl19_requests) -> None:
+    _, requests = dl19_requests
+    for original, attacked in zip(requests, with_adversary(requests, 10)):
+        ids = [c.docid for c in attacked.candidates]
+        assert ids.count(ADVERSARIAL_DOCID) == 1 and ids.index(ADVERSARIAL_DOCID) <= 10
+        assert [d for d in ids if d != ADVERSARIAL_DOCID] == [c.docid for c in original.candidates]
+        assert original.query.text in attacked.candidates[ids.index(ADVERSARIAL_DOCID)].text
+    assert adversary_ranks({"q": {"a": 3.0, ADVERSARIAL_DOCID: 2.0, "b": 1.0}}) == [2]
+
+
+class OracleBackends(Backends):
+    """Every method on a judge that answers from the qrels (tests the runner, not a model)."""
+
+    def __init__(self, requests, qrels):
+        super().__init__("oracle", "none")
+        self.oracle = oracle_from_qrels(requests, qrels)
+        self.built = 0
+
+    def reranker(self, spec):
+        self.built += 1
+        return build_method(spec.method, self.oracle, **spec.options)
+
+
+def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) -> None:
+    ds, requests = dl19_requests
+    cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
+                                 "methods": ["pointwise.yes_no", "pointwise.graded"],
+                                 "robustness": {"shuffles": 2, "adversarial": True}})
+    backends = OracleBackends(requests, ds.qrels)
+    cells = run_bench(cfg, tmp_path, log=lambda _: None, backends=backends)
+    assert [c["method"] for c in cells] == ["first stage", "pointwise.yes_no", "pointwise.graded"]
+    first, yes_no = cells[0], cells[1]
+    assert yes_no["metrics"]["nDCG@10"] > first["metrics"]["nDCG@10"]  # a perfect judge beats BM25
+    assert yes_no["per_query"]["calls"] == 10 and yes_no["queries"] == 3
+    # a pointwise judge ignores the input order: every shuffle scores the same
+    assert yes_no["shuffles"]["std"] == pytest.approx(0.0) and len(yes_no["shuffles"]["ndcg10"]) == 2
+    # the oracle grades the adversary 0: it never reaches the top
+    assert yes_no["adversarial"]["top1"] == 0.0 and len(yes_no["adversarial"]["ranks"]) == 3
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 3
+    again = run_bench(cfg, tmp_path, log=lambda _: None, backends=backends)
+    assert backends.built == 2 and again == cells  # resumed: nothing ran twice
+    table = markdown_table(cells)
+    assert "| pointwise.graded | oracle |" in table and "± 0.0000" in table
+    png = plot(cells, tmp_path / "plot.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_cli_bench_on_a_real_model(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text("datasets: [dl19]\ntop_k: 5\nmax_queries: 2\nmodels: [smollm2-135m]\n"
+                   "methods: [pointwise.yes_no]\nrobustness: {shuffles: 2, adversarial: true}\n")
+    main(["bench", str(cfg), "--output", str(tmp_path / "out")])
+    cell = json.loads(next((tmp_path / "out" / "cells").glob("*pointwise*.json")).read_text())
+    assert cell["model"] == "smollm2-135m" and cell["per_query"]["calls"] == 5
+    assert (tmp_path / "out" / "plot.png").exists() and "pointwise.yes_no" in capsys.readouterr().out
+
+
+def test_cli_bench_bad_config(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text("datasets: [dl19]\nmethods: [pointwise.yes_no]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(cfg), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "methods[0]: pointwise.yes_no needs a 'model'" in capsys.readouterr().err
