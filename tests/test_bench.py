@@ -139,3 +139,11 @@ def test_cli_bench_bad_config(tmp_path: Path, capsys) -> None:
         main(["bench", str(cfg), "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "methods[0]: pointwise.yes_no needs a 'model'" in capsys.readouterr().err
+
+
+def test_config_needs_labels_for_variants() -> None:
+    entry = {"method": "setwise.heapsort", "model": "m"}
+    with pytest.raises(InputError, match="listed twice"):
+        BenchConfig.from_dict({"datasets": ["dl19"], "methods": [entry, entry | {"options": {"k": 3}}]})
+    cfg = BenchConfig.from_dict({"datasets": ["dl19"], "methods": [entry, entry | {"label": "setwise.k3"}]})
+    assert [m.name for m in cfg.methods] == ["setwise.heapsort", "setwise.k3"]

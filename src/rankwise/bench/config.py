@@ -127,6 +127,10 @@ class BenchConfig:
             else:
                 raise fail(f"{where}: {entry['method']} needs a 'model' (or a top-level 'models' list)")
             methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", ""))) for m in targets]
+        names = [(m.name, m.model) for m in methods]
+        for name, model in names:
+            if names.count((name, model)) > 1:
+                raise fail(f"{name} on {model} is listed twice: give the entries distinct 'label's")
         return cls(datasets=datasets, methods=tuple(methods), first_stages=first_stages, top_k=top_k,
                    max_queries=max_queries, measures=measures, engine=str(backend.get("engine", "auto")),
                    dtype=str(backend.get("dtype", "auto")), shuffles=shuffles,

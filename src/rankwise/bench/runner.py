@@ -23,9 +23,11 @@ from rankwise.types import Request
 FIRST_STAGE = "first stage"
 
 
-def cell_path(output: Path, dataset: str, first_stage: str, spec: MethodSpec | None) -> Path:
-    """Where a cell is stored: one file per dataset, first stage, method label and model."""
-    parts = [dataset, first_stage] + ([spec.name, spec.model] if spec else [FIRST_STAGE])
+def cell_path(output: Path, config: BenchConfig, dataset: str, first_stage: str, spec: MethodSpec | None) -> Path:
+    """Where a cell is stored: one file per dataset, first stage, depth, query count, method label and model
+    (a changed depth or query count makes new cells instead of reusing old ones)."""
+    parts = [Path(dataset).name, first_stage, f"top{config.top_k}", f"q{config.max_queries or 'all'}"]
+    parts += [spec.name, spec.model] if spec else [FIRST_STAGE]
     return output / "cells" / ("__".join(re.sub(r"[^\w.@+-]+", "-", p) for p in parts) + ".json")
 
 
@@ -86,13 +88,13 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
             qrels = {r.query.qid: ds.qrels[r.query.qid] for r in requests}
             base = {"dataset": dataset, "first_stage": first_stage, "top_k": config.top_k,
                     "queries": len(requests), "cpu": cpu}
-            path = cell_path(output, dataset, first_stage, None)
+            path = cell_path(output, config, dataset, first_stage, None)
             if not path.exists():
                 scores = evaluate(run_from_requests(requests), qrels, list(config.measures))
                 _write(path, base | {"method": FIRST_STAGE, "model": "", "metrics": scores})
             cells.append(json.loads(path.read_text()))
             for spec in config.methods:
-                path = cell_path(output, dataset, first_stage, spec)
+                path = cell_path(output, config, dataset, first_stage, spec)
                 if path.exists():
                     log(f"{path.name}: done earlier")
                 else:
