@@ -43,10 +43,16 @@ def test_prompt_counts_follow_the_formulas(dl19_requests):
     requests, qrels = dl19_requests
     request = requests[0]
     counts = {}
+    reused = {}
     for method in METHODS:
         backend = compare_oracle(requests, qrels)
-        ranking = build_method(method, backend, k=K).rerank(request.query, request.candidates, top_k=N)
+        ranking = build_method(method, backend, k=K, reuse_comparisons=False).rerank(
+            request.query, request.candidates, top_k=N)
         counts[method] = (ranking.usage.calls, backend.usage.forward_passes)
+        again = build_method(method, compare_oracle(requests, qrels), k=K).rerank(
+            request.query, request.candidates, top_k=N)
+        reused[method] = again.usage.calls
+        assert again.docids == ranking.docids  # reusing answers changes the cost, never the ranking
     assert counts["pairwise.allpairs"] == (N * (N - 1), 1)  # every pair, both orders, one batch
     assert counts["pairwise.sliding"] == (K * (N - 1) * 2, K * (N - 1))  # sequential by nature
     heap_prompts, heap_batches = counts["pairwise.heapsort"]
@@ -56,6 +62,11 @@ def test_prompt_counts_follow_the_formulas(dl19_requests):
     assert heap_prompts % 2 == 0
     assert comparisons <= 2 * sorting.heap_bound(N, K) <= 2 * (N + K * math.ceil(math.log2(N)))
     assert heap_batches < comparisons  # comparisons of one heap depth share a batch
+    # A pair is asked once per query: sliding windows re-meet most pairs, heap sort some.
+    print(f"with reuse: {reused}")
+    assert reused["pairwise.allpairs"] == counts["pairwise.allpairs"][0]
+    assert reused["pairwise.sliding"] < counts["pairwise.sliding"][0]
+    assert reused["pairwise.heapsort"] <= heap_prompts
 
 
 def test_a_position_a_biased_comparator_is_neutralised(dl19_requests):

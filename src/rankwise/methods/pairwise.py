@@ -36,11 +36,13 @@ class Pairwise:
 
     ``k``: the depth heap sort extracts and the number of sliding passes (all-pairs ranks everything).
     ``answer_prefix`` is appended after the chat template's assistant turn, so the next token is the label.
+    ``reuse_comparisons``: a pair compared once in a query is not asked again (heap sort and sliding
+    windows meet the same pair repeatedly); off, the prompt counts follow the textbook formulas.
     """
 
     def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate = "pairwise.prp",
                  mode: str = "scoring", k: int = 10, max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS,
-                 answer_prefix: str = "Passage", max_new_tokens: int = 8):
+                 answer_prefix: str = "Passage", max_new_tokens: int = 8, reuse_comparisons: bool = True):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown pairwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if mode not in MODES:
@@ -59,6 +61,7 @@ class Pairwise:
         self.max_passage_tokens = max_passage_tokens
         self.answer_prefix = answer_prefix
         self.max_new_tokens = max_new_tokens
+        self.reuse_comparisons = reuse_comparisons
         self.name = f"pairwise.{algorithm}"
 
     def prompt(self, query: str, passage_a: str, passage_b: str) -> str:
@@ -92,13 +95,20 @@ class _Judge:
         self.query = query
         self.passages = passages
         self.failures = 0
+        self.known: dict[tuple[int, int], float] = {}  # (a, b) with a < b -> a's share
 
     def __call__(self, pairs: Sequence[tuple[int, int]]) -> list[float]:
         m, p = self.method, self.passages
-        prompts = [m.prompt(self.query, p[x], p[y]) for a, b in pairs for x, y in ((a, b), (b, a))]
-        votes = self._votes_for_a(prompts)
+        keys = [(min(a, b), max(a, b)) for a, b in pairs]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.known)) if m.reuse_comparisons else keys
+        prompts = [m.prompt(self.query, p[x], p[y]) for a, b in todo for x, y in ((a, b), (b, a))]
+        votes = self._votes_for_a(prompts) if prompts else []
         # votes[2i]: a was shown first; votes[2i+1]: b was shown first, so a wins when B is chosen.
-        return [_prp_share(votes[2 * i], 1.0 - votes[2 * i + 1]) for i in range(len(pairs))]
+        shares = {key: _prp_share(votes[2 * i], 1.0 - votes[2 * i + 1]) for i, key in enumerate(todo)}
+        if m.reuse_comparisons:
+            self.known.update(shares)
+            shares = self.known
+        return [shares[k] if k == (a, b) else 1.0 - shares[k] for k, (a, b) in zip(keys, pairs)]
 
     def _votes_for_a(self, prompts: list[str]) -> list[float]:
         """Per prompt: 1 if the model picks passage A, 0 if B, 0.5 if it cannot tell."""
