@@ -1,0 +1,175 @@
+"""A cascade against its best single stage, measured in one process, query by query in turns.
+
+    python benchmarks/cascade.py --datasets dl19 dl20 --max-queries 20 \
+        --first-method embedding.e2rank --first-model minilm-l6 \
+        --method pointwise.yes_no --model qwen2.5-0.5b --top-k 100 --k 30 --passage-tokens 128
+
+Cascade: BM25 top-``top_k`` >> Rerank(first_method) % top_k >> Rerank(method) % k.
+Single: BM25 top-``top_k`` >> Rerank(method) % top_k (the expensive stage over every candidate).
+Both run through rankwise.compose on one set of backends (each model loaded once, the expensive model
+shared by both), with the output cache off, so costs are cold costs; each first runs --warmup queries
+untimed. The two take turns query by query, so load on the shared machine falls on both alike. One JSON
+cell per dataset and settings under --out (a finished cell is skipped on re-run); the Markdown report
+(--table) is rewritten from every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rankwise.cli.common import cpu_name
+from rankwise.compose import Backends, Rerank, Stage
+from rankwise.data import load_dataset
+from rankwise.eval import evaluate
+from rankwise.pipeline import PipelineResult
+from rankwise.types import Request
+
+HERE = Path(__file__).resolve().parent
+MEASURE = "nDCG@10"
+NOTES = "\n## Notes"  # a hand-written section at the end of the report, kept when the tables are rewritten
+
+
+def _requests(dataset: str, top_k: int, max_queries: int | None) -> tuple[list[Request], dict]:
+    ds = load_dataset(dataset)
+    requests = [r for r in ds.requests("bm25", top_k=top_k) if r.query.qid in ds.qrels][:max_queries]
+    return requests, {r.query.qid: ds.qrels[r.query.qid] for r in requests}
+
+
+def _bm25_run(requests: list[Request]) -> dict:
+    return {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
+            for r in requests}
+
+
+def _pipelines(args) -> dict[str, Stage]:
+    options = {"max_passage_tokens": args.passage_tokens} if args.passage_tokens else {}
+    first_options = {"m": args.first_m} if args.first_m and args.first_method == "embedding.e2rank" else {}
+    expensive = Rerank(args.method, model=args.model, engine=args.engine, **options)
+    return {"cascade": Rerank(args.first_method, model=args.first_model, **first_options) % args.top_k
+            >> expensive % args.k,
+            "single": expensive % args.top_k}
+
+
+def _in_turns(pipelines: dict[str, Stage], requests: list[Request], backends: Backends) -> dict[str, dict]:
+    """Run every pipeline on each query in turn; their rankings, CPU seconds and merged stage reports."""
+    out = {name: {"result": PipelineResult(pipeline=str(p)), "cpu_seconds": 0.0, "stages": {}}
+           for name, p in pipelines.items()}
+    for request in requests:
+        for name, pipeline in pipelines.items():
+            cpu = time.process_time()
+            one = pipeline.run([request], backends=backends)
+            acc = out[name]
+            acc["cpu_seconds"] += time.process_time() - cpu
+            acc["result"].rankings.update(one.rankings)
+            acc["result"].usage.add(one.usage)
+            acc["result"].wall_seconds += one.wall_seconds
+            for stage in one.stages:
+                mine = acc["stages"].setdefault(stage.path, {"stage": stage.stage, "seconds": 0.0, "calls": 0,
+                                                             "load_seconds": 0.0, "model": stage.usage.model})
+                mine["seconds"] += stage.wall_seconds
+                mine["calls"] += stage.usage.calls
+                mine["load_seconds"] += stage.load_seconds
+    return out
+
+
+def run(args) -> None:
+    pipelines = _pipelines(args)
+    backends = Backends(cache=False)
+    for dataset in args.datasets:
+        requests, qrels = _requests(dataset, args.top_k, args.max_queries)
+        n = len(requests)
+        path = args.out / (f"cascade_{dataset}_{args.first_method}-{args.first_model}_{args.method}-{args.model}"
+                           f"_top{args.top_k}_k{args.k}_q{n}_p{args.passage_tokens}_t{args.threads}.json")
+        if path.exists():
+            continue
+        for pipeline in pipelines.values():  # untimed: first forward passes pay one-off costs (allocation)
+            for request in requests[: args.warmup]:
+                pipeline.run([request], backends=backends)
+        load0 = os.getloadavg()[0]
+        measured = _in_turns(pipelines, requests, backends)
+        cell = {"dataset": dataset, "queries": n, "top_k": args.top_k, "k": args.k,
+                "passage_tokens": args.passage_tokens, "threads": args.threads, "cpu": cpu_name(),
+                "command": "python benchmarks/cascade.py " + shlex.join(sys.argv[1:]),
+                "bm25": evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE],
+                "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+        for name, m in measured.items():
+            result = m["result"]
+            cell[name] = {"pipeline": result.pipeline, "ndcg10": evaluate(result.run(), qrels, [MEASURE])[MEASURE],
+                          "seconds": result.wall_seconds / n, "cpu_seconds": m["cpu_seconds"] / n,
+                          "calls": result.usage.calls / n, "computed_tokens": result.usage.computed_tokens / n,
+                          "stages": [{**s, "seconds": s["seconds"] / n, "calls": s["calls"] / n}
+                                     for s in m["stages"].values()]}
+        cell["seconds_ratio"] = cell["cascade"]["seconds"] / cell["single"]["seconds"]
+        path.write_text(json.dumps(cell, indent=1))
+        print(json.dumps({"dataset": dataset, "bm25": cell["bm25"], "seconds_ratio": cell["seconds_ratio"],
+                          **{k: {x: cell[k][x] for x in ("ndcg10", "seconds")} for k in measured}}), flush=True)
+
+
+def report(out: Path) -> str:
+    cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    lines = ["# A cascade against its best single stage\n",
+             "Generated by `benchmarks/cascade.py` from the cells in `benchmarks/out/cascade/`. Both pipelines "
+             "run in one process on the same backends (each model loaded once), output cache off, after an "
+             "untimed warm-up query, taking turns query by query. s/q is wall-clock per query (model loading "
+             "excluded), on a machine shared with other jobs (load: the 1-minute load average before/after); CPU s/q is this process's CPU time. "
+             "Ratio: cascade seconds / single-stage seconds.\n"]
+    for c in cells:
+        lines += [f"\n## {c['dataset']}: BM25 top-{c['top_k']}, {c['queries']} queries, passages cut to "
+                  f"{c['passage_tokens']} tokens\n",
+                  f"CPU: {c['cpu']}. Command: `{c['command']}`\n",
+                  "| run | pipeline | nDCG@10 | prompts/q | computed tok/q | s/q | CPU s/q |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| BM25 | first stage | {c['bm25']:.4f} | 0 | 0 | 0 | 0 |"]
+        for name in ("cascade", "single"):
+            r = c[name]
+            lines.append(f"| {name} | `{r['pipeline']}` | {r['ndcg10']:.4f} | {r['calls']:.1f} | "
+                         f"{r['computed_tokens']:.0f} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |")
+        lines += ["", f"Cascade / single: nDCG@10 {c['cascade']['ndcg10'] - c['single']['ndcg10']:+.4f}, "
+                      f"seconds x{c['seconds_ratio']:.2f}. Load {c['load'][0]}/{c['load'][1]}.", "",
+                  "| run | stage | prompts/q | s/q | model load s |", "|---|---|---|---|---|"]
+        for name in ("cascade", "single"):
+            for s in c[name]["stages"]:
+                lines.append(f"| {name} | `{s['stage']}` | {s['calls']:.1f} | {s['seconds']:.2f} | "
+                             f"{s['load_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=["dl19", "dl20"])
+    ap.add_argument("--max-queries", type=int, default=None)
+    ap.add_argument("--top-k", type=int, default=100, help="BM25 candidates per query (all reranked by stage 1)")
+    ap.add_argument("--k", type=int, default=30, help="head the expensive stage reranks in the cascade")
+    ap.add_argument("--first-method", default="embedding.e2rank", help="the cheap stage's method")
+    ap.add_argument("--first-model", default="minilm-l6")
+    ap.add_argument("--first-m", type=int, default=None, help="embedding.e2rank: top-m in the listwise prompt")
+    ap.add_argument("--method", default="pointwise.yes_no", help="the expensive stage's method")
+    ap.add_argument("--model", default="qwen2.5-0.5b")
+    ap.add_argument("--engine", default="auto")
+    ap.add_argument("--passage-tokens", type=int, default=128)
+    ap.add_argument("--warmup", type=int, default=1, help="queries each pipeline runs untimed first")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "cascade")
+    ap.add_argument("--table", type=Path, default=HERE / "results" / "cascade.md")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run(args)
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    old = args.table.read_text() if args.table.exists() else ""
+    notes = NOTES + old.split(NOTES, 1)[1] if NOTES in old else ""
+    args.table.write_text(report(args.out) + notes)
+    print(args.table.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""`rankwise run PIPELINE.yaml`: a perfect judge in process, a tiny model through the real entry point,
+SmolLM2 on DL19 (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rankwise.cli import main
+from rankwise.data import load_dataset, read_run, write_candidates_jsonl
+from rankwise.methods import base
+from rankwise.methods.pointwise import Pointwise
+from rankwise.types import Candidate, Query, Request
+from tests.oracle import ideal_run, ndcg10, oracle_from_qrels
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rankwise.cli", "run", *args], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture()
+def judge_method(monkeypatch, dl19):
+    """A method ``test.judge`` on an ``oracle`` backend that answers from the DL19 qrels (this process only)."""
+    ds = load_dataset(str(dl19))
+    requests = ds.requests("bm25", top_k=20)
+    monkeypatch.setitem(base._LOADERS, "oracle", lambda model, **_: oracle_from_qrels(requests, ds.qrels))
+    monkeypatch.setitem(base._REGISTRY, "test.judge", base.MethodInfo(
+        "test.judge", lambda backend, **o: Pointwise(backend, "pointwise.yes_no", "yes_no", **o), "oracle", "judge"))
+    return ds, requests
+
+
+def test_run_a_pipeline_file_over_dl19(judge_method, tmp_path, capsys):
+    ds, requests = judge_method
+    spec = tmp_path / "judge.yaml"
+    spec.write_text("pipeline:\n- first_stage: bm25\n  top_k: 20\n- rerank: test.judge\n  model: qrels\n  top_k: 10\n")
+    out, usage = tmp_path / "out.trec", tmp_path / "usage.json"
+    main(["run", str(spec), "--dataset", "dl19", "--output", str(out), "--usage", str(usage), "--max-queries", "3",
+          "--no-cache"])
+    run = read_run(out)
+    qids = list(ds.judged_queries())[:3]  # the first judged queries, in the dataset's order
+    judged = [next(r for r in requests if r.query.qid == q) for q in qids]
+    assert list(run) == qids and all(len(d) == 20 for d in run.values())
+    head = [type(r)(r.query, r.candidates[:10]) for r in judged]
+    assert ndcg10(run, judged, ds.qrels) == pytest.approx(ndcg10(ideal_run(head, ds.qrels), judged, ds.qrels))
+    report = json.loads(usage.read_text())
+    assert report["pipeline"] == "FirstStage('bm25') % 20 >> Rerank('test.judge', model='qrels') % 10"
+    assert [(s["path"], s["calls"], s["queries"]) for s in report["stages"]] == [("1", 0, 3), ("2", 30, 3)]
+    assert report["calls"] == 30 and report["queries"] == 3 and set(report["per_query"]) == set(run)
+    assert "nDCG@10" in capsys.readouterr().err
+
+    # --run gives a first stage to a pipeline that has none
+    spec.write_text("pipeline:\n- rerank: test.judge\n  model: qrels\n  top_k: 10\n")
+    main(["run", str(spec), "--dataset", "dl19", "--run", "bm25", "--output", str(out), "--overwrite",
+          "--max-queries", "2"])
+    assert [len(d) for d in read_run(out).values()] == [100, 100]
+
+
+@pytest.mark.parametrize("text, args, message", [
+    ("pipeline:\n- first_stage: bm25\n- rerank: test.judge\n  model: qrels\n", ["--dataset", "dl19", "--run", "bm25"],
+     "starts with its own first stage (FirstStage('bm25')); drop --run/--candidates"),
+    ("pipeline:\n- first_stage: bm25\n", [], "the pipeline retrieves (FirstStage('bm25')): give --dataset"),
+    ("pipeline:\n- rerank: test.judge\n  model: qrels\n", [], "give --candidates FILE, or --dataset D with --run RUN"),
+    ("pipeline:\n- rerank: test.judge\n  model: qrels\n  top_k: -1\n", [],
+     "p.yaml: pipeline[0].top_k: expected a positive integer, got -1"),
+])
+def test_run_names_what_is_wrong(judge_method, tmp_path, capsys, text, args, message):
+    spec, out = tmp_path / "p.yaml", tmp_path / "o.trec"
+    spec.write_text(text)
+    with pytest.raises(SystemExit) as caught:
+        main(["run", str(spec), *args, "--output", str(out)])
+    assert caught.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from tests.tiny_lm import tiny_model, tiny_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    tok = tiny_tokenizer()
+    tiny_model(len(tok)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow  # two processes that each import transformers: ~15 s on 2 busy cores
+def test_run_through_the_entry_point_on_a_tiny_model(model_dir, tmp_path):
+    requests = [Request(Query(f"q{q}", f"the capital of France {q}"),
+                        tuple(Candidate(f"d{q}-{i}", f"Paris is the capital {i}", score=10.0 - i) for i in range(6)))
+                for q in range(2)]
+    cands = tmp_path / "cands.jsonl"
+    write_candidates_jsonl(requests, cands)
+    spec = tmp_path / "tiny.yaml"
+    stage = f"  model: {model_dir}\n  engine: transformers\n  dtype: float32\n"
+    spec.write_text(f"pipeline:\n- rerank: pointwise.yes_no\n{stage}  top_k: 4\n"
+                    f"- rerank: pointwise.graded\n{stage}  top_k: 2\n")
+    out, usage = tmp_path / "out.trec", tmp_path / "usage.json"
+    done = _run(str(spec), "--candidates", str(cands), "--output", str(out), "--usage", str(usage), "--no-cache")
+    assert done.returncode == 0, done.stderr
+    run = read_run(out)
+    assert {q: len(d) for q, d in run.items()} == {"q0": 6, "q1": 6}
+    assert list(run["q0"])[4:] == ["d0-4", "d0-5"]  # past the first stage's top 4: first-stage order
+    report = json.loads(usage.read_text())
+    assert [s["calls"] for s in report["stages"]] == [8, 4] and report["calls"] == 12
+    assert report["stages"][0]["engine"] == "transformers" and report["stages"][0]["load_seconds"] > 0
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline:\n- rerank: pointwise.yes_no\n  model: m\n  top_k: -1\n")
+    done = _run(str(bad), "--candidates", str(cands), "--output", str(tmp_path / "x.trec"))
+    assert done.returncode == 2 and not (tmp_path / "x.trec").exists()
+    assert done.stderr.strip() == f"error: {bad}: pipeline[0].top_k: expected a positive integer, got -1"
+    done = _run(str(spec), "--candidates", str(cands), "--output", str(out))
+    assert done.returncode == 2 and "already exists" in done.stderr
+
+
+@pytest.mark.slow
+def test_smollm2_cascade_on_dl19(tmp_path):
+    out, usage = tmp_path / "out.trec", tmp_path / "usage.json"
+    spec = tmp_path / "cascade.yaml"
+    spec.write_text("pipeline:\n- first_stage: bm25\n  top_k: 10\n"
+                    "- rerank: pointwise.yes_no\n  model: smollm2-135m\n  top_k: 10\n"
+                    "  options: {max_passage_tokens: 64}\n"
+                    "- rerank: pairwise.heapsort\n  model: smollm2-135m\n  top_k: 4\n"
+                    "  options: {k: 2, max_passage_tokens: 64}\n")
+    done = _run(str(spec), "--dataset", "dl19", "--max-queries", "1", "--output", str(out), "--usage", str(usage),
+                "--no-cache")
+    assert done.returncode == 0, done.stderr
+    assert "nDCG@10" in done.stderr and len(next(iter(read_run(out).values()))) == 10
+    stages = json.loads(usage.read_text())["stages"]
+    assert [s["calls"] for s in stages][:2] == [0, 10] and stages[2]["calls"] > 0
+    assert stages[1]["model"] == stages[2]["model"] == "smollm2-135m"
