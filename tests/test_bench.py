@@ -9,7 +9,7 @@ import pytest
 
 from rankwise.bench import BenchConfig, markdown_table, pareto_front, plot, run_bench
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
-from rankwise.bench.runner import Backends
+from rankwise.compose import Backends
 from rankwise.cli import main
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
@@ -88,13 +88,13 @@ class OracleBackends(Backends):
     """Every method on a judge that answers from the qrels (tests the runner, not a model)."""
 
     def __init__(self, requests, qrels):
-        super().__init__("oracle", "none")
+        super().__init__(cache=False)
         self.oracle = oracle_from_qrels(requests, qrels)
         self.built = 0
 
-    def reranker(self, spec):
+    def reranker(self, stage):
         self.built += 1
-        return build_method(spec.method, self.oracle, **spec.options)
+        return build_method(stage.method, self.oracle, **stage.options), 0.0
 
 
 def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from rankwise.bench.config import BenchConfig, MethodSpec
+from rankwise.compose import Backends, Rerank
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.eval import evaluate
@@ -29,23 +30,6 @@ def cell_path(output: Path, config: BenchConfig, dataset: str, first_stage: str,
     parts = [Path(dataset).name, first_stage, f"top{config.top_k}", f"q{config.max_queries or 'all'}"]
     parts += [spec.name, spec.model] if spec else [FIRST_STAGE]
     return output / "cells" / ("__".join(re.sub(r"[^\w.@+-]+", "-", p) for p in parts) + ".json")
-
-
-class Backends:
-    """Loads each (backend kind, model) once and shares it between the methods that run on it."""
-
-    def __init__(self, engine: str, dtype: str):
-        self.engine, self.dtype = engine, dtype
-        self._loaded: dict[tuple[str, str], object] = {}
-
-    def reranker(self, spec: MethodSpec):
-        from rankwise.methods.base import build_method, load_backend_for, method_info
-
-        key = (method_info(spec.method).needs, spec.model)
-        if key not in self._loaded:
-            self._loaded[key] = load_backend_for(spec.method, spec.model, engine=self.engine, dtype=self.dtype,
-                                                 cache=True)
-        return build_method(spec.method, self._loaded[key], **spec.options)
 
 
 def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | None, output: Path) -> list[Request]:
@@ -79,7 +63,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
     from rankwise.llm.hardware import cpu_info
 
     cpu = cpu_info().model_name
-    backends = backends or Backends(config.engine, config.dtype)
+    backends = Backends(cache=True) if backends is None else backends
     cells = []
     for dataset in config.datasets:
         ds = load_dataset(dataset)
@@ -99,7 +83,8 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     log(f"{path.name}: done earlier")
                 else:
                     log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
-                    cell = _run_cell(config, backends.reranker(spec), requests, qrels)
+                    stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
+                    cell = _run_cell(config, backends.reranker(stage)[0], requests, qrels)
                     _write(path, base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
                                          "options": spec.options} | cell)
                 cells.append(json.loads(path.read_text()))
