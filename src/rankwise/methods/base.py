@@ -29,7 +29,7 @@ class MethodInfo:
 
 _REGISTRY: dict[str, MethodInfo] = {}
 # Modules of this package that hold no method; every other module registers its methods on import.
-_NOT_METHODS = {"base", "sorting"}
+_NOT_METHODS = {"base", "sorting", "permutation"}
 
 
 def register(name: str, needs: str, description: str):

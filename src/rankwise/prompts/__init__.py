@@ -2,7 +2,8 @@
 
 A template has a ``user`` text with ``{placeholders}``, an optional ``system`` text, and either
 ``choices`` (scored from next-token log-probabilities) or an ``answer_regex`` (validates and extracts a
-generated answer), as rank_llm keeps its templates.
+generated answer), as rank_llm keeps its templates. Prompts that list many candidates may give an ``item``
+text: the line of one candidate (e.g. ``[{label}] {passage}``), joined into the ``user`` text by the method.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ class PromptTemplate:
     answer_regex: str | None = None
     description: str = ""
     fields: tuple[str, ...] = field(default=())
+    item: str | None = None
+
+    def render_item(self, **values: str) -> str:
+        """One candidate's line (the ``item`` text with its placeholders filled)."""
+        if self.item is None:
+            raise ValueError(f"prompt {self.name!r} has no item")
+        return self.item.format(**values)
 
     def render(self, **values: str) -> str:
         missing = [f for f in self.fields if f not in values]
@@ -57,13 +65,14 @@ def load_prompt(name_or_path: str) -> PromptTemplate:
                          None if line is None else line + 1) from None
     if not isinstance(data, dict) or "user" not in data:
         raise InputError("a prompt file needs a 'user' field", path)
-    unknown = set(data) - {"name", "user", "system", "choices", "answer_regex", "description"}
+    unknown = set(data) - {"name", "user", "system", "choices", "answer_regex", "description", "item"}
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}", path)
     placeholders = tuple(sorted({f for _, f, _, _ in string.Formatter().parse(data["user"]) if f}))
     return PromptTemplate(name=data.get("name", path.stem), user=data["user"], system=data.get("system"),
                           choices=tuple(data.get("choices") or ()), answer_regex=data.get("answer_regex"),
-                          description=data.get("description", ""), fields=placeholders)
+                          description=data.get("description", ""), fields=placeholders,
+                          item=data.get("item"))
 
 
 def bundled_prompts() -> list[str]:

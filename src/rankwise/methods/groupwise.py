@@ -1,0 +1,170 @@
+"""Groupwise reranking (GroupRank): the query and a group of g documents in one prompt, one comparable
+relevance score 0..10 per document. Groups are independent (unlike sliding windows), while the documents
+of a group are still judged against each other; the scores of all groups make one ranking.
+
+- ``groupwise.generate``: the model writes "Document [i] score: X" lines (or JSON such as {"1": 7}),
+  parsed with the template's ``answer_regex``; all groups of a round go to the backend as one batch. A
+  document the answer does not score is scored as in logits mode, and each such answer counts in
+  ``Usage.parse_failures``;
+- ``groupwise.logits``: per document, the expected score over the digit tokens after the group prompt
+  and "Document [i] score: ". The g prompts of a group go to the backend in one call, so an engine with
+  prefix reuse computes the group (the long, shared part) once. "10" is two tokens ("1", "0") for
+  tokenizers that split digits (Qwen, SmolLM2): its probability is P("1") * P("0" | "... score: 1"), read
+  in the same call from a second prompt per document; where "10" is one token it is read directly.
+
+``rounds`` > 1 repeats the scoring with the candidates shuffled into new groups (seeded) and averages the
+scores, to reduce group and position effects; round 1 keeps the input order. Ties keep the input order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from rankwise.errors import InputError
+from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.methods.listwise import labels_for, render_list
+from rankwise.prompts import PromptTemplate, load_prompt
+from rankwise.types import Candidate, Query, Ranking
+
+DEFAULT_PASSAGE_TOKENS = 128
+MODES = ("generate", "logits")
+MAX_SCORE = 10
+DIGITS = [str(d) for d in range(10)]
+
+
+def make_groups(n: int, size: int, shuffle_seed: int | None = None) -> list[list[int]]:
+    """Consecutive groups of ``size`` indices of 0..n-1, in input order or shuffled by ``shuffle_seed``."""
+    items = list(range(n))
+    if shuffle_seed is not None:
+        items = [int(i) for i in np.random.default_rng(shuffle_seed).permutation(n)]
+    return [items[i:i + size] for i in range(0, n, size)]
+
+
+def parse_scores(text: str, n: int, pattern: str) -> dict[int, float]:
+    """Scores by position 0..n-1 from a generated answer; the first valid score of a document wins.
+
+    ``pattern`` captures the document number (1-based, group 1) and its score (group 2); numbers out of
+    range and scores outside 0..10 are ignored.
+    """
+    scores: dict[int, float] = {}
+    for match in re.finditer(pattern, text):
+        position, score = int(match.group(1)) - 1, float(match.group(2))
+        if 0 <= position < n and 0 <= score <= MAX_SCORE and position not in scores:
+            scores[position] = score
+    return scores
+
+
+def expected_scores(digit_logprobs: np.ndarray, zero_after_one: np.ndarray | None = None) -> np.ndarray:
+    """Expected score per row from the log-probabilities of the scores' first tokens.
+
+    ``digit_logprobs``: [m, 10] for "0".."9" (with ``zero_after_one``: [m], log P("0" | "... 1"), which
+    splits the mass of "1" into 1 and 10), or [m, 11] for "0".."10" when "10" is one token.
+    """
+    z = digit_logprobs.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if zero_after_one is not None:
+        ten = np.clip(np.exp(zero_after_one.astype(np.float64)), 0.0, 1.0)
+        p = np.concatenate([p, (p[:, 1] * ten)[:, None]], axis=1)
+        p[:, 1] *= 1.0 - ten
+    return p @ np.arange(p.shape[1], dtype=np.float64)
+
+
+class Groupwise:
+    """GroupRank over a backend: groups of ``group_size``, scored by ``mode``, ``rounds`` averaged.
+
+    ``score_prefix`` is what the answer says before a document's score (logits mode and the fallback of
+    generate mode); it must match the output format the prompt asks for.
+    """
+
+    def __init__(self, backend, mode: str, prompt: str | PromptTemplate = "groupwise.score",
+                 group_size: int = 10, rounds: int = 1, seed: int = 0,
+                 max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, score_prefix: str = "Document [{label}] score: ",
+                 tokens_per_item: int = 12):
+        if mode not in MODES:
+            raise InputError(f"unknown groupwise mode {mode!r}; choose one of {', '.join(MODES)}")
+        if group_size < 1 or rounds < 1:
+            raise InputError(f"group_size and rounds must be at least 1 (got {group_size}, {rounds})")
+        self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
+        if not self.template.item:
+            raise InputError(f"prompt {self.template.name!r} needs an item line")
+        if mode == "generate" and not self.template.answer_regex:
+            raise InputError(f"prompt {self.template.name!r} needs an answer_regex for generate mode")
+        several = [d for d in DIGITS if backend.count_tokens(d) != 1]
+        if several:
+            raise InputError(f"groupwise scoring reads single-token digits; {', '.join(several)} take several "
+                             "tokens in this model's tokenizer")
+        self.backend = backend
+        self.mode = mode
+        self.group_size = group_size
+        self.rounds = rounds
+        self.seed = seed
+        self.max_passage_tokens = max_passage_tokens
+        self.score_prefix = score_prefix
+        self.tokens_per_item = tokens_per_item
+        self.ten_is_one_token = backend.count_tokens(str(MAX_SCORE)) == 1
+        self.name = f"groupwise.{mode}"
+
+    def prompt(self, query: str, passages: Sequence[str]) -> str:
+        """The rendered group prompt, ready for the assistant's answer."""
+        labels = labels_for(len(passages), "numeric")
+        user = self.template.render(query=query, num=str(len(passages)),
+                                    passages=render_list(self.template, labels, passages))
+        return self.backend.format_chat(user, system=self.template.system)
+
+    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
+        before = self.backend.usage.copy()
+        head = list(candidates[: top_k or len(candidates)])
+        passages = [self.backend.truncate(c.content, self.max_passage_tokens) for c in head]
+        totals = np.zeros(len(head))
+        failures = 0
+        for r in range(self.rounds if len(head) > 1 else 0):
+            groups = make_groups(len(head), self.group_size, None if r == 0 else self.seed + r)
+            prompts = [self.prompt(query.text, [passages[i] for i in g]) for g in groups]
+            scores, failed = self._score_groups(prompts, [len(g) for g in groups])
+            failures += failed
+            for g, s in zip(groups, scores):
+                totals[g] += s
+        ranked = Ranking.from_scores(query, head, (totals / self.rounds).tolist())
+        usage = usage_since(self.backend, before)
+        usage.parse_failures += failures
+        return with_tail(query, candidates, ranked, usage)
+
+    def _score_groups(self, prompts: list[str], sizes: list[int]) -> tuple[list[np.ndarray], int]:
+        """Scores of every group (in its shown order) and the number of answers that needed a fallback."""
+        if self.mode == "logits":
+            return [self._logit_scores(p, range(n)) for p, n in zip(prompts, sizes)], 0
+        budget = self.tokens_per_item * max(sizes) + 8
+        texts = self.backend.generate(prompts, max_new_tokens=budget, stop=["\n\n"])
+        out, failures = [], 0
+        for prompt, n, text in zip(prompts, sizes, texts):
+            parsed = parse_scores(text, n, self.template.answer_regex)
+            scores = np.array([parsed.get(i, np.nan) for i in range(n)])
+            missing = [i for i in range(n) if i not in parsed]
+            if missing:
+                failures += 1
+                scores[missing] = self._logit_scores(prompt, missing)
+            out.append(scores)
+        return out, failures
+
+    def _logit_scores(self, prompt: str, positions: Sequence[int]) -> np.ndarray:
+        """Expected scores of the documents at ``positions`` of one group: one backend call."""
+        prompts = [prompt + self.score_prefix.format(label=i + 1) for i in positions]
+        if self.ten_is_one_token:
+            return expected_scores(self.backend.choice_logprobs(prompts, DIGITS + [str(MAX_SCORE)]))
+        lp = self.backend.choice_logprobs(prompts + [p + "1" for p in prompts], DIGITS)
+        m = len(prompts)
+        return expected_scores(lp[:m], lp[m:, 0])
+
+
+@register("groupwise.generate", "llm", "GroupRank: groups of 10 in one prompt, generated 0..10 scores, merged")
+def generate(backend, **opts) -> Groupwise:
+    return Groupwise(backend, "generate", **opts)
+
+
+@register("groupwise.logits", "llm", "GroupRank: expected 0..10 score per document from digit logits, group computed once")
+def logits(backend, **opts) -> Groupwise:
+    return Groupwise(backend, "logits", **opts)

@@ -1,0 +1,215 @@
+"""Listwise reranking: the model reads a window of candidates at once and orders them.
+
+- ``listwise.window``: RankGPT / RankZephyr sliding windows (size w=20, step s=10, back to front,
+  ceil((N - w) / s) + 1 windows); the model writes a permutation such as ``[3] > [1] > [2]``;
+- ``listwise.first``: FIRST (Reddy et al. 2024): one forward pass per window, the window ordered by the
+  log-probabilities of the single-token identifiers [A]..[T] as the first generated token;
+- ``listwise.full``: the whole candidate list in one window, when the prompt and its answer fit
+  ``max_context`` tokens (``overflow="error"`` says so; ``overflow="window"`` falls back to windows);
+- ``listwise.insertrank``: InsertRank: windows whose prompt shows each candidate's first-stage score;
+- ``listwise.tdpart``: top-down partitioning (Parry et al., SIGIR 2024): a pivot from the first window,
+  the rest partitioned against it, only the head refined.
+
+Every name takes ``mode="generate"`` (parse the generated permutation) or ``mode="first"`` (identifier
+logits), and the window methods take ``algorithm``. A generated permutation is parsed robustly (see
+``permutation.parse_permutation``); each answer that needed repair counts in ``Usage.parse_failures``.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from typing import Sequence
+
+from rankwise.errors import InputError
+from rankwise.methods import permutation
+from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.prompts import PromptTemplate, load_prompt
+from rankwise.types import Candidate, Query, Ranking
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PASSAGE_TOKENS = 128
+DEFAULT_MAX_CONTEXT = 8192
+ALGORITHMS = ("window", "full", "tdpart")
+MODES = ("generate", "first")
+OVERFLOW = ("error", "window")
+LETTERS = string.ascii_uppercase
+DEFAULT_PROMPTS = {"numeric": "listwise.rankgpt", "alpha": "listwise.rankgpt.alpha"}
+
+
+def labels_for(n: int, style: str) -> list[str]:
+    """Identifiers of n items: "1".."n" (numeric) or "A".. (alpha, at most 26)."""
+    if style == "alpha":
+        if n > len(LETTERS):
+            raise InputError(f"alphabetic identifiers label at most {len(LETTERS)} passages (got {n})")
+        return list(LETTERS[:n])
+    return [str(i + 1) for i in range(n)]
+
+
+def render_list(template: PromptTemplate, labels: Sequence[str], passages: Sequence[str],
+                scores: Sequence[float] | None = None) -> str:
+    """The template's item line of every passage, one per line (``{score}`` is the first-stage score)."""
+    scores = scores if scores is not None else [0.0] * len(passages)
+    return "\n".join(template.render_item(label=label, passage=passage, score=f"{score:.2f}")
+                     for label, passage, score in zip(labels, passages, scores))
+
+
+class Listwise:
+    """A listwise reranker: an algorithm (window, full, tdpart) over a window ranker (generate, first).
+
+    ``window_size``/``step``: sliding windows; ``cutoff``/``buffer``: TDPart's pivot position and candidate
+    budget; ``max_context``: the model's context in tokens (``listwise.full``); ``tokens_per_item``: the
+    generation budget per identifier of a window.
+    """
+
+    def __init__(self, backend, algorithm: str, *, name: str, mode: str = "generate",
+                 prompt: str | PromptTemplate | None = None, labels: str | None = None,
+                 window_size: int = 20, step: int = 10, cutoff: int = 10, buffer: int = 20,
+                 max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT,
+                 overflow: str = "error", tokens_per_item: int = 5):
+        if algorithm not in ALGORITHMS:
+            raise InputError(f"unknown listwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        if mode not in MODES:
+            raise InputError(f"unknown listwise mode {mode!r}; choose one of {', '.join(MODES)}")
+        if overflow not in OVERFLOW:
+            raise InputError(f"unknown overflow {overflow!r}; choose one of {', '.join(OVERFLOW)}")
+        if window_size < 2 or not 1 <= step <= window_size:
+            raise InputError(f"need window_size >= 2 and 1 <= step <= window_size (got {window_size}, {step})")
+        if algorithm == "tdpart" and not 1 <= cutoff < window_size:
+            raise InputError(f"tdpart needs 1 <= cutoff < window_size (got cutoff {cutoff}, window {window_size})")
+        if algorithm == "tdpart" and buffer < cutoff:
+            raise InputError(f"tdpart needs buffer >= cutoff (got buffer {buffer}, cutoff {cutoff})")
+        self.labels = labels or ("alpha" if mode == "first" else "numeric")
+        if self.labels not in DEFAULT_PROMPTS:
+            raise InputError(f"unknown labels {self.labels!r}; choose one of {', '.join(DEFAULT_PROMPTS)}")
+        if mode == "first" and self.labels != "alpha":
+            raise InputError("FIRST reads single-token identifiers: it needs labels='alpha'")
+        if self.labels == "alpha" and (algorithm == "full" or window_size > len(LETTERS)):
+            raise InputError(f"alphabetic identifiers label at most {len(LETTERS)} passages: use windows of "
+                             f"at most {len(LETTERS)} (got algorithm {algorithm!r}, window_size {window_size})")
+        prompt = prompt or DEFAULT_PROMPTS[self.labels]
+        self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
+        if not self.template.item or not self.template.answer_regex:
+            raise InputError(f"prompt {self.template.name!r} needs an item line and an answer_regex")
+        self.backend = backend
+        self.name = name
+        self.algorithm = algorithm
+        self.mode = mode
+        self.window_size = window_size
+        self.step = step
+        self.cutoff = cutoff
+        self.buffer = buffer
+        self.max_passage_tokens = max_passage_tokens
+        self.max_context = max_context
+        self.overflow = overflow
+        self.tokens_per_item = tokens_per_item
+        self.answer_prefix, self.choices = self._identifier_tokens()
+
+    def _identifier_tokens(self) -> tuple[str, list[str]]:
+        """The answer prefix after the chat template, and FIRST's choices (one per identifier).
+
+        When "[A" is one token (Qwen), the answer starts right after the assistant turn and the choices
+        are "[A", "[B", ...; when it is two ("[" + "A"), the prefix is "[" and the choices "A", "B", ...
+        """
+        labels = labels_for(self.window_size if self.labels == "alpha" else 1, self.labels)
+        merged = all(self.backend.count_tokens("[" + label) == 1 for label in labels)
+        if self.mode == "generate":
+            return ("" if merged else "["), []
+        if merged:
+            return "", ["[" + label for label in labels]
+        several = [label for label in labels if self.backend.count_tokens(label) != 1]
+        if several:
+            raise InputError(f"FIRST needs single-token identifiers; {', '.join(several)} take several "
+                             "tokens in this model's tokenizer")
+        return "[", labels
+
+    def prompt(self, query: str, passages: Sequence[str], scores: Sequence[float] | None = None) -> str:
+        """The rendered window prompt, ending with the answer prefix the model continues from."""
+        labels = labels_for(len(passages), self.labels)
+        user = self.template.render(query=query, num=str(len(passages)),
+                                    passages=render_list(self.template, labels, passages, scores))
+        return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
+
+    def max_new_tokens(self, n: int) -> int:
+        return self.tokens_per_item * n + 4
+
+    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
+        before = self.backend.usage.copy()
+        head = list(candidates[: top_k or len(candidates)])
+        ranker = _WindowRanker(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens)
+                                                  for c in head], [c.score for c in head])
+        n = len(head)
+        if self.algorithm == "tdpart":
+            order = permutation.tdpart(n, self.window_size, self.cutoff, self.buffer, ranker)
+        elif self.algorithm == "full" and self._fits(ranker, query.text):
+            order = ranker(list(range(n))) if n > 1 else list(range(n))
+        else:
+            order = permutation.sliding_windows(n, self.window_size, self.step, ranker)
+        usage = usage_since(self.backend, before)
+        usage.parse_failures += ranker.failures
+        return with_tail(query, candidates, Ranking.from_order(query, head, order), usage)
+
+    def _fits(self, ranker: "_WindowRanker", query: str) -> bool:
+        """Whether all candidates fit one window; if not, an error or (overflow="window") windows."""
+        n = len(ranker.passages)
+        need = self.backend.count_tokens(self.prompt(query, ranker.passages, ranker.scores)) + self.max_new_tokens(n)
+        if need <= self.max_context:
+            return True
+        message = (f"{self.name}: {n} passages need {need} tokens (prompt and answer), more than "
+                   f"max_context={self.max_context}")
+        if self.overflow == "error":
+            raise InputError(message + "; pass overflow='window', fewer candidates, shorter passages "
+                             "(max_passage_tokens) or a larger max_context")
+        log.warning("%s; ranking in sliding windows of %d instead", message, self.window_size)
+        return False
+
+
+class _WindowRanker:
+    """The ``permutation.RankWindow`` of one query: one backend call per window."""
+
+    def __init__(self, method: Listwise, query: str, passages: list[str], scores: list[float]):
+        self.method = method
+        self.query = query
+        self.passages = passages
+        self.scores = scores
+        self.failures = 0
+
+    def __call__(self, items: list[int]) -> list[int]:
+        m = self.method
+        prompt = m.prompt(self.query, [self.passages[i] for i in items], [self.scores[i] for i in items])
+        if m.mode == "first":
+            logprobs = m.backend.choice_logprobs([prompt], m.choices[: len(items)])[0]
+            positions = sorted(range(len(items)), key=lambda j: -logprobs[j])  # ties: window order
+        else:
+            text = m.backend.generate([prompt], max_new_tokens=m.max_new_tokens(len(items)), stop=["\n\n"])[0]
+            parsed = permutation.parse_permutation(m.answer_prefix + text, labels_for(len(items), m.labels),
+                                                   m.template.answer_regex)
+            self.failures += parsed.repaired
+            positions = parsed.order
+        return [items[j] for j in positions]
+
+
+@register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations")
+def window(backend, algorithm: str = "window", **opts) -> Listwise:
+    return Listwise(backend, algorithm, name="listwise.window", **opts)
+
+
+@register("listwise.first", "llm", "FIRST: windows ordered by the logits of single-token identifiers, one pass each")
+def first(backend, algorithm: str = "window", **opts) -> Listwise:
+    return Listwise(backend, algorithm, name="listwise.first", mode="first", **opts)
+
+
+@register("listwise.full", "llm", "the whole candidate list in one window, when it fits max_context")
+def full(backend, **opts) -> Listwise:
+    return Listwise(backend, "full", name="listwise.full", **opts)
+
+
+@register("listwise.insertrank", "llm", "InsertRank: sliding windows whose prompt shows the first-stage scores")
+def insertrank(backend, algorithm: str = "window", prompt: str = "listwise.insertrank", **opts) -> Listwise:
+    return Listwise(backend, algorithm, name="listwise.insertrank", prompt=prompt, **opts)
+
+
+@register("listwise.tdpart", "llm", "top-down partitioning: a pivot window, the rest partitioned, the head refined")
+def tdpart(backend, **opts) -> Listwise:
+    return Listwise(backend, "tdpart", name="listwise.tdpart", **opts)
