@@ -18,7 +18,8 @@ pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[serve
 from rankwise.errors import RankwiseError  # noqa: E402
 from rankwise.llm.llamacpp import LlamaCppBackend  # noqa: E402
 from rankwise.llm.openai_compat import (  # noqa: E402
-    OpenAICompatBackend, _score_choices, first_token_top_logprobs)
+    OpenAICompatBackend, first_token_top_logprobs)
+from rankwise.llm.base import score_from_top_logprobs
 from tests.llm_server import free_port, llama_server  # noqa: E402
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]
@@ -118,11 +119,11 @@ def test_the_timeout_is_honoured():
 
 def test_a_choice_missing_from_the_top_k_gets_the_floor():
     top = {"Yes": math.log(0.5), "No": math.log(0.3), "Maybe": math.log(0.1)}
-    yes, no, absent = _score_choices(top, [["Yes", " Yes"], ["No"], ["Perhaps"]])
+    yes, no, absent = score_from_top_logprobs(top, [["Yes", " Yes"], ["No"], ["Perhaps"]])
     assert yes == pytest.approx(math.log(0.5)) and no == pytest.approx(math.log(0.3))
     assert absent == pytest.approx(math.log(0.1) - math.log(2))  # min(0.1 listed, 0.1 unlisted) / 2
     top = {"Yes": math.log(0.6), "No": math.log(0.39)}  # only 1% left for everything else
-    assert _score_choices(top, [["Perhaps"]])[0] == pytest.approx(math.log(0.01 / 2))
+    assert score_from_top_logprobs(top, [["Perhaps"]])[0] == pytest.approx(math.log(0.01 / 2))
 
 
 def test_both_logprob_shapes_servers_answer_with_are_read():

@@ -18,7 +18,7 @@ err = Console(stderr=True)
 def serve(
     model: str = typer.Option(..., help="Model name, local GGUF/dir, or hub id (rankwise models list)."),
     method: str = typer.Option(..., help="Method name (rankwise methods list)."),
-    engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai"),
+    engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai|vllm"),
     dtype: str = typer.Option("auto", help="auto|float32|bfloat16|float16 (auto: bf16 only where native)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on (0: any free port, printed at start)."),

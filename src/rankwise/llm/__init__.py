@@ -12,7 +12,7 @@ __all__ = ["Backend", "EmbeddingBackend", "ENGINES", "load_backend"]
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "transformers", "llamacpp", "openai")
+ENGINES = ("auto", "transformers", "llamacpp", "openai", "vllm")
 
 
 def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
@@ -54,16 +54,27 @@ def _resolve_if_known(model: str):
         return None
 
 
+def _hf_source(model: str, resolved):
+    """A Hugging Face directory (a GGUF file converted once) or hub id for the in-process engines."""
+    from rankwise.llm.models import hf_dir_for_gguf
+
+    if resolved.kind != "causal-lm":
+        raise ModelError(f"{model}: a {resolved.kind} model cannot run as a language model")
+    return resolved.hf_dir or (hf_dir_for_gguf(resolved.gguf_file) if resolved.gguf_file else None) \
+        or resolved.hub_id
+
+
 def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Backend:
     if engine == "transformers":
         from rankwise.llm.hf import TransformersBackend
-        from rankwise.llm.models import hf_dir_for_gguf
 
-        if resolved.kind != "causal-lm":
-            raise ModelError(f"{model}: a {resolved.kind} model cannot run as a language model")
-        source = resolved.hf_dir or (hf_dir_for_gguf(resolved.gguf_file) if resolved.gguf_file else None) \
-            or resolved.hub_id
-        return TransformersBackend(source, name=resolved.name, dtype=dtype, **options)
+        return TransformersBackend(_hf_source(model, resolved), name=resolved.name, dtype=dtype, **options)
+    if engine == "vllm":
+        from rankwise.llm.vllm_engine import VLLMBackend
+
+        options.pop("batch_size", None)  # vLLM schedules its own batches
+        options.pop("prefix_reuse", None)
+        return VLLMBackend(_hf_source(model, resolved), name=resolved.name, dtype=dtype, **options)
     if engine == "llamacpp":
         if resolved.gguf_file is None:
             raise ModelError(f"{model}: the llamacpp engine needs a GGUF file; this model has none "

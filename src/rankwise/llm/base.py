@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence, runtime_checkable
+import math
+from typing import Callable, Hashable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -105,3 +106,19 @@ def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_to
 def chat_messages(user: str, system: str | None = None) -> list[dict]:
     msgs = [{"role": "system", "content": system}] if system else []
     return msgs + [{"role": "user", "content": user}]
+
+
+def score_from_top_logprobs(top: Mapping[Hashable, float], keys: Sequence[Sequence[Hashable]]) -> list[float]:
+    """Choice scores from a first token's top-k log-probabilities (engines that only return the top k).
+
+    Each choice is the logsumexp of its listed variants (keys: token texts or ids). A choice none of whose
+    variants is listed gets a floor: its true log-probability is at most ``ub = min(smallest listed
+    logprob, log(1 - listed probability mass))``; it gets ``ub - log 2``, below every listed token."""
+    listed = np.array(list(top.values()), dtype=np.float64)
+    unlisted_mass = max(1.0 - float(np.exp(listed).sum()), 1e-30)
+    floor = min(float(listed.min()), math.log(unlisted_mass)) - math.log(2)
+    row = []
+    for variant_keys in keys:
+        present = [top[k] for k in variant_keys if k in top]
+        row.append(float(np.logaddexp.reduce(present)) if present else floor)
+    return row

@@ -40,7 +40,7 @@ import httpx
 import numpy as np
 
 from rankwise.errors import ModelError, RankwiseError
-from rankwise.llm.base import chat_messages, render_chat, split_choice
+from rankwise.llm.base import chat_messages, render_chat, score_from_top_logprobs, split_choice
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class OpenAICompatBackend:
             if not top:
                 raise RankwiseError(f"{self.base_url}/completions returned no top_logprobs: this server "
                                     "cannot score choices (try another engine)")
-            return _score_choices(top, keys), data.get("usage") or {}
+            return score_from_top_logprobs(top, keys), data.get("usage") or {}
 
         results = self._parallel(score, list(prompts))
         prompt_tokens = sum(u.get("prompt_tokens", 0) for _, u in results)
@@ -313,15 +313,3 @@ def first_token_top_logprobs(logprobs: dict) -> dict[str, float] | None:
     if content:
         return {t["token"]: t["logprob"] for t in content[0].get("top_logprobs") or []}
     return None
-
-
-def _score_choices(top: dict[str, float], keys: Sequence[Sequence[str]]) -> list[float]:
-    """Logsumexp of each choice's listed variants; the documented floor for a choice with none listed."""
-    listed = np.array(list(top.values()), dtype=np.float64)
-    unlisted_mass = max(1.0 - float(np.exp(listed).sum()), 1e-30)
-    floor = min(float(listed.min()), math.log(unlisted_mass)) - math.log(2)
-    row = []
-    for variant_keys in keys:
-        present = [top[k] for k in variant_keys if k in top]
-        row.append(float(np.logaddexp.reduce(present)) if present else floor)
-    return row
