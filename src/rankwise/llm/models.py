@@ -456,7 +456,15 @@ def _convert_gguf(gguf_file: Path, sha: str, target: Path) -> None:
 # --- resolution ---------------------------------------------------------------------------------
 
 def _dir_kind(folder: Path) -> str:
-    if (folder / "modules.json").is_file() or (folder / "config_sentence_transformers.json").is_file():
+    st_config = folder / "config_sentence_transformers.json"
+    if st_config.is_file():
+        try:
+            if json.loads(st_config.read_text()).get("model_type") == "CrossEncoder":
+                return "cross-encoder"
+        except (OSError, ValueError):
+            pass
+        return "embedding"
+    if (folder / "modules.json").is_file():
         return "embedding"
     try:
         config = json.loads((folder / "config.json").read_text())

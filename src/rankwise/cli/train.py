@@ -1,0 +1,78 @@
+"""``rankwise train CONFIG.yaml``: train a reranker (cross-encoder, or an LLM with GRPO + LoRA)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from rankwise.cli.app import app
+from rankwise.errors import InputError
+
+err = Console(stderr=True)
+
+
+def prepare_output(output: Path, overwrite: bool, resume: bool) -> Path:
+    """A fresh (or, with --resume, an existing) training directory; never overwrite without --overwrite,
+    and only ever delete a directory that an earlier ``rankwise train`` wrote."""
+    from rankwise.train.crossencoder import CONFIG_FILE
+
+    if not output.exists() or resume:
+        return output
+    if not output.is_dir():
+        raise InputError("exists and is not a directory; choose another --output", output)
+    if not any(output.iterdir()):
+        return output
+    if not overwrite:
+        raise InputError("already exists; pass --overwrite to replace it or --resume to continue it", output)
+    if not (output / CONFIG_FILE).is_file():
+        raise InputError(f"not a rankwise training directory (no {CONFIG_FILE}); refusing to delete it", output)
+    shutil.rmtree(output)
+    return output
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML); see examples/train-*.yaml."),
+    output: Optional[Path] = typer.Option(None, help="Model directory to write (default: the config's output)."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after N optimisation steps (overrides the config)."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop after this much wall time (overrides the config)."),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in the output directory."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+) -> None:
+    """Train a reranker from a config; write a model directory (config, checkpoints and results beside it)."""
+    from rankwise.train.config import load_config
+
+    cfg = load_config(config)
+    if max_steps is not None:
+        if max_steps < 1:
+            raise InputError(f"--max-steps must be at least 1, got {max_steps}")
+        cfg.training.max_steps = max_steps
+    if max_minutes is not None:
+        if max_minutes <= 0:
+            raise InputError(f"--max-minutes must be positive, got {max_minutes}")
+        cfg.training.max_minutes = max_minutes
+    target = output or (Path(cfg.output) if cfg.output else None)
+    if target is None:
+        raise InputError("give --output DIR (the config names no 'output')", config)
+    if resume and overwrite:
+        raise InputError("--resume continues a directory, --overwrite replaces it: pass one of them")
+    prepare_output(target, overwrite, resume)
+    err.print(f"[bold]train {cfg.kind}[/] from {cfg.model} -> {target}")
+    if cfg.kind == "crossencoder":
+        from rankwise.train.crossencoder import train_crossencoder
+
+        results = train_crossencoder(cfg, target, resume=resume)
+    else:
+        from rankwise.train.grpo import train_grpo
+
+        results = train_grpo(cfg, target, resume=resume)
+    summary = {k: results[k] for k in ("steps", "seconds", "train_loss", "mean_reward") if results.get(k) is not None}
+    err.print(f"wrote {target}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in summary.items()))
+    dev = results.get("dev")
+    if dev:
+        err.print("dev: " + "  ".join(f"{k} {v:.4f}" for k, v in dev.items() if isinstance(v, float)))

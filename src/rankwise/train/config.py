@@ -1,0 +1,227 @@
+"""Training configs: a YAML file -> typed, validated dataclasses (errors name the file and the field)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from rankwise.errors import InputError
+
+OBJECTIVES = ("bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse")
+"""Cross-encoder objectives (sentence-transformers losses; see rankwise.train.crossencoder)."""
+
+KINDS = ("crossencoder", "grpo")
+
+
+@dataclass
+class DataConfig:
+    """Where training groups come from: queries + qrels, a first stage for negatives, the grouping."""
+
+    dataset: str = "scifact"
+    """Documents (and, with ``queries: dataset``, queries and qrels): an alias, a directory or an ir_datasets id."""
+    queries: str = "dataset"
+    """``dataset`` (the dataset's own judged queries), ``scifact-train`` (SciFact's training claims), or a
+    topics file (TREC tsv / BEIR jsonl) judged by ``qrels``."""
+    qrels: Optional[str] = None
+    """TREC qrels file for a topics file given as ``queries``."""
+    first_stage: str = "bm25"
+    """Negatives: a first stage the dataset ships (``bm25`` on DL19/20), a TREC run file, or ``bm25`` retrieved
+    over the dataset's corpus (cached)."""
+    depth: int = 100
+    """Hard negatives are drawn from the first stage's top ``depth``."""
+    group_size: int = 8
+    """Documents per training group: one positive and ``group_size - 1`` others."""
+    groups_per_query: int = 4
+    """At most this many groups per query (one per positive, positives taken best grade first)."""
+    min_grade: int = 1
+    """Grades >= this count as positive; lower or unjudged candidates are negatives (grade kept as label)."""
+    dev_fraction: float = 0.1
+    """Share of training queries held out (by query, never by pair) for evaluation during training."""
+    max_queries: Optional[int] = None
+    """Use only the first N training queries (quick checks)."""
+    teacher: Optional[str] = None
+    """TREC run whose scores a ``margin-mse`` student learns (documents it lacks get its per-query minimum)."""
+    teacher_scale: float = 1.0
+    """Multiply teacher scores by this (bring cosine similarities to logit range, for example)."""
+    seed: int = 13
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings shared by every kind (mapped onto transformers' TrainingArguments)."""
+
+    epochs: float = 1.0
+    max_steps: int = -1
+    """Stop after this many steps (-1: run ``epochs``); ``--max-steps`` overrides it."""
+    max_minutes: Optional[float] = None
+    """Stop (saving the model) once this much wall time has passed."""
+    batch_size: int = 4
+    """Groups per step (bce: pairs per step = batch_size * group_size)."""
+    gradient_accumulation: int = 1
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"
+    weight_decay: float = 0.01
+    max_length: int = 256
+    """Tokens per (query, document) pair (cross-encoder) or per prompt (GRPO)."""
+    save_steps: int = 200
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    eval_steps: Optional[int] = None
+    """Evaluate on the dev queries every N steps (None: only at the end)."""
+    dtype: str = "auto"
+    """auto (bf16 on GPUs and CPUs that have it natively) | float32 | bfloat16."""
+    seed: int = 13
+
+
+@dataclass
+class CrossEncoderConfig:
+    objective: str = "listnet"
+    curriculum: bool = False
+    """Order training groups easy -> hard (by the first-stage rank of the positive) instead of shuffling."""
+    in_batch_negatives: int = 0
+    """contrastive: also score this many other queries' documents per query (0: InfoNCE over the group)."""
+    temperature_scale: float = 10.0
+    """contrastive: logits (after a sigmoid) are multiplied by this before the softmax."""
+
+
+@dataclass
+class GrpoConfig:
+    group_size: int = 5
+    """Documents per prompt (the groupwise format)."""
+    num_generations: int = 4
+    """Completions sampled per prompt (GRPO's group)."""
+    max_completion_length: int = 64
+    passage_words: int = 48
+    """Each passage is cut to this many words in the prompt."""
+    temperature: float = 1.0
+    rewards: dict = field(default_factory=lambda: {"ndcg": 1.0, "distribution": 0.5, "format": 1.0})
+    """Reward weights: ndcg (nDCG@k of the induced ranking), distribution (graded labels vs scores), format."""
+    ndcg_k: int = 10
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    beta: float = 0.0
+    """KL coefficient (0: no reference model, as in recent GRPO practice)."""
+
+
+@dataclass
+class TrainConfig:
+    kind: str = "crossencoder"
+    model: str = "minilm-l6"
+    """Initial model: a registry name, a local directory (or .zip / .gguf) or a hub id."""
+    output: Optional[str] = None
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    crossencoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, hint: Any, where: str, path: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where, path)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, path)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads 2e-5 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    expected = origin or hint
+    if expected in (int, str, bool, dict) and isinstance(value, expected) and \
+            not (expected is int and isinstance(value, bool)):
+        return value
+    raise InputError(f"field {where!r}: expected {getattr(expected, '__name__', expected)}, "
+                     f"got {value!r}", path)
+
+
+def _build(cls: type, values: Any, where: str, path: Path):
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise InputError(f"field {where or 'top level'!r}: expected a mapping, got {values!r}", path)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise InputError(f"unknown field {prefix + unknown[0]!r} (known: {', '.join(sorted(names))})", path)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k, path) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _check(config: TrainConfig, path: Path) -> None:
+    def bad(name: str, message: str) -> InputError:
+        return InputError(f"field {name!r}: {message}", path)
+
+    if config.kind not in KINDS:
+        raise bad("kind", f"unknown kind {config.kind!r} (use {' or '.join(KINDS)})")
+    if config.crossencoder.objective not in OBJECTIVES:
+        raise bad("crossencoder.objective",
+                  f"unknown objective {config.crossencoder.objective!r} (use one of {', '.join(OBJECTIVES)})")
+    if config.crossencoder.objective == "margin-mse" and config.kind == "crossencoder" and not config.data.teacher:
+        raise bad("data.teacher", "objective margin-mse needs a teacher run (a TREC run file with scores)")
+    d, t = config.data, config.training
+    if d.group_size < 2:
+        raise bad("data.group_size", f"needs at least 2 documents (one positive, one negative), got {d.group_size}")
+    for name, value in (("data.depth", d.depth), ("data.groups_per_query", d.groups_per_query),
+                        ("training.batch_size", t.batch_size), ("training.max_length", t.max_length),
+                        ("training.gradient_accumulation", t.gradient_accumulation),
+                        ("training.save_steps", t.save_steps), ("training.logging_steps", t.logging_steps)):
+        if value < 1:
+            raise bad(name, f"must be at least 1, got {value}")
+    if not 0 <= d.dev_fraction < 1:
+        raise bad("data.dev_fraction", f"must be in [0, 1), got {d.dev_fraction}")
+    if d.queries not in ("dataset", "scifact-train") and d.qrels is None:
+        raise bad("data.qrels", f"queries {d.queries!r} is a topics file: give its qrels file too")
+    if t.max_minutes is not None and t.max_minutes <= 0:
+        raise bad("training.max_minutes", f"must be positive, got {t.max_minutes}")
+    if config.kind == "grpo":
+        g = config.grpo
+        if g.num_generations < 2:
+            raise bad("grpo.num_generations", "GRPO compares completions: needs at least 2")
+        unknown = sorted(set(g.rewards) - {"ndcg", "distribution", "format"})
+        if unknown:
+            raise bad("grpo.rewards", f"unknown reward {unknown[0]!r} (use ndcg, distribution, format)")
+        if g.group_size < 2:
+            raise bad("grpo.group_size", f"needs at least 2 documents, got {g.group_size}")
+
+
+def parse_config(values: Any, path: str | Path = "<config>") -> TrainConfig:
+    """A validated TrainConfig from a mapping (as read from YAML); InputError names the file and field."""
+    path = Path(path)
+    config = _build(TrainConfig, values, "", path)
+    _check(config, path)
+    return config
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such config file", path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError(f"invalid YAML: {getattr(err, 'problem', err)}", path,
+                         mark.line + 1 if mark else None) from None
+    return parse_config(values, path)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the config (every field, defaults included) as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,209 @@
+"""GRPO for LLM rerankers in the groupwise format, on TRL's GRPOTrainer with a PEFT LoRA adapter.
+
+A prompt shows a query and a group of passages (shuffled, seeded); the model answers a JSON list of one
+score (0-3) per passage. Rewards (rankwise.train.rewards): nDCG@k of the induced ranking, a distributional
+reward against the graded labels, and a format reward. The output directory holds the LoRA adapter
+(``adapter/``), the merged model (a plain transformers directory, so ``--model DIR`` loads it), the
+config, ``rewards.json`` (mean reward per logged step) and ``rewards.png`` when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rankwise.data import Run
+from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
+from rankwise.train.config import TrainConfig, save_config
+from rankwise.train.crossencoder import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
+from rankwise.train.data import Group, build_groups, load_source, split_queries
+from rankwise.train.rewards import MAX_GRADE, parse_scores, reward_functions
+from rankwise.types import Request
+
+logger = logging.getLogger(__name__)
+
+PROMPT = ("Rate how relevant each passage is to the query, from 0 (irrelevant) to 3 (perfectly relevant).\n"
+          "Query: {query}\n{passages}\n"
+          "Answer with a JSON list of {n} integers, one score per passage in order, e.g. {example}.")
+
+
+def _clip_words(text: str, words: int) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def groupwise_prompt(query: str, passages: Sequence[str], passage_words: int = 48) -> str:
+    """The user message of the groupwise format: numbered passages, a JSON list of scores asked for."""
+    listed = "\n".join(f"[{i}] {_clip_words(p, passage_words)}" for i, p in enumerate(passages, 1))
+    example = json.dumps([i % 4 for i in range(len(passages))][::-1])
+    return PROMPT.format(query=query, passages=listed, n=len(passages), example=example)
+
+
+def grpo_dataset(groups: Sequence[Group], passage_words: int, seed: int):
+    """TRL rows: a conversational ``prompt`` and the ``labels`` (grades clipped to 0-3) in prompt order."""
+    from datasets import Dataset
+
+    prompts, labels = [], []
+    for n, g in enumerate(groups):
+        order = list(range(len(g.texts)))
+        random.Random(seed * 100_003 + n).shuffle(order)  # the positive must not always come first
+        prompts.append([{"role": "user", "content": groupwise_prompt(g.query, [g.texts[i] for i in order],
+                                                                     passage_words)}])
+        labels.append([min(g.labels[i], MAX_GRADE) for i in order])
+    return Dataset.from_dict({"prompt": prompts, "labels": labels})
+
+
+def load_causal_lm(model: str):
+    """Tokenizer and float32 causal LM from a registry name (GGUF models: their converted transformers
+    directory), a local directory or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rankwise.llm.models import hf_dir_for_gguf, resolve_model
+
+    resolved = resolve_model(model)
+    source = str(hf_dir_for_gguf(resolved.gguf_file) if resolved.gguf_file else resolved.source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoModelForCausalLM.from_pretrained(source, dtype="float32"), tokenizer
+
+
+def _reward_log(path: Path):
+    from transformers import TrainerCallback
+
+    class RewardLog(TrainerCallback):
+        """Keeps the mean reward (and each reward's mean) of every logged step."""
+
+        def __init__(self):
+            self.rows: list[dict] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs:
+                self.rows.append({"step": state.global_step, "reward": logs["reward"],
+                                  **{k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}})
+                path.write_text(json.dumps(self.rows, indent=1) + "\n", encoding="utf-8")
+
+    return RewardLog()
+
+
+def plot_rewards(rows: list[dict], path: Path) -> bool:
+    """Mean reward per step as a PNG; False (nothing written) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no reward plot (pip install matplotlib)")
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["reward"] for r in rows], label="total (weighted)", lw=2)
+    for key in sorted({k for r in rows for k in r if k.startswith("rewards/")}):
+        ax.plot(steps, [r.get(key) for r in rows], label=key.split("/")[1], lw=1, alpha=0.7)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
+    """GRPO + LoRA on groupwise prompts built from ``config.data``; writes ``output`` (see module doc)."""
+    import torch
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOConfig, GRPOTrainer
+
+    d, t, g = config.data, config.training, config.grpo
+    started = time.monotonic()
+    source = load_source(d.dataset, d.queries, d.qrels, d.first_stage, d.depth)
+    qids = list(source.queries)[: d.max_queries] if d.max_queries else list(source.queries)
+    train_qids, dev_qids = split_queries(qids, d.dev_fraction, d.seed)
+    groups = build_groups(source, g.group_size, d.groups_per_query, d.depth, d.min_grade, d.seed, train_qids)
+    if not groups:
+        from rankwise.errors import InputError
+
+        raise InputError("no training groups: no query has a positive with text and enough negatives")
+    dataset = grpo_dataset(groups, g.passage_words, d.seed)
+    model, tokenizer = load_causal_lm(config.model)
+    funcs, weights = reward_functions(g.rewards, g.ndcg_k)
+    output.mkdir(parents=True, exist_ok=True)
+    save_config(config, output / CONFIG_FILE)
+    args = GRPOConfig(
+        output_dir=str(output / CHECKPOINTS), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size * g.num_generations, num_generations=g.num_generations,
+        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay,
+        max_completion_length=g.max_completion_length, temperature=g.temperature, beta=g.beta,
+        reward_weights=weights, bf16=use_bf16(t.dtype), use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=False, seed=t.seed, data_seed=t.seed, logging_steps=1,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, report_to="none")
+    budget = TimeBudget(t.max_minutes, t.warmup_ratio) if t.max_minutes else None
+    log = _reward_log(output / "rewards.json")
+    peft_config = LoraConfig(r=g.lora_r, lora_alpha=g.lora_alpha, lora_dropout=g.lora_dropout,
+                             target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = with_time_schedule(GRPOTrainer, budget)(
+        model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[*budget_callbacks(budget), log])
+    checkpoint = get_last_checkpoint(str(output / CHECKPOINTS)) if resume and (output / CHECKPOINTS).is_dir() \
+        else None
+    train_out = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output / "adapter"))
+    merged = trainer.model.merge_and_unload()
+    merged.save_pretrained(str(output))
+    tokenizer.save_pretrained(str(output))
+    rows = log.rows
+    results = {
+        "kind": "grpo", "model": config.model, "steps": trainer.state.global_step,
+        "train_loss": train_out.training_loss, "train_groups": len(groups), "train_queries": len(train_qids),
+        "dev_queries": len(dev_qids), "bf16": args.bf16, "resumed_from": checkpoint,
+        "seconds": round(time.monotonic() - started, 1),
+        "mean_reward": sum(r["reward"] for r in rows) / len(rows) if rows else None,
+        "first_reward": rows[0]["reward"] if rows else None, "last_reward": rows[-1]["reward"] if rows else None,
+        "plot": plot_rewards(rows, output / "rewards.png") if rows else False,
+    }
+    (output / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+    return results
+
+
+def groupwise_rerank(model, tokenizer, requests: Sequence[Request], top_k: int = 20, group_size: int = 5,
+                     passage_words: int = 48, max_new_tokens: int = 48) -> tuple[Run, int]:
+    """Rerank each request's top ``top_k`` in consecutive groups with greedy groupwise answers (scores
+    compared across groups, as GroupRank does); the rest follow. Returns the run and the number of groups
+    whose answer did not parse (their passages keep first-stage order at score 0)."""
+    import torch
+
+    failures = 0
+    run: Run = {}
+    model.eval()
+    for r in requests:
+        head = list(r.candidates[:top_k])
+        scores: list[float] = []
+        for start in range(0, len(head), group_size):
+            window = head[start:start + group_size]
+            messages = [{"role": "user", "content": groupwise_prompt(r.query.text, [c.content for c in window],
+                                                                     passage_words)}]
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                return_dict=True)
+            with torch.no_grad():
+                out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+            status, parsed = parse_scores(text, len(window))
+            if status != "ok":
+                failures += 1
+                parsed = [0.0] * len(window)
+            scores.extend(parsed)
+        ranked = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        docs = {head[i].docid: float(len(head) - n) for n, i in enumerate(ranked)}
+        for n, c in enumerate(r.candidates[top_k:], 1):
+            docs[c.docid] = -float(n)
+        run[r.query.qid] = docs
+    return run, failures

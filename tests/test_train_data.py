@@ -1,0 +1,77 @@
+"""Training data: groups from qrels + a first-stage run, splits by query, SciFact's training claims."""
+
+from __future__ import annotations
+
+import pytest
+
+from rankwise.errors import InputError
+from rankwise.train.data import (TrainingSource, build_groups, drop_held_out, scifact_claims, split_queries,
+                                 teacher_labels)
+from rankwise.types import Document
+
+
+def _source() -> TrainingSource:
+    docs = {f"d{i}": Document(f"d{i}", f"text {i}", title=f"T{i}" if i % 2 else "") for i in range(12)}
+    queries = {"q1": "first", "q2": "second", "q3": "no positive"}
+    qrels = {"q1": {"d0": 2, "d1": 1, "d5": 0, "dX": 3}, "q2": {"d11": 1}, "q3": {"d2": 0}}
+    run = {q: {f"d{i}": 10.0 - i for i in range(10)} for q in queries}
+    return TrainingSource(queries, qrels, docs, run, held_out={})
+
+
+def test_groups_put_the_positive_first_keep_grades_and_draw_negatives_from_the_run():
+    groups = build_groups(_source(), group_size=4, groups_per_query=4, depth=10, min_grade=1)
+    assert [(g.qid, g.docids[0]) for g in groups] == [("q1", "d0"), ("q1", "d1"), ("q2", "d11")]
+    for g in groups:
+        assert len(g.docids) == len(set(g.docids)) == len(g.labels) == len(g.texts) == 4
+        assert all(d not in ("d0", "d1", "d11", "dX") for d in g.docids[1:])  # no positive among negatives
+        assert all(d in [f"d{i}" for i in range(10)] for d in g.docids[1:])
+    assert groups[0].labels[0] == 2.0 and groups[1].labels[0] == 1.0
+    assert groups[0].difficulty == 1 and groups[2].difficulty == 11  # d11 is beyond the run's top 10
+    assert groups[1].texts[0] == "T1\ntext 1"
+
+
+def test_min_grade_keeps_lower_grades_as_graded_negatives():
+    groups = build_groups(_source(), group_size=10, groups_per_query=1, depth=10, min_grade=2)
+    assert len(groups) == 1 and groups[0].docids[0] == "d0"
+    assert dict(zip(groups[0].docids, groups[0].labels))["d1"] == 1.0
+
+
+def test_groups_are_deterministic_and_seeded():
+    a = build_groups(_source(), group_size=4, seed=1)
+    assert a == build_groups(_source(), group_size=4, seed=1)
+    assert [g.docids for g in a] != [g.docids for g in build_groups(_source(), group_size=4, seed=2)]
+
+
+def test_too_few_negatives_skip_the_query():
+    assert build_groups(_source(), group_size=12, depth=10) == []  # q2 has only 10 negatives
+
+
+def test_split_is_by_query_stable_and_disjoint():
+    qids = [f"q{i}" for i in range(100)]
+    train, dev = split_queries(qids, 0.2, seed=3)
+    assert len(dev) == 20 and not set(train) & set(dev) and set(train) | set(dev) == set(qids)
+    assert (train, dev) == split_queries(qids, 0.2, seed=3)
+    assert split_queries(qids, 0.0) == (qids, [])
+
+
+def test_held_out_queries_are_dropped_by_id_and_by_text():
+    kept = drop_held_out({"1": "A claim.", "2": "other", "3": " a CLAIM. "}, {"1": "x", "9": "a claim."})
+    assert kept == {"2": "other"}
+
+
+def test_teacher_labels_fill_missing_documents_with_the_query_minimum():
+    groups = build_groups(_source(), group_size=3, groups_per_query=1)
+    teacher = {"q1": {"d0": 5.0, groups[0].docids[1]: 1.0}, "q2": {"d11": 4.0, "d0": 2.0}}
+    labels = teacher_labels(groups, teacher, scale=2.0)
+    assert labels[0] == (10.0, 2.0, 2.0)
+    with pytest.raises(InputError, match="no scores for training query"):
+        teacher_labels(groups, {"q1": {"d0": 1.0}})
+
+
+def test_scifact_training_claims(scifact):
+    queries, qrels = scifact_claims(scifact / "raw", "train")
+    assert len(queries) == 809
+    assert qrels["2"] == {"13734012": 1}  # evidence document
+    assert qrels["35"] == {"5152028": 1, "11705328": 1}  # no evidence: the cited documents (numpy repr)
+    with pytest.raises(InputError, match="no SciFact claims file"):
+        scifact_claims(scifact / "raw", "nope")
