@@ -23,29 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from common import HERE, MEASURE, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.cli.common import cpu_name
 from rankwise.compose import Backends, Rerank, Stage
-from rankwise.data import load_dataset
 from rankwise.eval import evaluate
 from rankwise.pipeline import PipelineResult
 from rankwise.types import Request
 
-HERE = Path(__file__).resolve().parent
-MEASURE = "nDCG@10"
-NOTES = "\n## Notes"  # a hand-written section at the end of the report, kept when the tables are rewritten
 
 
-def _requests(dataset: str, top_k: int, max_queries: int | None) -> tuple[list[Request], dict]:
-    ds = load_dataset(dataset)
-    requests = [r for r in ds.requests("bm25", top_k=top_k) if r.query.qid in ds.qrels][:max_queries]
-    return requests, {r.query.qid: ds.qrels[r.query.qid] for r in requests}
-
-
-def _bm25_run(requests: list[Request]) -> dict:
-    return {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
-            for r in requests}
 
 
 def _pipelines(args) -> dict[str, Stage]:
@@ -83,7 +70,7 @@ def run(args) -> None:
     pipelines = _pipelines(args)
     backends = Backends(cache=False)
     for dataset in args.datasets:
-        requests, qrels = _requests(dataset, args.top_k, args.max_queries)
+        requests, qrels = judged_requests(dataset, args.top_k, args.max_queries)
         n = len(requests)
         path = args.out / (f"cascade_{dataset}_{args.first_method}-{args.first_model}_{args.method}-{args.model}"
                            f"_top{args.top_k}_k{args.k}_q{n}_p{args.passage_tokens}_t{args.threads}.json")
@@ -97,7 +84,7 @@ def run(args) -> None:
         cell = {"dataset": dataset, "queries": n, "top_k": args.top_k, "k": args.k,
                 "passage_tokens": args.passage_tokens, "threads": args.threads, "cpu": cpu_name(),
                 "command": "python benchmarks/cascade.py " + shlex.join(sys.argv[1:]),
-                "bm25": evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE],
+                "bm25": evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE],
                 "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
         for name, m in measured.items():
             result = m["result"]
@@ -160,15 +147,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out" / "cascade")
     ap.add_argument("--table", type=Path, default=HERE / "results" / "cascade.md")
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    set_up(args.threads, args.out)
     run(args)
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    old = args.table.read_text() if args.table.exists() else ""
-    notes = NOTES + old.split(NOTES, 1)[1] if NOTES in old else ""
-    args.table.write_text(report(args.out) + notes)
-    print(args.table.read_text())
+    write_report(args.table, lambda: report(args.out))
 
 
 if __name__ == "__main__":

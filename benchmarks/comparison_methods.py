@@ -27,32 +27,19 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from common import HERE, MEASURE, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.cli.common import cpu_name
-from rankwise.data import load_dataset
 from rankwise.eval import evaluate
 from rankwise.llm import load_backend
 from rankwise.methods import build_method
 from rankwise.pipeline import rerank_requests
 from rankwise.types import Candidate, Request
 
-HERE = Path(__file__).resolve().parent
 METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding",
            "setwise.heapsort", "setwise.bubblesort", "setwise.reasoning"]
-MEASURE = "nDCG@10"
-NOTES = "\n## Notes"  # a hand-written section at the end of the report, kept when the tables are rewritten
 
 
-def _requests(dataset: str, top_k: int, max_queries: int | None) -> tuple[list[Request], dict]:
-    ds = load_dataset(dataset)
-    requests = [r for r in ds.requests("bm25", top_k=top_k) if r.query.qid in ds.qrels][:max_queries]
-    return requests, {r.query.qid: ds.qrels[r.query.qid] for r in requests}
-
-
-def _bm25_run(requests: list[Request]) -> dict:
-    return {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
-            for r in requests}
 
 
 def _common(args, dataset: str, model: str, n_queries: int, backend) -> dict:
@@ -65,8 +52,8 @@ def _common(args, dataset: str, model: str, n_queries: int, backend) -> dict:
 def run_methods(args) -> None:
     backend = load_backend(args.model, engine=args.engine, dtype=args.dtype)
     for dataset in args.datasets:
-        requests, qrels = _requests(dataset, args.top_k, args.max_queries)
-        bm25 = evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE]
+        requests, qrels = judged_requests(dataset, args.top_k, args.max_queries)
+        bm25 = evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE]
         for method in args.methods:
             path = args.out / (f"methods_{dataset}_{args.model}_{backend.dtype}_{method}_top{args.top_k}_k{args.k}"
                                f"_q{len(requests)}_p{args.passage_tokens}_r{args.reasoning_tokens}_t{args.threads}.json")
@@ -108,9 +95,9 @@ def run_llm_rankers(args) -> None:
     backends = {"rankwise": load_backend(args.model, engine="transformers", dtype=args.dtype)}
     if backends["rankwise"].dtype != "float32":
         backends["rankwise-fp32"] = load_backend(args.model, engine="transformers", dtype="float32")
-    requests, qrels = _requests(args.dataset, args.top_k, args.max_queries)
+    requests, qrels = judged_requests(args.dataset, args.top_k, args.max_queries)
     requests = _truncated(requests, backends["rankwise"], args.passage_tokens)
-    bm25 = evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE]
+    bm25 = evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE]
     theirs = {"pairwise.heapsort": PairwiseLlmRanker(model_dir, None, "cpu", method="heapsort", k=args.k),
               "setwise.heapsort": SetwiseLlmRanker(model_dir, None, "cpu", num_child=args.set_size - 1, k=args.k,
                                                    method="heapsort", scoring="generation")}
@@ -229,15 +216,9 @@ def main() -> None:
     lr.add_argument("--methods", nargs="+", default=["pairwise.heapsort", "setwise.heapsort"],
                     choices=["pairwise.heapsort", "setwise.heapsort"])
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    set_up(args.threads, args.out)
     (run_methods if args.command == "methods" else run_llm_rankers)(args)
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    old = args.table.read_text() if args.table.exists() else ""
-    notes = NOTES + old.split(NOTES, 1)[1] if NOTES in old else ""
-    args.table.write_text(report(args.out) + notes)
-    print(args.table.read_text())
+    write_report(args.table, lambda: report(args.out))
 
 
 if __name__ == "__main__":

@@ -18,17 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+from common import HERE, MEASURE, judged_requests, set_up, write_report
 
+from rankwise.bench.robustness import shuffled
 from rankwise.cli.common import cpu_name
-from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.eval import evaluate
 from rankwise.llm import load_backend
@@ -36,28 +35,10 @@ from rankwise.methods import build_method
 from rankwise.pipeline import rerank_requests
 from rankwise.types import Request
 
-HERE = Path(__file__).resolve().parent
 METHODS = ["listwise.window", "listwise.first", "listwise.full", "listwise.insertrank", "listwise.tdpart",
            "groupwise.generate", "groupwise.logits"]
 GENERATED_ON_LETTERS = "listwise.window[alpha]"  # the generated twin of FIRST: same windows, same prompt
-MEASURE = "nDCG@10"
-NOTES = "\n## Notes"  # a hand-written section at the end of the report, kept when the tables are rewritten
 
-
-def _requests(dataset: str, top_k: int, max_queries: int | None) -> tuple[list[Request], dict]:
-    ds = load_dataset(dataset)
-    requests = [r for r in ds.requests("bm25", top_k=top_k) if r.query.qid in ds.qrels][:max_queries]
-    return requests, {r.query.qid: ds.qrels[r.query.qid] for r in requests}
-
-
-def _shuffled(requests: list[Request], seed: int) -> list[Request]:
-    """Each query's candidates in a seeded random order (the first-stage scores travel with them)."""
-    out = []
-    for r in requests:
-        cands = list(r.candidates)
-        random.Random(f"{seed}:{r.query.qid}").shuffle(cands)
-        out.append(Request(r.query, tuple(cands)))
-    return out
 
 
 def _first_stage_run(requests: list[Request]) -> dict:
@@ -85,10 +66,10 @@ def run(args) -> None:
     for model in args.models:
         backend = load_backend(model, engine=args.engine, dtype=args.dtype)
         for dataset in args.datasets:
-            requests, qrels = _requests(dataset, args.top_k, args.max_queries)
+            requests, qrels = judged_requests(dataset, args.top_k, args.max_queries)
             methods = list(args.methods) + ([GENERATED_ON_LETTERS] if args.first_vs_generated else [])
             for shuffle in [None, *range(args.shuffles)]:
-                batch = requests if shuffle is None else _shuffled(requests, shuffle)
+                batch = requests if shuffle is None else shuffled(requests, args.top_k, shuffle)
                 for method in methods:
                     if shuffle is not None and method == GENERATED_ON_LETTERS:
                         continue
@@ -215,15 +196,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out" / "listwise_groupwise")
     ap.add_argument("--table", type=Path, default=HERE / "results" / "listwise_groupwise.md")
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    set_up(args.threads, args.out)
     run(args)
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    old = args.table.read_text() if args.table.exists() else ""
-    notes = NOTES + old.split(NOTES, 1)[1] if NOTES in old else ""
-    args.table.write_text(report(args.out) + notes)
-    print(args.table.read_text())
+    write_report(args.table, lambda: report(args.out))
 
 
 if __name__ == "__main__":
