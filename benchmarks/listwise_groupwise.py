@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import HERE, MEASURE, judged_requests, set_up, write_report
+from common import HERE, MEASURE, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.bench.robustness import shuffled
 from rankwise.cli.common import cpu_name
@@ -40,10 +40,6 @@ METHODS = ["listwise.window", "listwise.first", "listwise.full", "listwise.inser
 GENERATED_ON_LETTERS = "listwise.window[alpha]"  # the generated twin of FIRST: same windows, same prompt
 
 
-
-def _first_stage_run(requests: list[Request]) -> dict:
-    return {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
-            for r in requests}
 
 
 def _context_length(backend, fallback: int = 8192) -> int:
@@ -96,7 +92,7 @@ def _cell(args, backend, model: str, dataset: str, method: str, requests: list[R
             "queries": n, "passage_tokens": args.passage_tokens, "threads": args.threads,
             "engine": backend.engine, "dtype": backend.dtype, "cpu": cpu_name(),
             "command": "python benchmarks/listwise_groupwise.py " + shlex.join(sys.argv[1:]),
-            "bm25": evaluate(_first_stage_run(requests), qrels, [MEASURE])[MEASURE] if shuffle is None else None,
+            "bm25": evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE] if shuffle is None else None,
             "ndcg10": evaluate(result.run(), qrels, [MEASURE])[MEASURE],
             "calls": u.calls / n, "prompt_tokens": u.prompt_tokens / n, "computed_tokens": u.computed_tokens / n,
             "completion_tokens": u.completion_tokens / n, "parse_failures": u.parse_failures,
