@@ -40,8 +40,6 @@ METHODS = ["listwise.window", "listwise.first", "listwise.full", "listwise.inser
 GENERATED_ON_LETTERS = "listwise.window[alpha]"  # the generated twin of FIRST: same windows, same prompt
 
 
-
-
 def _context_length(backend, fallback: int = 8192) -> int:
     """The model's context in tokens (transformers config), for listwise.full."""
     config = getattr(getattr(backend, "model", None), "config", None)
