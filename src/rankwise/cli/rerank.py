@@ -64,35 +64,57 @@ def rerank(
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
     metrics: str = typer.Option("nDCG@10", help="Measures printed when the dataset has qrels."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise[ray])."),
+    address: Optional[str] = typer.Option(None, help="--executor ray: auto, ray://host:10001 or host:port "
+                                                     "(default: start a local Ray)."),
+    workers: Optional[int] = typer.Option(None, help="--executor ray: worker actors, each loading the model "
+                                                     "once (default 2)."),
+    threads_per_worker: Optional[int] = typer.Option(None, help="--executor ray: torch threads (and CPUs "
+                                                                "reserved) per worker (default: CPUs / workers)."),
+    gpus_per_worker: float = typer.Option(0.0, help="--executor ray: GPUs per worker (fractions share one)."),
 ) -> None:
     """Rerank candidates with a method on a model; write a TREC run (and the cost)."""
     from rankwise.data import write_run
-    from rankwise.methods import build_method
-    from rankwise.methods.base import load_backend_for, method_info
-    from rankwise.pipeline import rerank_requests
+    from rankwise.executors import RerankJob
+    from rankwise.methods.base import method_info
 
     method_info(method)  # an unknown name fails before any model loads
+    _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
     guard_output(output, overwrite, (candidates, run))
     if usage is not None:
         guard_output(usage, overwrite, (candidates, run))
     requests, ds = load_requests(candidates, dataset, run, max_queries, judged_only)
-    options = {"batch_size": batch_size}
+    backend_options = {"engine": engine, "dtype": dtype, "batch_size": batch_size}
     if base_url:
-        options["base_url"] = base_url
-    backend = load_backend_for(method, model, engine=engine, dtype=dtype,
-                               cache=False if no_cache else (cache or True), **options)
-    err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "
-              f"{len(requests)} queries, top-{top_k}")
+        backend_options["base_url"] = base_url
     method_opts = {}
     if prompt:
         method_opts["prompt"] = prompt
     if max_passage_tokens:
         method_opts["max_passage_tokens"] = max_passage_tokens
-    reranker = build_method(method, backend, **method_opts)
-    result = rerank_requests(reranker, requests, top_k)
+    job = RerankJob(method, model, top_k, backend_options, method_opts, cache=False if no_cache else (cache or True))
+    if executor == "ray":
+        from rankwise.executors.ray import rerank_ray
+
+        err.print(f"[bold]{method}[/] on [bold]{model}[/]: ray executor, {workers or 2} workers, "
+                  f"{len(requests)} queries, top-{top_k}")
+        result = rerank_ray(job, requests, workers=workers or 2, address=address,
+                            threads_per_worker=threads_per_worker, gpus_per_worker=gpus_per_worker)
+        loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
+    else:
+        from rankwise.executors.local import rerank_local
+
+        loaded = {}
+
+        def on_loaded(reranker) -> None:
+            backend = reranker.backend
+            loaded.update(engine=backend.engine, dtype=backend.dtype, model=backend.name)
+            err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} "
+                      f"dtype={backend.dtype}, {len(requests)} queries, top-{top_k}")
+
+        result = rerank_local(job, requests, on_loaded=on_loaded)
     write_run(result.run(), output, tag=method)
-    report = result.usage_report(engine=backend.engine, dtype=backend.dtype, model=backend.name,
-                                 method=method, top_k=top_k, cpu=cpu_name())
+    report = result.usage_report(**loaded, method=method, top_k=top_k, cpu=cpu_name())
     if usage is not None:
         write_json(report, usage)
     err.print(f"wrote {output}: {report['queries']} queries, {report['calls']} prompts "
@@ -104,6 +126,27 @@ def rerank(
         qrels = {q: ds.qrels[q] for q in result.rankings if q in ds.qrels}
         scores = evaluate(result.run(), qrels, metrics.replace(",", " ").split())
         err.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")
+
+
+def _check_executor_options(executor: str, address: Optional[str], workers: Optional[int],
+                            threads_per_worker: Optional[int], gpus_per_worker: float) -> None:
+    """The executor exists, and options of the Ray executor are not given to another one."""
+    from rankwise.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        for name, value in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
+            if value is not None and value < 1:
+                raise InputError(f"{name} must be at least 1, got {value}")
+        if gpus_per_worker < 0:
+            raise InputError(f"--gpus-per-worker must not be negative, got {gpus_per_worker}")
+        return
+    given = [name for name, value in (("--address", address), ("--workers", workers),
+                                      ("--threads-per-worker", threads_per_worker),
+                                      ("--gpus-per-worker", gpus_per_worker or None)) if value is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} only apply to --executor ray")
 
 
 @methods_app.command("list")

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -79,6 +79,19 @@ class OutputCache:
 
     def __len__(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+
+    def batches(self, size: int = 5000) -> Iterator[dict[str, object]]:
+        """Every entry, ``size`` at a time (to copy one cache into another)."""
+        rows = self._conn().execute("SELECT key, value FROM outputs")
+        while batch := rows.fetchmany(size):
+            yield {key: json.loads(value) for key, value in batch}
+
+    def close(self) -> None:
+        """Close this thread's connection (another call opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
 
 class CachedBackend:
