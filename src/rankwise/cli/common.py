@@ -33,3 +33,14 @@ def cpu_name() -> str:
         return cpu_info().model_name
     except Exception:  # pragma: no cover - exotic platforms
         return platform.processor() or platform.machine()
+
+
+def print_evaluation(run: dict, dataset, metrics: str, console) -> None:
+    """Print the measures of ``run`` over the dataset's judged queries it holds (when it has qrels)."""
+    if dataset is None or not dataset.qrels:
+        return
+    from rankwise.eval import evaluate
+
+    qrels = {q: dataset.qrels[q] for q in run if q in dataset.qrels}
+    scores = evaluate(run, qrels, metrics.replace(",", " ").split())
+    console.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")

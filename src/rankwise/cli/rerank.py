@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rankwise.cli.app import app, methods_app
-from rankwise.cli.common import cpu_name, guard_output, write_json
+from rankwise.cli.common import cpu_name, guard_output, print_evaluation, write_json
 from rankwise.errors import InputError
 
 err = Console(stderr=True)
@@ -120,12 +120,7 @@ def rerank(
     err.print(f"wrote {output}: {report['queries']} queries, {report['calls']} prompts "
               f"({report['cache_hits']} from cache), {report['computed_tokens']} computed tokens, "
               f"{report['wall_seconds']:.1f} s")
-    if ds is not None and ds.qrels:
-        from rankwise.eval import evaluate
-
-        qrels = {q: ds.qrels[q] for q in result.rankings if q in ds.qrels}
-        scores = evaluate(result.run(), qrels, metrics.replace(",", " ").split())
-        err.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")
+    print_evaluation(result.run(), ds, metrics, err)
 
 
 def _check_executor_options(executor: str, address: Optional[str], workers: Optional[int],

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
-from rankwise.cli.common import cpu_name, guard_output, write_json
+from rankwise.cli.common import cpu_name, guard_output, print_evaluation, write_json
 from rankwise.errors import InputError
 
 err = Console(stderr=True)
@@ -69,9 +69,4 @@ def run_command(
         err.print(f"  stage {s.path}: {s.stage}: {s.usage.calls} prompts, {s.usage.computed_tokens} computed tokens, "
                   f"{s.wall_seconds:.2f} s (+{s.load_seconds:.1f} s loading)")
     err.print(f"wrote {output}: {report['queries']} queries, {report['wall_seconds']:.1f} s")
-    if ds is not None and ds.qrels:
-        from rankwise.eval import evaluate
-
-        qrels = {q: ds.qrels[q] for q in result.rankings if q in ds.qrels}
-        scores = evaluate(result.run(), qrels, metrics.replace(",", " ").split())
-        err.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")
+    print_evaluation(result.run(), ds, metrics, err)
