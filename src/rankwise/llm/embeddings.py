@@ -19,7 +19,7 @@ class SentenceTransformerBackend:
     dtype = "float32"
 
     def __init__(self, model: str = "minilm-l6", *, batch_size: int = 64, device: str | None = None,
-                 show_progress: bool = False):
+                 show_progress: bool = False, memory: int = 100_000):
         from sentence_transformers import SentenceTransformer
 
         from rankwise.llm.models import resolve_model
@@ -36,19 +36,41 @@ class SentenceTransformerBackend:
         self.name = resolved.name
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.memory = memory
+        self._memory: dict[tuple[str, str], np.ndarray] = {}
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
 
     def embed(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
-        """[len(texts), d] normalised embeddings; ``kind`` picks the model's query or document prompt."""
+        """[len(texts), d] normalised embeddings; ``kind`` picks the model's query or document prompt.
+
+        Texts embedded before (same kind) come from an in-memory store of up to ``memory`` vectors, so
+        methods over the same candidates (cosine, E2Rank variants, a cascade) embed each passage once;
+        they count as cache hits."""
         start = time.perf_counter()
-        encode = self.model.encode_query if kind == "query" else self.model.encode_document
-        out = encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                     show_progress_bar=self.show_progress)
+        texts = list(texts)
+        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._memory))
+        if missing:
+            encode = self.model.encode_query if kind == "query" else self.model.encode_document
+            out = encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                         show_progress_bar=self.show_progress)
+            self._remember(kind, missing, np.asarray(out, dtype=np.float32))
+            self.usage.forward_passes += -(-len(missing) // self.batch_size)
+            tokens = sum(len(ids) for ids in self.model.tokenizer(missing, truncation=True,
+                                                                  max_length=self.model.max_seq_length)["input_ids"])
+            self.usage.prompt_tokens += tokens
+            self.usage.computed_tokens += tokens
         self.usage.calls += len(texts)
-        self.usage.forward_passes += -(-len(texts) // self.batch_size)
-        tokens = sum(len(ids) for ids in self.model.tokenizer(list(texts), truncation=True,
-                                                              max_length=self.model.max_seq_length)["input_ids"])
-        self.usage.prompt_tokens += tokens
-        self.usage.computed_tokens += tokens
+        self.usage.cache_hits += len(texts) - len(missing)
+        result = np.stack([self._memory[(kind, t)] for t in texts]) if texts else np.zeros((0, self.dimension))
         self.usage.seconds += time.perf_counter() - start
-        return np.asarray(out, dtype=np.float32)
+        return result.astype(np.float32)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def _remember(self, kind: str, texts: list[str], vectors: np.ndarray) -> None:
+        for text, vector in zip(texts, vectors):
+            self._memory[(kind, text)] = vector
+        while len(self._memory) > self.memory:
+            self._memory.pop(next(iter(self._memory)))  # oldest first
