@@ -66,6 +66,21 @@ class SentenceTransformerBackend:
         return result.astype(np.float32)
 
     @property
+    def max_tokens(self) -> int:
+        """The longest input (tokens, special tokens excluded) the model reads; the rest is cut off."""
+        return int(self.model.max_seq_length) - self.model.tokenizer.num_special_tokens_to_add(pair=False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` of at most ``max_tokens`` tokens (cut at a token boundary)."""
+        offsets = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return text
+        return text[: offsets[max_tokens - 1][1]] if max_tokens > 0 else ""
+
+    @property
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 

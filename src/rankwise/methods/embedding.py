@@ -67,20 +67,20 @@ class E2Rank:
     def pseudo_query(self, query: Query, candidates: Sequence[Candidate]) -> str:
         """The listwise prompt over the first ``m`` candidates, cut to fit the model's token limit."""
         texts = [c.content for c in candidates[: self.m]]
-        fits = _Fitter.of(self.backend)
-        if fits is None:  # a backend that reads any length
+        limit = getattr(self.backend, "max_tokens", None)
+        if limit is None:  # a backend that reads any length
             return self._render(query, texts)
-        share = fits.limit
+        count, cut = self.backend.count_tokens, self.backend.truncate
+        share = limit
         while share > 0:
-            prompt = self._render(query, [fits.cut(t, share) for t in texts])
-            if fits.count(prompt) <= fits.limit:
+            prompt = self._render(query, [cut(t, share) for t in texts])
+            if count(prompt) <= limit:
                 return prompt
-            overflow = fits.count(prompt) - fits.limit
-            share -= max(1, -(-overflow // len(texts)))
+            share -= max(1, -(-(count(prompt) - limit) // len(texts)))
         prompt = self._render(query, [""] * len(texts))
-        if fits.count(prompt) > fits.limit:
+        if count(prompt) > limit:
             raise InputError(f"the query and the e2rank prompt alone exceed the embedding model's "
-                             f"{fits.limit} tokens; use a shorter prompt or a smaller m (m={self.m})")
+                             f"{limit} tokens; use a shorter prompt or a smaller m (m={self.m})")
         return prompt
 
     def _render(self, query: Query, texts: Sequence[str]) -> str:
@@ -107,32 +107,6 @@ def _cosines(backend, query: str, candidates: Sequence[Candidate]) -> np.ndarray
     docs = backend.embed([c.content for c in candidates], kind="document")
     return docs @ backend.embed([query], kind="query")[0]
 
-
-class _Fitter:
-    """Token counting and cutting with a sentence-transformers model's own tokenizer and limit."""
-
-    def __init__(self, tokenizer, limit: int):
-        self.tokenizer = tokenizer
-        self.limit = limit
-
-    @classmethod
-    def of(cls, backend) -> "_Fitter | None":
-        model = getattr(backend, "model", None)
-        tokenizer, limit = getattr(model, "tokenizer", None), getattr(model, "max_seq_length", None)
-        if tokenizer is None or not limit:
-            return None
-        special = tokenizer.num_special_tokens_to_add(pair=False)
-        return cls(tokenizer, int(limit) - special)
-
-    def count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def cut(self, text: str, max_tokens: int) -> str:
-        """The longest prefix of ``text`` of at most ``max_tokens`` tokens (cut at a token boundary)."""
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        if len(offsets) <= max_tokens:
-            return text
-        return text[: offsets[max_tokens - 1][1]] if max_tokens > 0 else ""
 
 
 @register("embedding.cosine", "embedding", "bi-encoder: cosine of query and document embeddings")
