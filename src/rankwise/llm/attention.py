@@ -82,10 +82,7 @@ def prefix_attention(backend, segments: Sequence[str], suffixes: Sequence[str],
     model, n = backend.model, len(prefix)
 
     with _implementation(model, "sdpa"):
-        out = backend._decoder(input_ids=torch.tensor([prefix], device=backend.device), use_cache=True)
-    cache = getattr(out, backend._cache_arg)
-    backend.usage.forward_passes += 1
-    backend.usage.computed_tokens += n
+        cache = backend.encode_prefix(prefix)
 
     rows: list[torch.Tensor] = []
 
@@ -98,7 +95,7 @@ def prefix_attention(backend, segments: Sequence[str], suffixes: Sequence[str],
     hooks = [m.register_forward_hook(keep_suffix_rows) for m in chosen]
     try:
         with _implementation(model, "eager"):
-            backend._run_batch(suffix_ids, cache, n)
+            backend.run_suffixes(suffix_ids, cache, n)
     finally:
         for hook in hooks:
             hook.remove()

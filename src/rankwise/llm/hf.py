@@ -135,24 +135,28 @@ class TransformersBackend:
         shared = min(shared, min(min(w) for w in want))  # wanted positions must be computed here
         prefix_cache = None
         if shared >= MIN_SHARED_PREFIX:
-            prefix = torch.tensor([ids[0][:shared]], device=self.device)
-            out = self._decoder(input_ids=prefix, use_cache=True)
-            prefix_cache = getattr(out, self._cache_arg)
-            self.usage.forward_passes += 1
-            self.usage.computed_tokens += shared
+            prefix_cache = self.encode_prefix(ids[0][:shared])
         else:
             shared = 0
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
         for b in range(0, len(order), self.batch_size):
             batch = order[b:b + self.batch_size]
-            hidden = self._run_batch([ids[i][shared:] for i in batch], prefix_cache, shared)
+            hidden = self.run_suffixes([ids[i][shared:] for i in batch], prefix_cache, shared)
             for row, i in enumerate(batch):
                 out[i] = hidden[row, [p - shared for p in want[i]]].to(torch.float32)
         return out
 
-    def _run_batch(self, suffixes: list[list[int]], prefix_cache, shared: int) -> torch.Tensor:
-        """Run right-padded suffixes after an optional shared prefix; returns [n, width, hidden]."""
+    def encode_prefix(self, ids: list[int]):
+        """Run a shared prefix once; its KV cache lets ``run_suffixes`` continue several texts from it."""
+        out = self._decoder(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        self.usage.forward_passes += 1
+        self.usage.computed_tokens += len(ids)
+        return getattr(out, self._cache_arg)
+
+    def run_suffixes(self, suffixes: list[list[int]], prefix_cache, shared: int) -> torch.Tensor:
+        """Run right-padded suffixes (one batch) after an optional shared prefix of ``shared`` tokens
+        (``encode_prefix``'s cache, not modified); returns the last hidden states [n, width, hidden]."""
         n, width = len(suffixes), max(len(s) for s in suffixes)
         input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((n, shared + width), dtype=torch.long)
