@@ -99,5 +99,5 @@ def test_bad_json_and_a_missing_file(tmp_path):
     path.write_text('{"pipeline": [\n}')
     with pytest.raises(InputError, match=r"p.json:2: not valid JSON"):
         load_pipeline(path)
-    with pytest.raises(InputError, match="nope.yaml: cannot read the pipeline file"):
+    with pytest.raises(InputError, match="nope.yaml: no such pipeline file"):
         load_pipeline(tmp_path / "nope.yaml")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 
 _KEYS = {"datasets", "first_stages", "top_k", "max_queries", "measures", "models", "backend", "methods",
@@ -59,16 +59,7 @@ class BenchConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "BenchConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError("benchmark config not found", path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise InputError(f"not valid YAML: {getattr(err, 'problem', err)}", path,
-                             mark.line + 1 if mark else None) from None
-        return cls.from_dict(raw, path)
+        return cls.from_dict(read_yaml(path, "benchmark config"), path)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str | Path = "<config>") -> "BenchConfig":

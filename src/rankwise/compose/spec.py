@@ -21,13 +21,13 @@ and the field (``pipeline[2].top_k``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from rankwise.compose.stages import BM25, Chain, FirstStage, Fuse, Rerank, Stage
+from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 from rankwise.fusion import RRF_K
 
@@ -201,18 +201,7 @@ def from_dict(data: Any) -> Stage:
 def load_pipeline(path: str | Path) -> Stage:
     """Read a pipeline file (YAML, or JSON); an InputError names the file, and the field or line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise InputError(f"cannot read the pipeline file: {err.strerror}", p) from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err.msg}", p, err.lineno) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(err, 'problem', None) or err}", p,
-                         mark.line + 1 if mark is not None else None) from None
+    data = read_yaml(p, "pipeline file")
     try:
         return from_dict(data)
     except InputError as err:

@@ -7,7 +7,7 @@ import io
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, TextIO
+from typing import Any, BinaryIO, Iterator, TextIO
 
 from rankwise.errors import InputError
 
@@ -111,3 +111,25 @@ def json_object(line: str, path: Path, n: int) -> dict:
     if not isinstance(obj, dict):
         raise InputError("expected a JSON object", path, n)
     return obj
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """A user's YAML (or, for a ``.json`` name, JSON) file parsed; InputError naming the file and the line
+    of a syntax error, or saying the ``what`` is missing."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such {what}", p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the {what}: {err}", p) from None
+    try:
+        return json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", p, err.lineno) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(err, 'problem', None) or err}", p,
+                         mark.line + 1 if mark is not None else None) from None

@@ -13,8 +13,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
+from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 
 PROMPT_DIR = Path(__file__).parent
@@ -57,12 +57,7 @@ def load_prompt(name_or_path: str) -> PromptTemplate:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROMPT_DIR.glob("*.yaml")))
         raise InputError(f"no such prompt file or bundled prompt (bundled: {known})", path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path,
-                         None if line is None else line + 1) from None
+    data = read_yaml(path, "prompt file")
     if not isinstance(data, dict) or "user" not in data:
         raise InputError("a prompt file needs a 'user' field", path)
     unknown = set(data) - {"name", "user", "system", "choices", "answer_regex", "description", "item"}

@@ -11,6 +11,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 
 OBJECTIVES = ("bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse")
@@ -211,15 +212,7 @@ def parse_config(values: Any, path: str | Path = "<config>") -> TrainConfig:
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training config YAML file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such config file", path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(err, 'problem', err)}", path,
-                         mark.line + 1 if mark else None) from None
-    return parse_config(values, path)
+    return parse_config(read_yaml(path, "config file"), path)
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
