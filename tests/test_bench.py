@@ -47,7 +47,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
     bad.write_text("datasets: [dl19\nmethods: x\n")
     with pytest.raises(InputError, match=r"bad.yaml:\d+: not valid YAML"):
         BenchConfig.from_file(bad)
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="no such benchmark config"):
         BenchConfig.from_file(tmp_path / "missing.yaml")
 
 
