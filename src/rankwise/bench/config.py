@@ -13,6 +13,7 @@ methods:
   - {method: setwise.heapsort, options: {k: 10}}
   - {method: embedding.cosine, model: minilm-l6}
 robustness: {shuffles: 3, adversarial: true}
+cache: true                   # the model output cache (false: every cell computes, for clean timings)
 ```
 """
 
@@ -27,7 +28,7 @@ from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 
 _KEYS = {"datasets", "first_stages", "top_k", "max_queries", "measures", "models", "backend", "methods",
-         "robustness"}
+         "robustness", "cache"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class BenchConfig:
     dtype: str = "auto"
     shuffles: int = 0
     adversarial: bool = False
+    cache: bool = True
 
     @classmethod
     def from_file(cls, path: str | Path) -> "BenchConfig":
@@ -125,7 +127,7 @@ class BenchConfig:
         return cls(datasets=datasets, methods=tuple(methods), first_stages=first_stages, top_k=top_k,
                    max_queries=max_queries, measures=measures, engine=str(backend.get("engine", "auto")),
                    dtype=str(backend.get("dtype", "auto")), shuffles=shuffles,
-                   adversarial=bool(robustness.get("adversarial", False)))
+                   adversarial=bool(robustness.get("adversarial", False)), cache=bool(raw.get("cache", True)))
 
 
 def _names(value: Any, key: str, fail) -> tuple[str, ...]:

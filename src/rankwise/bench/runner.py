@@ -63,7 +63,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
     from rankwise.llm.hardware import cpu_info
 
     cpu = cpu_info().model_name
-    backends = Backends(cache=True) if backends is None else backends
+    backends = Backends(cache=config.cache) if backends is None else backends
     cells = []
     for dataset in config.datasets:
         ds = load_dataset(dataset)
