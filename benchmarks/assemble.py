@@ -29,11 +29,7 @@ SECTIONS = [
      "python benchmarks/speed_pointwise.py --dataset dl19 --model qwen2.5-0.5b --top-k 20 --max-queries 5 "
      "--dtype float32 --table results/speed_pointwise_fp32.md"),
     ("Engines on this machine", "engines.md", "rankwise env --model qwen2.5-0.5b --model smollm2-135m"),
-    ("Pairwise and setwise, qwen2.5-0.5b: DL19 and DL20, 5 queries each", "pairwise_setwise_05b_q5.md",
-     "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --top-k 10 --k 10 "
-     "--max-queries 5 --passage-tokens 64 --reasoning-tokens 64 --threads 2 --table results/pairwise_setwise_05b_q5.md"),
-    ("Pairwise and setwise: earlier smoke runs and llm-rankers side by side", "pairwise_setwise.md",
-     "python benchmarks/comparison_methods.py (see below)"),
+    ("Pairwise and setwise", "pairwise_setwise.md", "python benchmarks/comparison_methods.py (see below)"),
     ("Listwise and groupwise", "listwise_groupwise.md", "python benchmarks/listwise_groupwise.py (see below)"),
     ("Embedding rerankers (cosine, E2Rank) and attention (ICR)", "embedding_icr.md",
      "python benchmarks/embedding_icr.py embedding|icr (see below)"),
