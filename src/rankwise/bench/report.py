@@ -82,11 +82,16 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
             xs = [p[0] for p in points]
             log_scale = max(xs) / min(xs) >= 10
             if log_scale:
+                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(label + (" (log)" if log_scale else ""))
             ax.set_ylabel("nDCG@10")
             ax.set_title(f"{dataset}, {stage} top-{group[0]['top_k']}, {group[0]['queries']} queries")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
