@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.bench import BenchConfig, markdown_table, pareto_front, plot, run_bench
+from rankwise.bench import BenchConfig, in_process, markdown_table, pareto_front, plot, run_bench
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
 from rankwise.compose import Backends
 from rankwise.cli import main
@@ -103,7 +103,7 @@ def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) ->
                                  "methods": ["pointwise.yes_no", "pointwise.graded"],
                                  "robustness": {"shuffles": 2, "adversarial": True}})
     backends = OracleBackends(requests, ds.qrels)
-    cells = run_bench(cfg, tmp_path, log=lambda _: None, backends=backends)
+    cells = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, backends))
     assert [c["method"] for c in cells] == ["first stage", "pointwise.yes_no", "pointwise.graded"]
     first, yes_no = cells[0], cells[1]
     assert yes_no["metrics"]["nDCG@10"] > first["metrics"]["nDCG@10"]  # a perfect judge beats BM25
@@ -113,8 +113,10 @@ def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) ->
     # the oracle grades the adversary 0: it never reaches the top
     assert yes_no["adversarial"]["top1"] == 0.0 and len(yes_no["adversarial"]["ranks"]) == 3
     assert len(list((tmp_path / "cells").glob("*.json"))) == 3
-    again = run_bench(cfg, tmp_path, log=lambda _: None, backends=backends)
-    assert backends.built == 2 and again == cells  # resumed: nothing ran twice
+    built = backends.built  # each cell: the run, 2 shuffles and the adversary
+    assert built == 2 * 4
+    again = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, backends))
+    assert backends.built == built and again == cells  # resumed: nothing ran twice
     table = markdown_table(cells)
     assert "| pointwise.graded | oracle |" in table and "± 0.0000" in table
     png = plot(cells, tmp_path / "plot.png")

@@ -155,3 +155,21 @@ def test_a_worker_killed_mid_task_is_restarted_and_its_finished_query_is_not_rec
     restarted = report["per_worker"][killed["shard"].removesuffix(".sqlite")]
     assert killed["pid"] not in restarted["pids"] and restarted["cache_hits"] == TOP_K
     assert len(OutputCache(tmp_path / "cache.sqlite")) == PROMPTS
+
+
+@pytest.mark.slow
+def test_bench_cells_on_ray_equal_the_in_process_cells(cluster, tmp_path):
+    """`rankwise bench --executor ray`: the same cells (metrics, counts, robustness) as in this process."""
+    from rankwise.bench import BenchConfig, in_process, on_ray, run_bench
+
+    config = BenchConfig.from_dict({"datasets": ["dl19"], "top_k": 5, "max_queries": 2, "models": [MODEL],
+                                    "methods": [METHOD], "backend": {"engine": "transformers", "dtype": "float32"},
+                                    "robustness": {"shuffles": 1, "adversarial": True}, "cache": False})
+    here = run_bench(config, tmp_path / "here", log=lambda _: None, rerank=in_process(config))
+    there = run_bench(config, tmp_path / "ray", log=lambda _: None, rerank=on_ray(config, workers=2, progress=False))
+    for a, b in zip(here, there):
+        assert a["metrics"] == pytest.approx(b["metrics"])
+        assert a.get("per_query") == b.get("per_query")
+        assert a.get("adversarial", {}).get("ranks") == b.get("adversarial", {}).get("ranks")
+        assert a.get("shuffles", {}).get("ndcg10") == pytest.approx(b.get("shuffles", {}).get("ndcg10"))
+

@@ -2,6 +2,6 @@
 
 from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.bench.report import markdown_table, pareto_front, plot
-from rankwise.bench.runner import run_bench
+from rankwise.bench.runner import in_process, on_ray, run_bench
 
-__all__ = ["BenchConfig", "MethodSpec", "markdown_table", "pareto_front", "plot", "run_bench"]
+__all__ = ["BenchConfig", "MethodSpec", "markdown_table", "pareto_front", "plot", "in_process", "on_ray", "run_bench"]

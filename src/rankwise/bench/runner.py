@@ -11,14 +11,14 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.compose import Backends, Rerank
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.eval import evaluate
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import RerankResult, rerank_requests
 from rankwise.types import Request
 
 FIRST_STAGE = "first stage"
@@ -57,13 +57,41 @@ def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | 
     return requests[:max_queries] if max_queries else requests
 
 
+RerankFn = Callable[[MethodSpec, Sequence[Request], int], RerankResult]  # a method's spec, requests, top_k
+
+
+def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankFn:
+    """Rerank in this process, each model loaded once and shared by the methods that run on it."""
+    backends = Backends(cache=config.cache) if backends is None else backends
+
+    def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RerankResult:
+        stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
+        return rerank_requests(backends.reranker(stage)[0], requests, top_k)
+
+    return rerank
+
+
+def on_ray(config: BenchConfig, **ray_options) -> RerankFn:
+    """Rerank on a Ray cluster (``rankwise.executors.ray.rerank_ray``; workers, address, ...)."""
+    from rankwise.executors import RerankJob
+    from rankwise.executors.ray import rerank_ray
+
+    def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RerankResult:
+        job = RerankJob(spec.method, spec.model, top_k, {"engine": config.engine, "dtype": config.dtype},
+                        dict(spec.options), cache=config.cache)
+        return rerank_ray(job, requests, **ray_options)
+
+    return rerank
+
+
 def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = print,
-              backends: Backends | None = None) -> list[dict]:
-    """Run every missing cell of the matrix and return all cells (stored and new)."""
+              rerank: RerankFn | None = None) -> list[dict]:
+    """Run every missing cell of the matrix and return all cells (stored and new); ``rerank`` says where
+    (default: in this process)."""
     from rankwise.llm.hardware import cpu_info
 
     cpu = cpu_info().model_name
-    backends = Backends(cache=config.cache) if backends is None else backends
+    rerank = in_process(config) if rerank is None else rerank
     cells = []
     for dataset in config.datasets:
         ds = load_dataset(dataset)
@@ -83,16 +111,16 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     log(f"{path.name}: done earlier")
                 else:
                     log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
-                    stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
-                    cell = _run_cell(config, backends.reranker(stage)[0], requests, qrels)
+                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
                     _write(path, base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
                                          "options": spec.options} | cell)
                 cells.append(json.loads(path.read_text()))
     return cells
 
 
-def _run_cell(config: BenchConfig, reranker, requests: list[Request], qrels: dict) -> dict:
-    result = rerank_requests(reranker, requests, config.top_k)
+def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], RerankResult],
+              requests: list[Request], qrels: dict) -> dict:
+    result = rerank(requests, config.top_k)
     n = len(requests)
     usage = result.usage
     cell = {"metrics": evaluate(result.run(), qrels, list(config.measures)),
@@ -104,15 +132,13 @@ def _run_cell(config: BenchConfig, reranker, requests: list[Request], qrels: dic
     if config.shuffles:
         values = []
         for seed in range(1, config.shuffles + 1):
-            run = rerank_requests(reranker, shuffled(requests, config.top_k, seed), config.top_k,
-                                  progress=False).run()
+            run = rerank(shuffled(requests, config.top_k, seed), config.top_k).run()
             values.append(evaluate(run, qrels, ["nDCG@10"])["nDCG@10"])
         cell["shuffles"] = {"ndcg10": values, "mean": statistics.fmean(values),
                             "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
     if config.adversarial:
         started = time.perf_counter()
-        run = rerank_requests(reranker, with_adversary(requests, config.top_k), config.top_k + 1,
-                              progress=False).run()
+        run = rerank(with_adversary(requests, config.top_k), config.top_k + 1).run()
         ranks = adversary_ranks(run)
         cell["adversarial"] = {"ranks": ranks, "top1": sum(r == 1 for r in ranks) / n,
                                "top10": sum(r <= 10 for r in ranks) / n,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -17,16 +18,35 @@ def bench(
     config: Path = typer.Argument(..., help="Benchmark matrix (YAML): datasets, first stages, methods, models."),
     output: Path = typer.Option(..., help="Directory for the cells (JSON), results.md and plot.png; an "
                                           "existing one is resumed (finished cells are not run again)."),
+    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise[ray])."),
+    address: Optional[str] = typer.Option(None, help="--executor ray: auto, ray://host:10001 or host:port "
+                                                     "(default: a local Ray)."),
+    workers: int = typer.Option(2, help="--executor ray: worker actors, each loading the model once."),
+    threads_per_worker: Optional[int] = typer.Option(None, help="--executor ray: torch threads per worker."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
-    from rankwise.bench import BenchConfig, markdown_table, plot, run_bench
+    from rankwise.bench import BenchConfig, markdown_table, on_ray, plot, run_bench
+    from rankwise.errors import InputError
 
     matrix = BenchConfig.from_file(config)
     if output.exists() and not output.is_dir():
-        from rankwise.errors import InputError
-
         raise InputError("--output must be a directory", output)
-    cells = run_bench(matrix, output, log=err.print)
+    if executor not in ("local", "ray"):
+        raise InputError(f"unknown executor {executor!r}; choose local or ray")
+    if executor == "ray":
+        import ray
+
+        started = not ray.is_initialized()
+        if started:  # one cluster for every cell; each cell's workers load their model
+            ray.init(address=address)
+        try:
+            cells = run_bench(matrix, output, log=err.print,
+                              rerank=on_ray(matrix, workers=workers, threads_per_worker=threads_per_worker))
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        cells = run_bench(matrix, output, log=err.print)
     table = markdown_table(cells)
     (output / "results.md").write_text(f"CPU: {cells[0]['cpu']}. Command: `rankwise bench {config} "
                                        f"--output {output}`\n\n" + table, encoding="utf-8")
