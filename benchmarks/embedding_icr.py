@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from common import HERE, MEASURE, first_stage_run, set_up, write_report
 
 from rankwise.cli.common import cpu_name
 from rankwise.data import load_dataset, read_run, requests_from_run, write_run
@@ -32,8 +32,6 @@ from rankwise.methods.base import load_backend_for
 from rankwise.pipeline import rerank_requests
 from rankwise.types import Request
 
-HERE = Path(__file__).resolve().parent
-MEASURE = "nDCG@10"
 # name in the report -> (method, options)
 EMBEDDING_METHODS = {
     "cosine": ("embedding.cosine", {}),
@@ -59,10 +57,6 @@ def _requests(dataset: str, top_k: int, max_queries: int | None, out: Path) -> t
     return requests, {r.query.qid: ds.qrels[r.query.qid] for r in requests}
 
 
-def _bm25_run(requests: list[Request]) -> dict:
-    return {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
-            for r in requests}
-
 
 def _cell(args, kind: str, dataset: str, model: str, label: str, method: str, opts: dict, requests, qrels,
           backend) -> dict:
@@ -73,7 +67,7 @@ def _cell(args, kind: str, dataset: str, model: str, label: str, method: str, op
             "top_k": args.top_k, "queries": n, "threads": args.threads, "engine": backend.engine,
             "dtype": backend.dtype, "cpu": cpu_name(),
             "command": f"python benchmarks/embedding_icr.py {shlex.join(sys.argv[1:])}",
-            "bm25": evaluate(_bm25_run(requests), qrels, [MEASURE])[MEASURE],
+            "bm25": evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE],
             "ndcg10": evaluate(result.run(), qrels, [MEASURE])[MEASURE],
             "calls": u.calls / n, "forward_passes": u.forward_passes / n, "prompt_tokens": u.prompt_tokens / n,
             "computed_tokens": u.computed_tokens / n, "ms": 1000 * result.wall_seconds / n,
@@ -178,12 +172,9 @@ def main() -> None:
     icr.add_argument("--context-tokens", type=int, default=4096)
     icr.add_argument("--layers", default=None, help="all layers unless given: a slice '12:' or a list '3,5'")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    set_up(args.threads, args.out)
     {"embedding": run_embedding, "icr": run_icr}[args.command](args)
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text(report(args.out))
-    print(f"wrote {args.table}")
+    write_report(args.table, lambda: report(args.out))
 
 
 if __name__ == "__main__":
