@@ -13,6 +13,8 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = [
     ("The benchmark matrix: five paradigms on one plane (rankwise bench)", "bench_smoke.md",
      "rankwise bench examples/bench-smoke.yaml --output bench-smoke"),
+    ("Strong first stages (SPLADE++, TAS-B): does reranking lift them?", "bench_strong.md",
+     "rankwise bench examples/bench-strong-first-stages.yaml --output bench-strong"),
     ("Retrieval and evaluation", "retrieval.md", "python benchmarks/retrieval.py"),
     ("Pointwise reranking, qwen2.5-0.5b: effectiveness and cost", "pointwise_05b.md",
      "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b "
