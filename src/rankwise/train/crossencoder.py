@@ -26,7 +26,7 @@ from torch.utils.data import SequentialSampler
 from rankwise.data import Run
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
-from rankwise.train.data import Group, build_groups, load_source, split_queries, teacher_labels
+from rankwise.train.data import Group, teacher_labels, training_split
 from rankwise.types import Request
 
 logger = logging.getLogger(__name__)
@@ -177,14 +177,8 @@ def train_crossencoder(config: TrainConfig, output: Path, resume: bool = False, 
 
     d, t, ce = config.data, config.training, config.crossencoder
     started = time.monotonic()
-    source = load_source(d.dataset, d.queries, d.qrels, d.first_stage, d.depth)
-    qids = list(source.queries)[: d.max_queries] if d.max_queries else list(source.queries)
-    train_qids, dev_qids = split_queries(qids, d.dev_fraction, d.seed)
-    groups = build_groups(source, d.group_size, d.groups_per_query, d.depth, d.min_grade, d.seed, train_qids)
-    if not groups:
-        from rankwise.errors import InputError
-
-        raise InputError("no training groups: no query has a positive with text and enough negatives")
+    split = training_split(d, d.group_size)
+    source, groups, train_qids, dev_qids = split.source, split.groups, split.train_qids, split.dev_qids
     if ce.curriculum:
         groups = sorted(groups, key=lambda g: g.difficulty)
     teacher = None

@@ -220,3 +220,26 @@ def teacher_labels(groups: Sequence[Group], teacher: Run, scale: float = 1.0) ->
         floor = min(scores.values())
         out.append(tuple(scale * scores.get(d, floor) for d in g.docids))
     return out
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    """What a training run learns from: the source, its groups (train queries only) and the query split."""
+
+    source: TrainingSource
+    groups: list[Group]
+    train_qids: list[str]
+    dev_qids: list[str]
+
+
+def training_split(data, group_size: int) -> TrainingSplit:
+    """The source a ``DataConfig`` names, split by query, grouped into lists of ``group_size`` (InputError
+    when no query yields a group)."""
+    source = load_source(data.dataset, data.queries, data.qrels, data.first_stage, data.depth)
+    qids = list(source.queries)[: data.max_queries] if data.max_queries else list(source.queries)
+    train_qids, dev_qids = split_queries(qids, data.dev_fraction, data.seed)
+    groups = build_groups(source, group_size, data.groups_per_query, data.depth, data.min_grade, data.seed,
+                          train_qids)
+    if not groups:
+        raise InputError("no training groups: no query has a positive with text and enough negatives")
+    return TrainingSplit(source, groups, train_qids, dev_qids)

@@ -20,7 +20,7 @@ from rankwise.data import Run
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
 from rankwise.train.crossencoder import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
-from rankwise.train.data import Group, build_groups, load_source, split_queries
+from rankwise.train.data import Group, training_split
 from rankwise.train.rewards import MAX_GRADE, parse_scores, reward_functions
 from rankwise.types import Request
 
@@ -123,14 +123,8 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
 
     d, t, g = config.data, config.training, config.grpo
     started = time.monotonic()
-    source = load_source(d.dataset, d.queries, d.qrels, d.first_stage, d.depth)
-    qids = list(source.queries)[: d.max_queries] if d.max_queries else list(source.queries)
-    train_qids, dev_qids = split_queries(qids, d.dev_fraction, d.seed)
-    groups = build_groups(source, g.group_size, d.groups_per_query, d.depth, d.min_grade, d.seed, train_qids)
-    if not groups:
-        from rankwise.errors import InputError
-
-        raise InputError("no training groups: no query has a positive with text and enough negatives")
+    split = training_split(d, g.group_size)
+    groups, train_qids, dev_qids = split.groups, split.train_qids, split.dev_qids
     dataset = grpo_dataset(groups, g.passage_words, d.seed)
     model, tokenizer = load_causal_lm(config.model)
     funcs, weights = reward_functions(g.rewards, g.ndcg_k)
