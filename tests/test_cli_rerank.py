@@ -10,15 +10,13 @@ import pytest
 
 from rankwise.data import read_run, write_candidates_jsonl
 from rankwise.types import Candidate, Query, Request
-from tests.tiny_lm import tiny_model, tiny_tokenizer
+from tests.tiny_lm import save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-model")
-    tok = tiny_tokenizer()
-    tiny_model(len(tok)).save_pretrained(path)
-    tok.save_pretrained(path)
+    save_tiny_model(path)
     return path
 
 

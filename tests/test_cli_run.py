@@ -80,12 +80,10 @@ def test_run_names_what_is_wrong(judge_method, tmp_path, capsys, text, args, mes
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from tests.tiny_lm import tiny_model, tiny_tokenizer
+    from tests.tiny_lm import save_tiny_model
 
     path = tmp_path_factory.mktemp("tiny-model")
-    tok = tiny_tokenizer()
-    tiny_model(len(tok)).save_pretrained(path)
-    tok.save_pretrained(path)
+    save_tiny_model(path)
     return path
 
 

@@ -209,11 +209,9 @@ def test_bm25_over_the_demo_corpus_then_a_judge():
 
 
 def test_stages_on_one_model_share_one_backend(tmp_path):
-    from tests.tiny_lm import tiny_model, tiny_tokenizer
+    from tests.tiny_lm import save_tiny_model
 
-    tok = tiny_tokenizer()
-    tiny_model(len(tok)).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    save_tiny_model(tmp_path)
     on_tiny = {"model": str(tmp_path), "engine": "transformers", "dtype": "float32"}
     pipeline = Rerank("pointwise.yes_no", **on_tiny) % 4 >> Rerank("pointwise.graded", **on_tiny) % 2
     cands = tuple(Candidate(f"d{i}", f"the capital of France is Paris {i}") for i in range(6))

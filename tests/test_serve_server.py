@@ -13,7 +13,7 @@ import pytest
 from rankwise.serve import ServeConfig, create_app
 from tests.serve_cases import GOOD, JSON, bad_inputs, check_error, check_ranking
 from tests.serve_server import CliServer, ThreadServer, metric, wait_for
-from tests.tiny_lm import tiny_backend, tiny_model, tiny_tokenizer
+from tests.tiny_lm import save_tiny_model, tiny_backend
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -108,9 +108,7 @@ def test_the_cohere_client_reranks_against_the_local_url(server):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-model")
-    tok = tiny_tokenizer()
-    tiny_model(len(tok)).save_pretrained(path)
-    tok.save_pretrained(path)
+    save_tiny_model(path)
     return path
 
 

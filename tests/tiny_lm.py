@@ -36,6 +36,13 @@ def tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+def save_tiny_model(path) -> None:
+    """Write the tiny random model and its tokenizer as a transformers directory at ``path``."""
+    tok = tiny_tokenizer()
+    tiny_model(len(tok)).save_pretrained(path)
+    tok.save_pretrained(path)
+
+
 def tiny_backend(**options):
     from rankwise.llm.hf import TransformersBackend
 
