@@ -75,3 +75,12 @@ def ideal_run(requests, qrels) -> dict:
         ranked = sorted(r.candidates, key=lambda c: -grade.get(c.docid, 0))
         run[r.query.qid] = {c.docid: float(len(ranked) - i) for i, c in enumerate(ranked)}
     return run
+
+
+def assert_head_reranked(ranking, candidates, top_k: int) -> None:
+    """Every candidate kept once; the first ``top_k`` reordered among themselves, the rest in input order;
+    scores descending."""
+    assert sorted(ranking.docids) == sorted(c.docid for c in candidates)
+    assert ranking.docids[top_k:] == [c.docid for c in candidates[top_k:]]
+    assert set(ranking.docids[:top_k]) == {c.docid for c in candidates[:top_k]}
+    assert list(ranking.scores) == sorted(ranking.scores, reverse=True)

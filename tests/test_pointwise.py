@@ -9,7 +9,7 @@ from rankwise.data import load_dataset
 from rankwise.methods import build_method
 from rankwise.pipeline import rerank_requests
 from rankwise.types import Candidate, Query
-from tests.oracle import OracleBackend, ideal_run, ndcg10, oracle_from_qrels
+from tests.oracle import OracleBackend, assert_head_reranked, ideal_run, ndcg10, oracle_from_qrels
 from tests.tiny_lm import tiny_backend
 
 
@@ -33,10 +33,7 @@ def test_top_k_reranks_the_head_and_keeps_the_tail_in_order(dl19_requests):
     request = requests[0]
     ranking = build_method("pointwise.yes_no", oracle_from_qrels(requests, qrels)).rerank(
         request.query, request.candidates, top_k=10)
-    assert sorted(ranking.docids) == sorted(c.docid for c in request.candidates)
-    assert ranking.docids[10:] == [c.docid for c in request.candidates[10:]]
-    assert set(ranking.docids[:10]) == {c.docid for c in request.candidates[:10]}
-    assert list(ranking.scores) == sorted(ranking.scores, reverse=True)
+    assert_head_reranked(ranking, request.candidates, 10)
     assert ranking.usage.calls == 10
 
 
