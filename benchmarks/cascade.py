@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import HERE, MEASURE, first_stage_run, judged_requests, set_up, write_report
+from common import MEASURE, add_output_options, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.cli.common import cpu_name
 from rankwise.compose import Backends, Rerank, Stage
@@ -143,10 +143,7 @@ def main() -> None:
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--passage-tokens", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=1, help="queries each pipeline runs untimed first")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
-    ap.add_argument("--out", type=Path, default=HERE / "out" / "cascade")
-    ap.add_argument("--table", type=Path, default=HERE / "results" / "cascade.md")
+    add_output_options(ap, "cascade")
     args = ap.parse_args()
     set_up(args.threads, args.out)
     run(args)

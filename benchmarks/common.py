@@ -28,6 +28,14 @@ def first_stage_run(requests: list[Request]) -> dict:
             for r in requests}
 
 
+def add_output_options(parser, name: str, table: str | None = None) -> None:
+    """--threads, --out (cells under benchmarks/out/NAME) and --table (benchmarks/results/TABLE)."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
+    parser.add_argument("--out", type=Path, default=HERE / "out" / name)
+    parser.add_argument("--table", type=Path, default=HERE / "results" / (table or f"{name}.md"))
+
+
 def set_up(threads: int, out: Path) -> None:
     """Offline hub, ``threads`` torch threads, the output folder."""
     import torch

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import HERE, MEASURE, first_stage_run, judged_requests, set_up, write_report
+from common import MEASURE, add_output_options, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.cli.common import cpu_name
 from rankwise.eval import evaluate
@@ -201,10 +201,7 @@ def main() -> None:
         p.add_argument("--max-queries", type=int, default=10)
         p.add_argument("--passage-tokens", type=int, default=128)
         p.add_argument("--dtype", default="auto")
-        p.add_argument("--threads", type=int, default=1,
-                       help="torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
-        p.add_argument("--out", type=Path, default=HERE / "out" / "comparison")
-        p.add_argument("--table", type=Path, default=HERE / "results" / "pairwise_setwise.md")
+        add_output_options(p, "comparison", "pairwise_setwise.md")
     m = sub.choices["methods"]
     m.add_argument("--datasets", nargs="+", default=["dl19"])
     m.add_argument("--methods", nargs="+", default=METHODS)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import HERE, MEASURE, first_stage_run, set_up, write_report
+from common import MEASURE, add_output_options, first_stage_run, set_up, write_report
 
 from rankwise.cli.common import cpu_name
 from rankwise.data import load_dataset, read_run, requests_from_run, write_run
@@ -157,9 +157,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--top-k", type=int, default=100)
         p.add_argument("--max-queries", type=int, default=None)
-        p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
-        p.add_argument("--out", type=Path, default=HERE / "out" / "embedding_icr")
-        p.add_argument("--table", type=Path, default=HERE / "results" / "embedding_icr.md")
+        add_output_options(p, "embedding_icr")
     emb = sub.choices["embedding"]
     emb.add_argument("--datasets", nargs="+", default=["dl19", "dl20", "scifact"])
     emb.add_argument("--model", default="minilm-l6")

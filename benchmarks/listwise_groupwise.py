@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import HERE, MEASURE, first_stage_run, judged_requests, set_up, write_report
+from common import MEASURE, add_output_options, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.bench.robustness import shuffled
 from rankwise.cli.common import cpu_name
@@ -185,10 +185,7 @@ def main() -> None:
                     help="also run generated windows on FIRST's alphabetic identifiers (same windows, same prompt)")
     ap.add_argument("--engine", default="transformers")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
-    ap.add_argument("--out", type=Path, default=HERE / "out" / "listwise_groupwise")
-    ap.add_argument("--table", type=Path, default=HERE / "results" / "listwise_groupwise.md")
+    add_output_options(ap, "listwise_groupwise")
     args = ap.parse_args()
     set_up(args.threads, args.out)
     run(args)
