@@ -4,8 +4,13 @@
         --first-method embedding.e2rank --first-model minilm-l6 \
         --method pointwise.yes_no --model qwen2.5-0.5b --top-k 100 --k 30 --passage-tokens 128
 
-Cascade: BM25 top-``top_k`` >> Rerank(first_method) % top_k >> Rerank(method) % k.
+Cascade: BM25 top-``top_k`` >> Rerank(first_method) % top_k >> Rerank(method) % k; with ``--interpolate W``
+the last stage mixes the cheap stage's scores (weight W) with the expensive ones (min-max normalised):
+``>> Fuse(Identity(), Rerank(method), method="interpolate", weights=[W, 1 - W]) % k``.
 Single: BM25 top-``top_k`` >> Rerank(method) % top_k (the expensive stage over every candidate).
+Cheap alone: the cheap stage over every candidate. With ``--interpolate``, "interpolated over all" is the
+interpolated stage over every candidate: the fusion of the cheap-alone and single rankings (pointwise
+scores do not depend on the input order, so this equals running it), its cost theirs summed.
 Both run through rankwise.compose on one set of backends (each model loaded once, the expensive model
 shared by both), with the output cache off, so costs are cold costs; each first runs --warmup queries
 untimed. The two take turns query by query, so load on the shared machine falls on both alike. One JSON
@@ -26,13 +31,11 @@ from pathlib import Path
 from common import MEASURE, add_output_options, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.cli.common import cpu_name
-from rankwise.compose import Backends, Rerank, Stage
+from rankwise.compose import Backends, Fuse, Identity, Rerank, Stage
 from rankwise.eval import evaluate
+from rankwise.fusion import fuse_rankings
 from rankwise.pipeline import PipelineResult
 from rankwise.types import Request
-
-
-
 
 
 def _pipelines(args) -> dict[str, Stage]:
@@ -40,7 +43,25 @@ def _pipelines(args) -> dict[str, Stage]:
     first_options = {"m": args.first_m} if args.first_m and args.first_method == "embedding.e2rank" else {}
     expensive = Rerank(args.method, model=args.model, engine=args.engine, **options)
     cheap = Rerank(args.first_method, model=args.first_model, **first_options) % args.top_k
-    return {"cascade": cheap >> expensive % args.k, "single": expensive % args.top_k, "cheap alone": cheap}
+    head = expensive if args.interpolate is None else \
+        Fuse(Identity(), expensive, method="interpolate", weights=[args.interpolate, 1 - args.interpolate])
+    return {"cascade": cheap >> head % args.k, "single": expensive % args.top_k, "cheap alone": cheap}
+
+
+def _interpolated_over_all(measured: dict[str, dict], weight: float) -> PipelineResult:
+    """The interpolated stage over every candidate, from the cheap-alone and single rankings of each query."""
+    cheap, single = measured["cheap alone"]["result"], measured["single"]["result"]
+    out = PipelineResult(pipeline=f"Fuse(cheap alone, single, method='interpolate', weights={(weight, 1 - weight)})")
+    out.rankings = {qid: fuse_rankings([cheap.rankings[qid], single.rankings[qid]], "interpolate",
+                                       weights=[weight, 1 - weight]) for qid in single.rankings}
+    # its cost: the cheap stage as the cascade ran it (alone it reuses the cascade's embeddings) + single
+    cascade_cheap = measured["cascade"]["stages"]["1"]["seconds"]
+    out.wall_seconds = cascade_cheap + single.wall_seconds
+    out.usage.add(single.usage)
+    out.usage.add(cheap.usage)
+    measured["interpolated over all"] = {"result": out, "cpu_seconds": measured["single"]["cpu_seconds"],
+                                         "stages": {}}
+    return out
 
 
 def _in_turns(pipelines: dict[str, Stage], requests: list[Request], backends: Backends) -> dict[str, dict]:
@@ -71,8 +92,9 @@ def run(args) -> None:
     for dataset in args.datasets:
         requests, qrels = judged_requests(dataset, args.top_k, args.max_queries)
         n = len(requests)
+        mix = "" if args.interpolate is None else f"_w{args.interpolate:g}"
         path = args.out / (f"cascade_{dataset}_{args.first_method}-{args.first_model}_{args.method}-{args.model}"
-                           f"_top{args.top_k}_k{args.k}_q{n}_p{args.passage_tokens}_t{args.threads}.json")
+                           f"_top{args.top_k}_k{args.k}{mix}_q{n}_p{args.passage_tokens}_t{args.threads}.json")
         if path.exists():
             continue
         for pipeline in pipelines.values():  # untimed: first forward passes pay one-off costs (allocation)
@@ -80,8 +102,11 @@ def run(args) -> None:
                 pipeline.run([request], backends=backends)
         load0 = os.getloadavg()[0]
         measured = _in_turns(pipelines, requests, backends)
+        if args.interpolate is not None:
+            _interpolated_over_all(measured, args.interpolate)
         cell = {"dataset": dataset, "queries": n, "top_k": args.top_k, "k": args.k,
                 "passage_tokens": args.passage_tokens, "threads": args.threads, "cpu": cpu_name(),
+                "interpolate": args.interpolate,
                 "command": "python benchmarks/cascade.py " + shlex.join(sys.argv[1:]),
                 "bm25": evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE],
                 "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
@@ -113,14 +138,19 @@ def report(out: Path) -> str:
                   "| run | pipeline | nDCG@10 | prompts/q | computed tok/q | s/q | CPU s/q |",
                   "|---|---|---|---|---|---|---|",
                   f"| BM25 | first stage | {c['bm25']:.4f} | 0 | 0 | 0 | 0 |"]
-        for name in ("cascade", "single", "cheap alone"):
+        for name in ("cascade", "single", "cheap alone", "interpolated over all"):
             if name not in c:  # cells written before the cheap stage ran alone
                 continue
             r = c[name]
             lines.append(f"| {name} | `{r['pipeline']}` | {r['ndcg10']:.4f} | {r['calls']:.1f} | "
                          f"{r['computed_tokens']:.0f} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |")
+        singles = {n: c[n] for n in ("single", "cheap alone", "interpolated over all") if n in c}
+        best = max(singles, key=lambda n: singles[n]["ndcg10"])
         lines += ["", f"Cascade / single: nDCG@10 {c['cascade']['ndcg10'] - c['single']['ndcg10']:+.4f}, "
-                      f"seconds x{c['seconds_ratio']:.2f}. Load {c['load'][0]}/{c['load'][1]}.", "",
+                      f"seconds x{c['seconds_ratio']:.2f}. Best run over all {c['top_k']}: {best} "
+                      f"({singles[best]['ndcg10']:.4f}); cascade - best {c['cascade']['ndcg10'] - singles[best]['ndcg10']:+.4f}, "
+                      f"seconds x{c['cascade']['seconds'] / singles[best]['seconds']:.2f}. "
+                      f"Load {c['load'][0]}/{c['load'][1]}.", "",
                   "| run | stage | prompts/q | s/q | model load s |", "|---|---|---|---|---|"]
         for name in ("cascade", "single"):
             for s in c[name]["stages"]:
@@ -141,10 +171,14 @@ def main() -> None:
     ap.add_argument("--method", default="pointwise.yes_no", help="the expensive stage's method")
     ap.add_argument("--model", default="qwen2.5-0.5b")
     ap.add_argument("--engine", default="auto")
+    ap.add_argument("--interpolate", type=float, default=None,
+                    help="weight W of the cheap stage's scores in the cascade's last stage (0..1)")
     ap.add_argument("--passage-tokens", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=1, help="queries each pipeline runs untimed first")
     add_output_options(ap, "cascade")
     args = ap.parse_args()
+    if args.interpolate is not None and not 0 <= args.interpolate <= 1:
+        ap.error(f"--interpolate takes a weight between 0 and 1, got {args.interpolate}")
     set_up(args.threads, args.out)
     run(args)
     write_report(args.table, lambda: report(args.out))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from rankwise.compose import BM25, Backends, Chain, FirstStage, Fuse, Rerank
+from rankwise.compose import BM25, Backends, Chain, FirstStage, Fuse, Identity, Rerank
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.fusion import fuse_rankings, rrf
@@ -138,6 +140,25 @@ def test_fusion_stage_equals_fusing_the_branches_by_hand(toy):
     assert fused.rankings["q"].scores == pytest.approx(by_hand.scores)
     assert (Rerank(judge) | Rerank(reverse)).run(requests).rankings["q"].docids == \
         fuse_rankings([judge.rerank(q, cands), Reverse().rerank(q, cands)]).docids
+
+
+def test_identity_keeps_the_input_and_interpolates_the_previous_scores(toy):
+    requests, judge = toy
+    q, cands = requests[0].query, requests[0].candidates
+    kept = Identity().run(requests).rankings["q"]
+    assert kept.docids == [c.docid for c in cands] and kept.scores == tuple(c.score for c in cands)
+    reverse = Reverse()
+    mixed = (Rerank(reverse) >> Fuse(Identity(), Rerank(judge), method="interpolate", weights=[0.5, 0.5]) % 4)
+    result = mixed.run(requests)
+    reversed_ranking = Reverse().rerank(q, cands)  # what Identity sees: the reversed order and its scores
+    head = [replace(c, score=s) for c, s in zip(reversed_ranking.candidates[:4], reversed_ranking.scores[:4])]
+    by_hand = fuse_rankings([Ranking(q, tuple(head), tuple(c.score for c in head)), judge.rerank(q, head)],
+                            "interpolate", weights=[0.5, 0.5])
+    assert result.rankings["q"].docids == by_hand.docids + reversed_ranking.docids[4:]
+    assert result.rankings["q"].scores[:4] == pytest.approx(by_hand.scores)
+    assert str(mixed) == "Rerank(reverse: Reverse) >> Fuse(Identity(), Rerank(pointwise.yes_no: Pointwise), " \
+                         "method='interpolate', weights=(0.5, 0.5)) % 4"
+    assert [r.path for r in result.stages] == ["1", "2.2"]  # Identity does no work: no stage report
 
 
 def test_usage_is_summed_per_stage_and_in_total(toy):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.compose import BM25, FirstStage, Fuse, Rerank, Stage, from_dict, load_pipeline, to_dict
+from rankwise.compose import BM25, FirstStage, Fuse, Identity, Rerank, Stage, from_dict, load_pipeline, to_dict
 from rankwise.errors import InputError
 from rankwise.methods import build_method
 from tests.oracle import OracleBackend
@@ -25,7 +25,11 @@ FUSED = (Fuse(FirstStage("bm25"), BM25(k1=1.2, b=0.75) % 50, method="interpolate
                  (Rerank("pointwise.graded", model="m") >> Rerank("pointwise.qlm", model="m")) % 10, k=10) % 40)
 
 
-@pytest.mark.parametrize("pipeline", [CASCADE, FUSED, Rerank("pointwise.yes_no", model="m") % 5,
+INTERPOLATED = (Rerank("embedding.e2rank", model="minilm-l6") % 100
+                >> Fuse(Identity(), Rerank("pointwise.yes_no", model="m"), method="interpolate", weights=[0.5, 0.5]) % 30)
+
+
+@pytest.mark.parametrize("pipeline", [CASCADE, FUSED, INTERPOLATED, Rerank("pointwise.yes_no", model="m") % 5,
                                       (Rerank("pointwise.yes_no", model="m") >> Rerank("pointwise.graded",
                                                                                        model="m")) % 7])
 def test_round_trip_through_dict_yaml_and_json(pipeline, tmp_path):
@@ -43,6 +47,12 @@ def test_the_file_reads_as_the_pipeline_does():
         "  top_k: 100", "  backend_options:", "    batch_size: 8"]
     assert to_dict(Fuse(FirstStage("a"), FirstStage("b")))["pipeline"][0] == \
         {"fuse": "rrf", "branches": [[{"first_stage": "a"}], [{"first_stage": "b"}]]}
+
+
+def test_identity_is_written_as_a_flag():
+    assert to_dict(INTERPOLATED)["pipeline"][1]["branches"][0] == [{"identity": True}]
+    with pytest.raises(InputError, match=r"pipeline\[0\]\.identity: expected true"):
+        from_dict({"pipeline": [{"identity": "yes"}]})
 
 
 def test_a_branch_may_be_one_stage_mapping():

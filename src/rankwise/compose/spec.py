@@ -14,6 +14,9 @@
         branches:                  # each branch: a list of stages (or one stage)
           - [{rerank: pairwise.heapsort, model: qwen2.5-0.5b}]
           - [{rerank: setwise.heapsort, model: qwen2.5-0.5b}]
+      - fuse: interpolate          # the previous stage's scores mixed with a reranker's
+        top_k: 30
+        branches: [{identity: true}, {rerank: pointwise.yes_no, model: qwen2.5-1.5b}]
 
 A nested ``pipeline:`` list with a ``top_k`` is ``(a >> b) % k``. Mistakes are InputErrors naming the file
 and the field (``pipeline[2].top_k``).
@@ -26,17 +29,18 @@ from typing import Any, Callable
 
 import yaml
 
-from rankwise.compose.stages import BM25, Chain, FirstStage, Fuse, Rerank, Stage
+from rankwise.compose.stages import BM25, Chain, FirstStage, Fuse, Identity, Rerank, Stage
 from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 from rankwise.fusion import RRF_K
 
-_KINDS = ("first_stage", "retrieve", "rerank", "fuse", "pipeline")
+_KINDS = ("first_stage", "retrieve", "rerank", "fuse", "identity", "pipeline")
 _FIELDS = {
     "first_stage": {"top_k"},
     "retrieve": {"top_k", "k1", "b"},
     "rerank": {"model", "top_k", "engine", "dtype", "options", "backend_options"},
     "fuse": {"branches", "k", "weights", "norm", "top_k"},
+    "identity": {"top_k"},
     "pipeline": {"top_k"},
 }
 RETRIEVERS = ("bm25",)
@@ -64,6 +68,8 @@ def _stage_dict(stage: Stage) -> dict[str, Any]:
             out["weights"] = list(stage.weights)
         if stage.method == "interpolate" and stage.norm != "minmax":
             out["norm"] = stage.norm
+    elif isinstance(stage, Identity):
+        out = {"identity": True}
     elif isinstance(stage, Chain):
         out = {"pipeline": [_stage_dict(s) for s in stage.stages]}
     else:
@@ -165,6 +171,9 @@ def _build(kind: str, data: dict, where: str, top_k: int | None) -> Stage:
         if "norm" in data:
             params["norm"] = _typed(f"{where}.norm", data["norm"], _is_str, "minmax or zscore")
         return Fuse(*[_branch(b, f"{where}.branches[{j}]") for j, b in enumerate(branches)], top_k=top_k, **params)
+    if kind == "identity":
+        _typed(f"{where}.identity", data[kind], lambda v: v is True, "true")
+        return Identity(top_k)
     stages = _stages(data[kind], f"{where}.pipeline")
     if len(stages) == 1:
         return stages[0] % top_k if top_k is not None else stages[0]

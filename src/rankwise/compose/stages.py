@@ -9,6 +9,8 @@
   or fusion that starts with first stages) returns its top k.
 - ``a | b`` or ``Fuse(a, b, method="rrf")``: both see the same input; their rankings are fused
   (:mod:`rankwise.fusion`).
+- ``Identity()``: the input as it arrives, scores kept. Fused with a reranker it interpolates the previous
+  stage's scores with the new ones: ``Fuse(Identity(), Rerank(...), method="interpolate") % 30``.
 
 Stages compare by value and print as the expression that builds them. They hold no model: a run loads
 each model once (:class:`rankwise.compose.runner.Backends`) and shares it between stages.
@@ -278,6 +280,24 @@ class Rerank(Stage):
         return out
 
 
+@dataclass(frozen=True, repr=False)
+class Identity(Stage):
+    """The candidates in the order and with the scores they arrive with (PyTerrier's identity transformer):
+    a branch of a fusion that keeps the previous stage's scores in the mix."""
+
+    top_k: int | None = None
+    _own_top_k = True
+
+    def _expr(self) -> str:
+        return "Identity()"
+
+    def _apply(self, requests: list[Request], ctx: "RunContext", path: StagePath) -> list[Ranking]:
+        return [Ranking(r.query, r.candidates, tuple(c.score for c in r.candidates), Usage()) for r in requests]
+
+    def leaves(self, path: StagePath = ()) -> Iterator[tuple[StagePath, Stage]]:
+        yield from ()  # does no work: no stage report
+
+
 def _sources_first(stages: Sequence[Stage]) -> None:
     for stage in stages[1:]:
         if stage.is_source:
@@ -387,4 +407,4 @@ class Fuse(Stage):
                 for per_query in zip(*outs)]
 
 
-__all__ = ["BM25", "Chain", "FirstStage", "Fuse", "Rerank", "Stage", "as_request"]
+__all__ = ["BM25", "Chain", "FirstStage", "Fuse", "Identity", "Rerank", "Stage", "as_request"]
