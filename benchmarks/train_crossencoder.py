@@ -52,13 +52,14 @@ def train(config: dict, work: Path, name: str, minutes: float, max_steps: int | 
     return out, "rankwise " + " ".join(shlex.quote(a) for a in args), time.perf_counter() - started
 
 
-def score(model_dir: Path, requests, qrels, top_k: int) -> tuple[float, float]:
-    """(nDCG@10 of the reranked run over the requests' queries, seconds spent scoring)."""
+def score(model_dir: Path, requests, qrels, top_k: int, max_length: int) -> tuple[float, float]:
+    """(nDCG@10 of the reranked run over the requests' queries, seconds spent scoring), pairs cut to the
+    ``max_length`` tokens the model was trained with."""
     import torch
 
     from rankwise.train.crossencoder import load_crossencoder, use_bf16
 
-    model = load_crossencoder(str(model_dir))
+    model = load_crossencoder(str(model_dir), max_length)
     if use_bf16("auto"):  # inference in bf16 where the hardware has it (2-3x faster on such CPUs)
         model.to(torch.bfloat16)
     started = time.perf_counter()
@@ -110,12 +111,14 @@ def scifact_table(args, work: Path) -> list[str]:
     for objective in args.objectives:
         config = yaml.safe_load(yaml.safe_dump(base))
         config["crossencoder"]["objective"] = objective
+        if args.max_length:
+            config["training"]["max_length"] = args.max_length
         if objective == "margin-mse":
             config["data"]["teacher"] = str(bi_encoder_teacher(work, config))
             config["data"]["teacher_scale"] = 20.0
         out, command, _ = train(config, work, f"scifact-{objective}", args.minutes, args.max_steps)
         results = yaml.safe_load((out / RESULTS_FILE).read_text(encoding="utf-8"))
-        value, seconds = score(out, requests, qrels, args.top_k)
+        value, seconds = score(out, requests, qrels, args.top_k, config["training"]["max_length"])
         loss = {"bce": "BinaryCrossEntropyLoss", "contrastive": "MultipleNegativesRankingLoss (group InfoNCE)",
                 "listnet": "ListNetLoss", "lambda": "LambdaLoss (NDCGLoss2++)", "ranknet": "RankNetLoss",
                 "margin-mse": "MarginMSELoss (bi-encoder teacher)"}[objective]
@@ -142,7 +145,7 @@ def transfer_table(args, work: Path) -> list[str]:
         ds = load_dataset(target)
         requests = [r for r in ds.requests("bm25", top_k=100) if r.query.qid in ds.qrels][: args.eval_queries]
         first = read_run(ds.runs["bm25"])
-        value, _ = score(out, requests, ds.qrels, args.top_k)
+        value, _ = score(out, requests, ds.qrels, args.transfer_top_k, config["training"]["max_length"])
         base_value = ndcg10({r.query.qid: first[r.query.qid] for r in requests}, ds.qrels)
         rows.append(f"| {source.upper()} | {target.upper()} | {args.transfer_objective} | {results['steps']} "
                     f"| {results['seconds'] / 60:.1f} | {base_value:.4f} | {value:.4f} |")
@@ -159,7 +162,10 @@ def main() -> None:
     parser.add_argument("--transfer-objective", default="listnet")
     parser.add_argument("--skip-transfer", action="store_true")
     parser.add_argument("--skip-scifact", action="store_true")
-    parser.add_argument("--top-k", type=int, default=100, help="Rerank the BM25 top k.")
+    parser.add_argument("--top-k", type=int, default=100, help="SciFact: rerank the BM25 top k.")
+    parser.add_argument("--transfer-top-k", type=int, default=100, help="TREC DL: rerank the BM25 top k.")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="SciFact: tokens per (claim, abstract) pair in training and scoring (default: the example's)")
     parser.add_argument("--eval-queries", type=int, default=None, help="Only the first N test queries (smoke).")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rankwise-train-bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_crossencoder.md")
@@ -175,7 +181,7 @@ def main() -> None:
              f"transformers {version('transformers')}, torch {version('torch')}. Every model starts from "
              f"all-MiniLM-L6-v2 (a bi-encoder: the cross-encoder head is new) and trains for at most "
              f"{args.minutes:g} minutes" + (f" / {args.max_steps} steps" if args.max_steps else "") +
-             f"; evaluation reranks the BM25 top {args.top_k}"
+             f"; evaluation reranks the BM25 top {args.top_k} (SciFact) / {args.transfer_top_k} (TREC DL)"
              + (f" of the first {args.eval_queries} test queries (smoke run)" if args.eval_queries else "") + "."]
     if not args.skip_scifact:
         lines += ["", "## SciFact: objectives under the same budget", "",
