@@ -185,6 +185,8 @@ def test_cli_refuses_to_overwrite_and_names_bad_fields(tiny_ce, tiny_beir, tmp_p
     assert "bad.yaml" in err and "crossencoder.objective" in err
     assert _main(str(config), "--output", str(tmp_path / "y"), "--max-steps", "0") == 2
     assert "--max-steps" in capsys.readouterr().err
+    assert _main(str(config), "--output", str(tmp_path / "z"), "--batch-size", "0") == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -40,6 +40,8 @@ def train(
     output: Optional[Path] = typer.Option(None, help="Model directory to write (default: the config's output)."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after N optimisation steps (overrides the config)."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this much wall time (overrides the config)."),
+    batch_size: Optional[int] = typer.Option(None, help="Groups (cross-encoder) or prompts (GRPO) per step "
+                                                        "(overrides the config; larger on a GPU)."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in the output directory."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
 ) -> None:
@@ -55,6 +57,10 @@ def train(
         if max_minutes <= 0:
             raise InputError(f"--max-minutes must be positive, got {max_minutes}")
         cfg.training.max_minutes = max_minutes
+    if batch_size is not None:
+        if batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+        cfg.training.batch_size = batch_size
     target = output or (Path(cfg.output) if cfg.output else None)
     if target is None:
         raise InputError("give --output DIR (the config names no 'output')", config)
