@@ -34,6 +34,9 @@ SECTIONS = [
      "--dtype float32 --table results/speed_pointwise_fp32.md"),
     ("Engines on this machine", "engines.md", "rankwise env --model qwen2.5-0.5b --model smollm2-135m"),
     ("Pairwise and setwise", "pairwise_setwise.md", "python benchmarks/comparison_methods.py (see below)"),
+    ("Pairwise and setwise on qwen2.5-1.5b, DL19 and DL20", "pairwise_setwise_15b.md",
+     "python benchmarks/comparison_methods.py methods --model qwen2.5-1.5b --datasets dl19 dl20 --top-k 10 --k 10 "
+     "--max-queries 3 --passage-tokens 64 --reasoning-tokens 64 --threads 1 --table results/pairwise_setwise_15b.md"),
     ("Listwise and groupwise", "listwise_groupwise.md", "python benchmarks/listwise_groupwise.py (see below)"),
     ("Embedding rerankers (cosine, E2Rank) and attention (ICR)", "embedding_icr.md",
      "python benchmarks/embedding_icr.py embedding|icr (see below)"),
