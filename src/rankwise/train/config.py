@@ -101,6 +101,8 @@ class GrpoConfig:
     max_completion_length: int = 64
     passage_words: int = 48
     """Each passage is cut to this many words in the prompt."""
+    answer_prefix: str = "["
+    """The assistant turn is prefilled with this start of the answer (training and evaluation alike)."""
     temperature: float = 1.0
     rewards: dict = field(default_factory=lambda: {"ndcg": 1.0, "distribution": 0.5, "format": 1.0})
     """Reward weights: ndcg (nDCG@k of the induced ranking), distribution (graded labels vs scores), format."""

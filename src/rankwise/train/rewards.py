@@ -1,14 +1,18 @@
 """GRPO rewards for the groupwise format: the model answers a JSON list of one score (0-3) per passage.
 
-- ``format``: 1 for a list of the right length, 0 for a list of the wrong length, -1 for anything else
-  (ReasonRank's values for the failures).
+- ``format``: partial credit, so that a small model whose answers are all broken still gets a spread of
+  rewards to learn from: 1 for exactly a list of the right length with scores in 0-3, 0.75 when text
+  follows the list, 0.5 for scores outside 0-3, -0.5..0 for a list of the wrong length (closer lengths
+  score higher), -0.75 for a list cut off before its ``]``, -1 for anything else.
 - ``ndcg``: nDCG@k of the ranking the scores induce (ties keep the prompt order); gated like ReasonRank:
   0 for a wrong count, -1 for a broken format.
 - ``distribution``: 1 - the mean absolute difference between predicted scores and graded labels, both on
   the 0-3 scale (GroupRank aligns score distributions with labels); 0 when the answer does not parse.
 
 Reward functions follow TRL's signature: ``f(completions, labels, **kwargs) -> list[float]``, where
-``labels`` comes from the dataset column of that name (one list of grades per prompt).
+``labels`` comes from the dataset column of that name (one list of grades per prompt) and the optional
+``answer_prefix`` column holds the start of the answer that the prompt already wrote for the model (the
+assistant turn is prefilled with ``[``): it is put back in front of the completion before parsing.
 """
 
 from __future__ import annotations
@@ -20,13 +24,20 @@ from typing import Sequence
 
 MAX_GRADE = 3.0
 _LIST = re.compile(r"\[[^\[\]]*\]")
+_UNCLOSED = re.compile(r"\[\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?)*\s*,?\s*$")
+FORMAT_VALUES = {"ok": 1.0, "trailing": 0.75, "range": 0.5, "unclosed": -0.75, "broken": -1.0}
 
 
-def completion_text(completion) -> str:
-    """The text of a completion, plain or conversational (a list of messages)."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+def completion_text(completion, prefix: str | None = None) -> str:
+    """The text of a completion, plain or conversational (a list of messages), after the answer's prefix."""
+    if not isinstance(completion, str):
+        completion = "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return (prefix or "") + completion
+
+
+def _texts(completions, answer_prefix) -> list[str]:
+    prefixes = answer_prefix if answer_prefix is not None else [None] * len(completions)
+    return [completion_text(c, p) for c, p in zip(completions, prefixes)]
 
 
 def parse_scores(text: str, n: int) -> tuple[str, list[float] | None]:
@@ -53,29 +64,49 @@ def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 10) -> 
     return dcg / ideal if ideal > 0 else 0.0
 
 
-def format_reward(completions, labels, **_) -> list[float]:
-    """1 for a well-formed list of the right length, 0 for a wrong count, -1 for a broken answer."""
-    values = {"ok": 1.0, "count": 0.0, "broken": -1.0}
-    return [values[parse_scores(completion_text(c), len(l))[0]] for c, l in zip(completions, labels)]
+def answer_status(text: str, n: int) -> tuple[str, int]:
+    """How well ``text`` follows the format, finer than ``parse_scores``: ("ok" | "trailing" | "range" |
+    "count" | "unclosed" | "broken", number of scores found)."""
+    status, scores = parse_scores(text, n)
+    if status == "broken":
+        return ("unclosed" if _UNCLOSED.search(text.strip()) else "broken"), 0
+    if status == "count":
+        return "count", len(scores)
+    if not all(0 <= s <= MAX_GRADE for s in scores):
+        return "range", n
+    return ("ok" if not text[_LIST.search(text).end():].strip() else "trailing"), n
+
+
+def format_value(text: str, n: int) -> float:
+    """The format reward of one answer (see the module doc)."""
+    status, found = answer_status(text, n)
+    if status == "count":
+        return -0.5 * min(1.0, abs(found - n) / n)
+    return FORMAT_VALUES[status]
+
+
+def format_reward(completions, labels, answer_prefix=None, **_) -> list[float]:
+    """Partial credit for the format: 1 for exactly a right-length list of 0-3 scores down to -1 for garbage."""
+    return [format_value(t, len(l)) for t, l in zip(_texts(completions, answer_prefix), labels)]
 
 
 def make_ndcg_reward(k: int = 10):
     """An nDCG@k reward (ReasonRank gating: 0 for a wrong count, -1 for a broken format)."""
-    def ndcg_reward(completions, labels, **_) -> list[float]:
+    def ndcg_reward(completions, labels, answer_prefix=None, **_) -> list[float]:
         out = []
-        for c, l in zip(completions, labels):
-            status, scores = parse_scores(completion_text(c), len(l))
+        for t, l in zip(_texts(completions, answer_prefix), labels):
+            status, scores = parse_scores(t, len(l))
             out.append(ndcg_at_k(scores, l, k) if status == "ok" else (0.0 if status == "count" else -1.0))
         return out
 
     return ndcg_reward
 
 
-def distribution_reward(completions, labels, **_) -> list[float]:
+def distribution_reward(completions, labels, answer_prefix=None, **_) -> list[float]:
     """1 - mean |score - label| / 3 with scores clipped to 0-3; 0 unless the answer has the right length."""
     out = []
-    for c, l in zip(completions, labels):
-        status, scores = parse_scores(completion_text(c), len(l))
+    for t, l in zip(_texts(completions, answer_prefix), labels):
+        status, scores = parse_scores(t, len(l))
         if status != "ok":
             out.append(0.0)
             continue
