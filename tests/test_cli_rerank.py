@@ -71,6 +71,26 @@ def test_rerank_refuses_to_overwrite_and_names_bad_input(model_dir, candidates, 
     assert bad.returncode == 2 and "unknown method 'pointwise.nope'" in bad.stderr
 
 
+def test_method_options_reach_the_method_and_a_wrong_one_is_named(model_dir, candidates, tmp_path):
+    base = ["--candidates", str(candidates), "--model", str(model_dir), "--engine", "transformers",
+            "--dtype", "float32", "--top-k", "4", "--no-cache"]
+    done = _rerank(*base, "--method", "pairwise.heapsort", "-o", "rule=probability", "--option", "k=2",
+                   "--output", str(tmp_path / "pw.trec"), "--usage", str(tmp_path / "pw.json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "pw.json").read_text())["calls"] > 0
+    wrong = _rerank(*base, "--method", "pairwise.heapsort", "-o", "rulez=probability", "--output", str(tmp_path / "x.trec"))
+    assert wrong.returncode == 2 and "method pairwise.heapsort has no option 'rulez'" in wrong.stderr
+    malformed = _rerank(*base, "--method", "pairwise.heapsort", "-o", "probability", "--output", str(tmp_path / "y.trec"))
+    assert malformed.returncode == 2 and "--option takes KEY=VALUE" in malformed.stderr
+
+
+def test_parse_method_options_reads_yaml_scalars():
+    from rankwise.cli.rerank import parse_method_options
+
+    assert parse_method_options(["k=10", "rule=probability", "reuse_comparisons=false", "w=0.5"]) == \
+        {"k": 10, "rule": "probability", "reuse_comparisons": False, "w": 0.5}
+
+
 def test_methods_list_names_every_method():
     done = subprocess.run([sys.executable, "-m", "rankwise.cli", "methods", "list"], capture_output=True, text=True)
     assert done.returncode == 0

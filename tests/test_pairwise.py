@@ -94,6 +94,33 @@ def test_a_position_a_biased_comparator_is_neutralised(dl19_requests):
         assert ranking.docids == [c.docid for c in request.candidates]
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_the_probability_rule_cancels_a_bias_that_the_prp_rule_turns_into_draws(dl19_requests, method):
+    requests, qrels = dl19_requests
+    ideal = ndcg10(ideal_run(requests, qrels), requests, qrels)
+    # bias 3: the judge picks A unless B is better by 3 grades (the whole scale): PRP sees draws almost
+    # everywhere; the mean of the two orders' probabilities keeps the judge's real preference
+    soft = rerank_requests(build_method(method, compare_oracle(requests, qrels, bias=3.0), k=K, rule="probability"),
+                           requests, top_k=N, progress=False)
+    hard = rerank_requests(build_method(method, compare_oracle(requests, qrels, bias=3.0), k=K),
+                           requests, top_k=N, progress=False)
+    assert ndcg10(soft.run(), requests, qrels) == pytest.approx(ideal)
+    assert ndcg10(hard.run(), requests, qrels) < ideal - 0.05
+    assert soft.usage.calls == hard.usage.calls or method != "pairwise.allpairs"  # same prompts, other rule
+
+
+def test_the_probability_rule_draws_on_mirror_answers_and_equal_passages():
+    cands = [Candidate(f"d{i}", f"passage number {i}") for i in range(7)]
+    for bias in (0.0, 2.0):
+        backend = CompareOracle({c.text: 1 for c in cands}, bias=bias)
+        method = build_method("pairwise.allpairs", backend, rule="probability")
+        judge = rankwise.methods.pairwise._Judge(method, "query", [c.content for c in cands])
+        assert judge([(0, 1), (2, 5)]) == [0.5, 0.5]
+        for name in METHODS:
+            ranking = build_method(name, backend, k=4, rule="probability").rerank(Query("q", "query"), cands)
+            assert ranking.docids == [c.docid for c in cands]
+
+
 def test_top_k_reranks_the_head_and_keeps_the_tail_in_order(dl19_requests):
     requests, qrels = dl19_requests
     request = requests[1]
@@ -123,6 +150,8 @@ def test_bad_options_are_input_errors():
         build_method("pairwise.heapsort", CompareOracle({}), mode="vote")
     with pytest.raises(InputError, match="k must"):
         build_method("pairwise.sliding", CompareOracle({}), k=0)
+    with pytest.raises(InputError, match="unknown pairwise rule 'soft'"):
+        build_method("pairwise.allpairs", CompareOracle({}), rule="soft")
 
 
 def test_the_prp_prompt_ends_with_the_answer_prefix():

@@ -56,6 +56,8 @@ def rerank(
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
     prompt: Optional[str] = typer.Option(None, help="Prompt template name or YAML file."),
     max_passage_tokens: Optional[int] = typer.Option(None, help="Truncate each passage to this many tokens."),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o",
+                                               help="A method option KEY=VALUE (repeatable), e.g. -o rule=probability."),
     max_queries: Optional[int] = typer.Option(None, help="Only the first N queries."),
     judged_only: bool = typer.Option(True, help="With --dataset: only queries that have qrels."),
     usage: Optional[Path] = typer.Option(None, help="Write cost (totals and per query) as JSON."),
@@ -92,6 +94,7 @@ def rerank(
         method_opts["prompt"] = prompt
     if max_passage_tokens:
         method_opts["max_passage_tokens"] = max_passage_tokens
+    method_opts.update(parse_method_options(option or []))
     job = RerankJob(method, model, top_k, backend_options, method_opts, cache=False if no_cache else (cache or True))
     if executor == "ray":
         from rankwise.executors.ray import rerank_ray
@@ -121,6 +124,22 @@ def rerank(
               f"({report['cache_hits']} from cache), {report['computed_tokens']} computed tokens, "
               f"{report['wall_seconds']:.1f} s")
     print_evaluation(result.run(), ds, metrics, err)
+
+
+def parse_method_options(pairs: list[str]) -> dict:
+    """``["k=10", "rule=probability"]`` -> ``{"k": 10, "rule": "probability"}`` (values read as YAML scalars)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InputError(f"--option takes KEY=VALUE (e.g. rule=probability), got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
 
 
 def _check_executor_options(executor: str, address: Optional[str], workers: Optional[int],

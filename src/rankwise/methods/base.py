@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -70,8 +71,16 @@ def method_info(name: str) -> MethodInfo:
 
 
 def build_method(name: str, backend, **options) -> Reranker:
-    """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``."""
-    return method_info(name).factory(backend, **options)
+    """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``;
+    an option the method does not take is an InputError naming it."""
+    factory = method_info(name).factory
+    try:
+        return factory(backend, **options)
+    except TypeError as err:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unknown is None:
+            raise
+        raise InputError(f"method {name} has no option {unknown.group(1)!r}") from None
 
 
 BackendLoader = Callable[..., object]

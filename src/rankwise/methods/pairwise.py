@@ -7,9 +7,12 @@ relevant?", asked in both orders.
   comparison per level);
 - ``pairwise.sliding``: K bubble-sort passes from the bottom, K·(N-1) comparisons.
 
-A comparison asks (i as A, j as B) and (j as A, i as B) in the same batch. Consistent answers give the
-winner the comparison; inconsistent ones (position bias) give half to each, and the algorithms break that
-tie by input order. ``mode="scoring"`` reads the answer from the log-probabilities of "A" and "B" after
+A comparison asks (i as A, j as B) and (j as A, i as B) in the same batch. ``rule="prp"`` (the paper's):
+consistent answers give the winner the comparison; inconsistent ones (position bias) give half to each,
+and the algorithms break that tie by input order. ``rule="probability"``: i's share is the mean of
+P(A | i first) and P(B | i second), the choice probabilities normalised over A and B. A constant bias
+towards one position then cancels without erasing the preference under it: a model that answers "A"
+to every prompt, but more surely when the better passage is first, still orders the passages. ``mode="scoring"`` reads the answer from the log-probabilities of "A" and "B" after
 the answer prefix ("Passage"); ``mode="generation"`` generates it and parses it with the template's
 ``answer_regex`` (an unparseable answer counts as undecided and as a parse failure in the Usage).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.special import expit
 
 from rankwise.errors import InputError
 from rankwise.methods import sorting
@@ -29,6 +33,7 @@ from rankwise.types import Candidate, Query, Ranking
 DEFAULT_PASSAGE_TOKENS = 128
 ALGORITHMS = ("allpairs", "heapsort", "sliding")
 MODES = ("scoring", "generation")
+RULES = ("prp", "probability")
 
 
 class Pairwise:
@@ -42,11 +47,14 @@ class Pairwise:
 
     def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate = "pairwise.prp",
                  mode: str = "scoring", k: int = 10, max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS,
-                 answer_prefix: str = "Passage", max_new_tokens: int = 8, reuse_comparisons: bool = True):
+                 answer_prefix: str = "Passage", max_new_tokens: int = 8, reuse_comparisons: bool = True,
+                 rule: str = "prp"):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown pairwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if mode not in MODES:
             raise InputError(f"unknown pairwise mode {mode!r}; choose one of {', '.join(MODES)}")
+        if rule not in RULES:
+            raise InputError(f"unknown pairwise rule {rule!r}; choose one of {', '.join(RULES)}")
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
         self.backend = backend
@@ -62,6 +70,7 @@ class Pairwise:
         self.answer_prefix = answer_prefix
         self.max_new_tokens = max_new_tokens
         self.reuse_comparisons = reuse_comparisons
+        self.rule = rule
         self.name = f"pairwise.{algorithm}"
 
     def prompt(self, query: str, passage_a: str, passage_b: str) -> str:
@@ -104,17 +113,21 @@ class _Judge:
         prompts = [m.prompt(self.query, p[x], p[y]) for a, b in todo for x, y in ((a, b), (b, a))]
         votes = self._votes_for_a(prompts) if prompts else []
         # votes[2i]: a was shown first; votes[2i+1]: b was shown first, so a wins when B is chosen.
-        shares = {key: _prp_share(votes[2 * i], 1.0 - votes[2 * i + 1]) for i, key in enumerate(todo)}
+        share = _prp_share if m.rule == "prp" else _mean_share
+        shares = {key: share(votes[2 * i], 1.0 - votes[2 * i + 1]) for i, key in enumerate(todo)}
         if m.reuse_comparisons:
             self.known.update(shares)
             shares = self.known
         return [shares[k] if k == (a, b) else 1.0 - shares[k] for k, (a, b) in zip(keys, pairs)]
 
     def _votes_for_a(self, prompts: list[str]) -> list[float]:
-        """Per prompt: 1 if the model picks passage A, 0 if B, 0.5 if it cannot tell."""
+        """Per prompt: 1 if the model picks passage A, 0 if B, 0.5 if it cannot tell (rule "probability",
+        scoring mode: P(A) normalised over A and B)."""
         m = self.method
         if m.mode == "scoring":
-            lp = m.backend.choice_logprobs(prompts, m.template.choices)
+            lp = np.asarray(m.backend.choice_logprobs(prompts, m.template.choices), dtype=np.float64)
+            if m.rule == "probability":
+                return expit(lp[:, 0] - lp[:, 1]).tolist()
             return np.where(lp[:, 0] > lp[:, 1], 1.0, np.where(lp[:, 0] < lp[:, 1], 0.0, 0.5)).tolist()
         votes = []
         for text in m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=["\n\n"]):
@@ -129,6 +142,11 @@ class _Judge:
 def _prp_share(first: float, second: float) -> float:
     """PRP's rule over the two orders (each a's share from one prompt): agree -> that, else a draw."""
     return first if first == second and first in (0.0, 1.0) else 0.5
+
+
+def _mean_share(first: float, second: float) -> float:
+    """The mean of a's two shares; rounded so that mirror-image answers make an exact draw."""
+    return round((first + second) / 2, 9)
 
 
 @register("pairwise.allpairs", "llm", "PRP all pairs in both orders, one batch; score = wins")
