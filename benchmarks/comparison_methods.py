@@ -55,18 +55,22 @@ def run_methods(args) -> None:
         requests, qrels = judged_requests(dataset, args.top_k, args.max_queries)
         bm25 = evaluate(first_stage_run(requests), qrels, [MEASURE])[MEASURE]
         for method in args.methods:
-            path = args.out / (f"methods_{dataset}_{args.model}_{backend.dtype}_{method}_top{args.top_k}_k{args.k}"
+            rule = f"_{args.rule}" if args.rule != "prp" and method.startswith("pairwise") else ""
+            path = args.out / (f"methods_{dataset}_{args.model}_{backend.dtype}_{method}{rule}_top{args.top_k}_k{args.k}"
                                f"_q{len(requests)}_p{args.passage_tokens}_r{args.reasoning_tokens}_t{args.threads}.json")
             if path.exists():
                 continue
             opts = {"k": args.k, "max_passage_tokens": args.passage_tokens}
             if method == "setwise.reasoning":
                 opts["reasoning_tokens"] = args.reasoning_tokens
+            if method.startswith("pairwise"):
+                opts["rule"] = args.rule
             load0, cpu0 = os.getloadavg()[0], time.process_time()
             result = rerank_requests(build_method(method, backend, **opts), requests, args.top_k)
             n, u = len(requests), result.usage
             cell = _common(args, dataset, args.model, n, backend) | {
-                "kind": "methods", "method": method, "reasoning_tokens": args.reasoning_tokens,
+                "kind": "methods", "method": method + (f" (rule={args.rule})" if rule else ""),
+                "reasoning_tokens": args.reasoning_tokens,
                 "bm25": bm25, "ndcg10": evaluate(result.run(), qrels, [MEASURE])[MEASURE],
                 "calls": u.calls / n, "prompt_tokens": u.prompt_tokens / n, "computed_tokens": u.computed_tokens / n,
                 "completion_tokens": u.completion_tokens / n, "parse_failures": u.parse_failures,
@@ -207,6 +211,8 @@ def main() -> None:
     m.add_argument("--methods", nargs="+", default=METHODS)
     m.add_argument("--engine", default="transformers")
     m.add_argument("--reasoning-tokens", type=int, default=128)
+    m.add_argument("--rule", default="prp", choices=["prp", "probability"],
+                   help="pairwise methods: PRP's both-orders rule, or the mean of the two orders' probabilities")
     lr = sub.choices["llm-rankers"]
     lr.add_argument("--dataset", default="dl19")
     lr.add_argument("--set-size", type=int, default=4, help="passages per setwise prompt (llm-rankers num_child+1)")
