@@ -37,6 +37,10 @@ SECTIONS = [
     ("Pairwise and setwise on qwen2.5-1.5b, DL19 and DL20", "pairwise_setwise_15b.md",
      "python benchmarks/comparison_methods.py methods --model qwen2.5-1.5b --datasets dl19 dl20 --top-k 10 --k 10 "
      "--max-queries 3 --passage-tokens 64 --reasoning-tokens 64 --threads 1 --table results/pairwise_setwise_15b.md"),
+    ("Pairwise with the probability rule (qwen2.5-0.5b)", "pairwise_probability.md",
+     "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --methods "
+     "pairwise.allpairs pairwise.heapsort pairwise.sliding --rule probability --top-k 10 --k 10 --max-queries 5 "
+     "--passage-tokens 64 --threads 1 --out out/comparison_probability --table results/pairwise_probability.md"),
     ("Listwise and groupwise", "listwise_groupwise.md", "python benchmarks/listwise_groupwise.py (see below)"),
     ("Embedding rerankers (cosine, E2Rank) and attention (ICR)", "embedding_icr.md",
      "python benchmarks/embedding_icr.py embedding|icr (see below)"),
@@ -45,6 +49,8 @@ SECTIONS = [
     ("Ray executor overhead", "ray_overhead.md", "python benchmarks/ray_overhead.py (see below)"),
     ("Capacity: hours for large query sets", "capacity.md", "python benchmarks/capacity.py"),
     ("HTTP service under load", "serve.md", "python benchmarks/load_test.py (see below)"),
+    ("GRPO for the groupwise format (SmolLM2-135M + LoRA, TRL)", "train_grpo.md",
+     "python benchmarks/train_grpo.py --minutes 18 --eval-queries 10"),
 ]
 
 
