@@ -72,7 +72,10 @@ def _request(n: int) -> Request:
 def test_rerank_prompts_the_model_exactly_as_training_did():
     tok = tiny_tokenizer()
     model = _Recorder(tok, "0, 3, 1]")  # continues the prefilled "["
-    run, failures = groupwise_rerank(model, tok, [_request(4)], top_k=3, group_size=3, passage_words=10)
+    answers = []
+    run, failures = groupwise_rerank(model, tok, [_request(4)], top_k=3, group_size=3, passage_words=10,
+                                     answers=answers)
+    assert answers == ["[0, 3, 1]"]
     group = Group("q1", "query", ("d0", "d1", "d2"), ("passage 0", "passage 1", "passage 2"), (0.0, 0.0, 0.0), 1)
     texts = ["passage 0", "passage 1", "passage 2"]
     assert model.prompts == [tok(render_prompt(tok, groupwise_messages("query", texts, 10)))["input_ids"]]

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 PROMPT = ("Rate how relevant each passage is to the query, from 0 (irrelevant) to 3 (perfectly relevant).\n"
           "Query: {query}\n\n{passages}\n\n"
-          "Answer with a JSON list of {n} integers from 0 to 3, one score per passage in order, e.g. {example}.")
+          "Answer with a JSON list of {n} integers from 0 to 3, one score per passage in order: "
+          "[score of passage 1, ..., score of passage {n}].")
 ANSWER_PREFIX = "["
 """The assistant turn starts with this; the model writes the rest of the list."""
 
@@ -43,10 +44,11 @@ def _clip_words(text: str, words: int) -> str:
 
 def groupwise_prompt(query: str, passages: Sequence[str], passage_words: int = 48) -> str:
     """The user message of the groupwise format: numbered passages, a JSON list of scores asked for.
-    Passages are numbered ``Passage i:``, not ``[i]``: after a ``[`` prefix small models copy ``[i]`` markers."""
+    Passages are numbered ``Passage i:``, not ``[i]``: after a ``[`` prefix small models copy ``[i]`` markers.
+    No concrete example answer: greedy SmolLM2 copied an example list (``[0, 3, 2, 1, 0]``) for every group,
+    before and after GRPO, so the ranking was the example's whatever the passages said."""
     listed = "\n".join(f"Passage {i}: {_clip_words(p, passage_words)}" for i, p in enumerate(passages, 1))
-    example = json.dumps([i % 4 for i in range(len(passages))][::-1])
-    return PROMPT.format(query=query, passages=listed, n=len(passages), example=example)
+    return PROMPT.format(query=query, passages=listed, n=len(passages))
 
 
 def groupwise_messages(query: str, passages: Sequence[str], passage_words: int = 48,
@@ -231,12 +233,13 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
 
 
 def groupwise_rerank(model, tokenizer, requests: Sequence[Request], top_k: int = 20, group_size: int = 5,
-                     passage_words: int = 48, max_new_tokens: int = 32,
-                     answer_prefix: str = ANSWER_PREFIX) -> tuple[Run, int]:
+                     passage_words: int = 48, max_new_tokens: int = 32, answer_prefix: str = ANSWER_PREFIX,
+                     answers: list[str] | None = None) -> tuple[Run, int]:
     """Rerank each request's top ``top_k`` in consecutive groups with greedy groupwise answers (scores
     compared across groups, as GroupRank does); the rest follow. The prompt is rendered exactly as in
     training (``grpo_dataset``), prefix included; generation stops at the closing ``]``. Returns the run
-    and the number of groups whose answer did not parse (their passages keep first-stage order at score 0)."""
+    and the number of groups whose answer did not parse (their passages keep first-stage order at score 0);
+    each group's answer (prefix included) is appended to ``answers`` when one is given."""
     import torch
 
     failures = 0
@@ -254,6 +257,8 @@ def groupwise_rerank(model, tokenizer, requests: Sequence[Request], top_k: int =
                                      pad_token_id=tokenizer.pad_token_id, stop_strings=["]"], tokenizer=tokenizer)
             text = completion_text(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True),
                                    answer_prefix)
+            if answers is not None:
+                answers.append(text)
             status, parsed = parse_scores(text, len(window))
             if status != "ok":
                 failures += 1
