@@ -16,5 +16,5 @@ from rankwise.compose.spec import from_dict, load_pipeline, to_dict, to_yaml
 from rankwise.compose.stages import BM25, Chain, FirstStage, Fuse, Identity, Rerank, Stage
 from rankwise.pipeline import PipelineResult, StageReport
 
-__all__ = ["BM25", "Backends", "Chain", "FirstStage", "Fuse", "Identity", "PipelineResult", "Rerank", "Stage", "StageReport",
-           "from_dict", "load_pipeline", "to_dict", "to_yaml"]
+__all__ = ["BM25", "Backends", "Chain", "FirstStage", "Fuse", "Identity", "PipelineResult", "Rerank", "Stage",
+           "StageReport", "from_dict", "load_pipeline", "to_dict", "to_yaml"]

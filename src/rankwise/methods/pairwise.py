@@ -12,9 +12,10 @@ consistent answers give the winner the comparison; inconsistent ones (position b
 and the algorithms break that tie by input order. ``rule="probability"``: i's share is the mean of
 P(A | i first) and P(B | i second), the choice probabilities normalised over A and B. A constant bias
 towards one position then cancels without erasing the preference under it: a model that answers "A"
-to every prompt, but more surely when the better passage is first, still orders the passages. ``mode="scoring"`` reads the answer from the log-probabilities of "A" and "B" after
-the answer prefix ("Passage"); ``mode="generation"`` generates it and parses it with the template's
-``answer_regex`` (an unparseable answer counts as undecided and as a parse failure in the Usage).
+to every prompt, but more surely when the better passage is first, still orders the passages.
+``mode="scoring"`` reads the answer from the log-probabilities of "A" and "B" after the answer prefix
+("Passage"); ``mode="generation"`` generates it and parses it with the template's ``answer_regex`` (an
+unparseable answer counts as undecided and as a parse failure in the Usage).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from rankwise.data import Run
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
-from rankwise.train.config import TrainConfig, save_config
+from rankwise.train.config import GrpoConfig, TrainConfig, save_config
 from rankwise.train.crossencoder import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
 from rankwise.train.data import Group, training_split
 from rankwise.train.rewards import MAX_GRADE, completion_text, parse_scores, reward_functions
@@ -33,7 +33,7 @@ PROMPT = ("Rate how relevant each passage is to the query, from 0 (irrelevant) t
           "Query: {query}\n\n{passages}\n\n"
           "Answer with a JSON list of {n} integers from 0 to 3, one score per passage in order: "
           "[score of passage 1, ..., score of passage {n}].")
-ANSWER_PREFIX = "["
+ANSWER_PREFIX = GrpoConfig.answer_prefix
 """The assistant turn starts with this; the model writes the rest of the list."""
 
 
