@@ -113,6 +113,8 @@ def scifact_table(args, work: Path) -> list[str]:
         config["crossencoder"]["objective"] = objective
         if args.max_length:
             config["training"]["max_length"] = args.max_length
+        if args.learning_rate:
+            config["training"]["learning_rate"] = args.learning_rate
         if objective == "margin-mse":
             config["data"]["teacher"] = str(bi_encoder_teacher(work, config))
             config["data"]["teacher_scale"] = 20.0
@@ -166,6 +168,8 @@ def main() -> None:
     parser.add_argument("--transfer-top-k", type=int, default=100, help="TREC DL: rerank the BM25 top k.")
     parser.add_argument("--max-length", type=int, default=None,
                         help="SciFact: tokens per (claim, abstract) pair in training and scoring (default: the example's)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="SciFact: peak learning rate (default: the example's)")
     parser.add_argument("--eval-queries", type=int, default=None, help="Only the first N test queries (smoke).")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rankwise-train-bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_crossencoder.md")
