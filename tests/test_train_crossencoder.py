@@ -91,6 +91,21 @@ def test_each_objective_reads_its_columns():
     assert margin["label"] == [[6.0, 2.0, 2.0], [4.0, 1.0, 2.0]]
 
 
+def test_bce_weighs_positives_by_the_negatives_per_positive(tiny_ce):
+    import torch
+
+    from rankwise.train.crossencoder import balancing_pos_weight, load_crossencoder
+
+    dataset = objective_dataset("bce", _groups())  # labels 1, 0, .5 | 1, 0, 0: 3 positive pairs, 3 negative
+    assert balancing_pos_weight(dataset) == 1.0
+    assert balancing_pos_weight(dataset.select([0, 1, 4, 5])) == 3.0
+    model = load_crossencoder(str(tiny_ce), 32)
+    pair = [["query one"], ["A"]]
+    plain = objective_loss("bce", model)(pair, torch.tensor([1.0]))
+    weighted = objective_loss("bce", model, pos_weight=3.0)(pair, torch.tensor([1.0]))
+    assert weighted.item() == pytest.approx(3 * plain.item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("objective", ["bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse"])
 def test_every_objective_computes_a_finite_loss_with_gradients(tiny_ce, objective):
     import torch

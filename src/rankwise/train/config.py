@@ -90,6 +90,9 @@ class CrossEncoderConfig:
     """contrastive: also score this many other queries' documents per query (0: InfoNCE over the group)."""
     temperature_scale: float = 10.0
     """contrastive: logits (after a sigmoid) are multiplied by this before the softmax."""
+    pos_weight: float | None = None
+    """bce: loss weight of a relevant pair; None: the negatives per positive in the training data, so both
+    classes weigh alike (sentence-transformers' recipe); 1: unweighted."""
 
 
 @dataclass

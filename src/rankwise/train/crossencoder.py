@@ -94,12 +94,21 @@ def _group_infonce(model, in_batch_negatives: int, scale: float):
     return GroupInfoNCELoss(model, num_negatives=in_batch_negatives, scale=scale)
 
 
-def objective_loss(objective: str, model, in_batch_negatives: int = 0, scale: float = 10.0):
+def balancing_pos_weight(dataset) -> float:
+    """bce: negatives per positive pair, the weight that makes both classes count alike."""
+    labels = dataset["label"]
+    positives = sum(1 for label in labels if label > 0)
+    return (len(labels) - positives) / positives if positives else 1.0
+
+
+def objective_loss(objective: str, model, in_batch_negatives: int = 0, scale: float = 10.0,
+                   pos_weight: float | None = None):
     """The sentence-transformers loss for an objective."""
     from sentence_transformers.cross_encoder import losses
 
     if objective == "bce":
-        return losses.BinaryCrossEntropyLoss(model)
+        weight = None if pos_weight in (None, 1.0) else torch.tensor(float(pos_weight))
+        return losses.BinaryCrossEntropyLoss(model, pos_weight=weight)
     if objective == "contrastive":
         return _group_infonce(model, in_batch_negatives, scale)
     if objective == "listnet":
@@ -191,7 +200,11 @@ def train_crossencoder(config: TrainConfig, output: Path, resume: bool = False, 
                 d.group_size, len(train_qids), len(dev_qids))
 
     model = load_crossencoder(config.model, t.max_length)
-    loss = objective_loss(ce.objective, model, ce.in_batch_negatives, ce.temperature_scale)
+    pos_weight = None
+    if ce.objective == "bce":
+        pos_weight = ce.pos_weight if ce.pos_weight is not None else balancing_pos_weight(dataset)
+        logger.info("bce: relevant pairs weigh %.2f", pos_weight)
+    loss = objective_loss(ce.objective, model, ce.in_batch_negatives, ce.temperature_scale, pos_weight)
     evaluator = _dev_evaluator(source, dev_qids, min(d.depth, 30)) if dev_qids else None
     budget = TimeBudget(t.max_minutes, t.warmup_ratio) if t.max_minutes else None
     batch = t.batch_size * d.group_size if ce.objective == "bce" else t.batch_size
@@ -217,7 +230,7 @@ def train_crossencoder(config: TrainConfig, output: Path, resume: bool = False, 
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
     model.save_pretrained(str(output))
     results = {
-        "objective": ce.objective, "curriculum": ce.curriculum, "model": config.model,
+        "objective": ce.objective, "curriculum": ce.curriculum, "model": config.model, "pos_weight": pos_weight,
         "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0.0, 3),
         "train_loss": train_out.training_loss, "train_groups": len(groups), "train_queries": len(train_qids),
         "dev_queries": len(dev_qids), "bf16": args.bf16, "resumed_from": checkpoint,
