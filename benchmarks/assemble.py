@@ -40,6 +40,10 @@ SECTIONS = [
     ("Side by side with llm-rankers (pairwise and setwise heap sort, SmolLM2-135M)", "llm_rankers.md",
      "python benchmarks/comparison_methods.py llm-rankers --model smollm2-135m --dataset dl19 --top-k 20 --k 10 "
      "--max-queries 5 --passage-tokens 64 --threads 1 --out out/llm_rankers --table results/llm_rankers.md"),
+    ("Side by side with llm-rankers on qwen2.5-0.5b (through an exact llama view of the checkpoint)",
+     "llm_rankers_qwen.md",
+     "python benchmarks/comparison_methods.py llm-rankers --model qwen2.5-0.5b --dataset dl19 --top-k 20 --k 10 "
+     "--max-queries 5 --passage-tokens 64 --threads 1 --out out/llm_rankers_qwen --table results/llm_rankers_qwen.md"),
     ("Pairwise with the probability rule (qwen2.5-0.5b)", "pairwise_probability.md",
      "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --methods "
      "pairwise.allpairs pairwise.heapsort pairwise.sliding --rule probability --top-k 10 --k 10 --max-queries 5 "
