@@ -86,56 +86,12 @@ def _truncated(requests: list[Request], backend, tokens: int) -> list[Request]:
             for r in requests]
 
 
-def llama_view(model_dir: Path) -> Path:
-    """A qwen2 checkpoint re-expressed as the llama architecture that llm-rankers accepts, with the same logits.
-
-    Qwen2 is llama plus a bias on the q/k/v projections: ``LlamaConfig(attention_bias=True)`` has those
-    biases and one on o_proj too, which is set to zero. Saved once beside the source directory and checked:
-    both load in float32 and must give the same last-token logits on a probe text.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    target = model_dir.with_name(model_dir.name + "-llama-view")
-    if (target / "config.json").is_file():
-        return target
-    source = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    if source.config.model_type == "llama":
-        return model_dir
-    if source.config.model_type != "qwen2":
-        raise SystemExit(f"llm-rankers runs llama-architecture models; {model_dir} is {source.config.model_type}")
-    c = source.config
-    config = LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.rms_norm_eps, rope_parameters=dict(c.rope_parameters), attention_bias=True,
-        mlp_bias=False, tie_word_embeddings=c.tie_word_embeddings, bos_token_id=c.bos_token_id,
-        eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id)
-    view = LlamaForCausalLM(config).eval()
-    state = source.state_dict()
-    for i in range(c.num_hidden_layers):
-        state[f"model.layers.{i}.self_attn.o_proj.bias"] = torch.zeros(c.hidden_size)
-    missing, unexpected = view.load_state_dict(state, strict=False)
-    if unexpected or [m for m in missing if not (c.tie_word_embeddings and m == "lm_head.weight")]:
-        raise SystemExit(f"llama view of {model_dir}: missing {missing}, unexpected {unexpected}")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    probe = tokenizer("Which of the following two passages is more relevant to the query?", return_tensors="pt")
-    with torch.no_grad():
-        diff = (source(**probe).logits[0, -1] - view(**probe).logits[0, -1]).abs().max().item()
-    if diff > 1e-3:
-        raise SystemExit(f"llama view of {model_dir} differs from the source: max |logit diff| {diff}")
-    print(f"llama view of {model_dir.name}: max |logit diff| {diff:.2e} on a probe", flush=True)
-    view.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
-
-
 def run_llm_rankers(args) -> None:
     from llmrankers.pairwise import PairwiseLlmRanker
     from llmrankers.rankers import SearchResult
     from llmrankers.setwise import SetwiseLlmRanker
 
+    from rankwise.bench.peers import llama_view
     from rankwise.llm.models import hf_dir_for_gguf, resolve_model
 
     resolved = resolve_model(args.model)

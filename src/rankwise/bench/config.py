@@ -12,6 +12,7 @@ methods:
   - pointwise.yes_no
   - {method: setwise.heapsort, options: {k: 10}}
   - {method: embedding.cosine, model: minilm-l6}
+  - {method: setwise.heapsort, peer: llm-rankers, options: {k: 10}}   # the same method in a peer toolkit
 robustness: {shuffles: 3, adversarial: true}
 cache: true                   # the model output cache (false: every cell computes, for clean timings)
 ```
@@ -33,16 +34,18 @@ _KEYS = {"datasets", "first_stages", "top_k", "max_queries", "measures", "models
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One method on one model, with its options; ``label`` names it in tables and file names."""
+    """One method on one model, with its options; ``label`` names it in tables and file names; ``peer``
+    runs the method in another toolkit instead (``rankwise.bench.peers``)."""
 
     method: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    peer: str = ""
 
     @property
     def name(self) -> str:
-        return self.label or self.method
+        return self.label or (f"{self.method}@{self.peer}" if self.peer else self.method)
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,21 @@ class BenchConfig:
                 entry = {"method": entry}
             if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
                 raise fail(f"{where}: give a method name or a mapping with 'method'")
-            extra = set(entry) - {"method", "model", "options", "label"}
+            extra = set(entry) - {"method", "model", "options", "label", "peer"}
             if extra:
                 raise fail(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
             try:
                 info = method_info(entry["method"])
             except InputError as err:
                 raise fail(f"{where}: {err}") from None
+            peer = str(entry.get("peer") or "")
+            if peer:
+                from rankwise.bench.peers import check_peer
+
+                try:
+                    check_peer(peer, entry["method"])
+                except InputError as err:
+                    raise fail(f"{where}: {err}") from None
             options = entry.get("options") or {}
             if not isinstance(options, dict):
                 raise fail(f"{where}.options must be a mapping")
@@ -119,7 +130,8 @@ class BenchConfig:
                 targets = models
             else:
                 raise fail(f"{where}: {entry['method']} needs a 'model' (or a top-level 'models' list)")
-            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", ""))) for m in targets]
+            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", "")), peer)
+                        for m in targets]
         names = [(m.name, m.model) for m in methods]
         for name, model in names:
             if names.count((name, model)) > 1:

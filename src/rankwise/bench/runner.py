@@ -63,8 +63,16 @@ RerankFn = Callable[[MethodSpec, Sequence[Request], int], RerankResult]  # a met
 def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankFn:
     """Rerank in this process, each model loaded once and shared by the methods that run on it."""
     backends = Backends(cache=config.cache) if backends is None else backends
+    peers: dict[tuple[str, str], Callable] = {}  # (label, model) -> the peer's reranker, loaded once
 
     def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RerankResult:
+        if spec.peer:
+            from rankwise.bench.peers import peer_reranker, rerank_with_peer
+
+            key = (spec.name, spec.model)
+            if key not in peers:
+                peers[key] = peer_reranker(spec.peer, spec.method, spec.model, spec.options)
+            return rerank_with_peer(peers[key], requests, top_k)
         stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
         return rerank_requests(backends.reranker(stage)[0], requests, top_k)
 
@@ -77,6 +85,10 @@ def on_ray(config: BenchConfig, **ray_options) -> RerankFn:
     from rankwise.executors.ray import rerank_ray
 
     def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RerankResult:
+        if spec.peer:
+            from rankwise.errors import InputError
+
+            raise InputError(f"{spec.name}: peer toolkits run in-process only (drop --ray for this matrix)")
         job = RerankJob(spec.method, spec.model, top_k, {"engine": config.engine, "dtype": config.dtype},
                         dict(spec.options), cache=config.cache)
         return rerank_ray(job, requests, **ray_options)
@@ -113,7 +125,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
                     cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
                     _write(path, base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
-                                         "options": spec.options} | cell)
+                                         "options": spec.options, "peer": spec.peer} | cell)
                 cells.append(json.loads(path.read_text()))
     return cells
 
