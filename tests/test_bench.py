@@ -149,3 +149,31 @@ def test_config_needs_labels_for_variants() -> None:
         BenchConfig.from_dict({"datasets": ["dl19"], "methods": [entry, entry | {"options": {"k": 3}}]})
     cfg = BenchConfig.from_dict({"datasets": ["dl19"], "methods": [entry, entry | {"label": "setwise.k3"}]})
     assert [m.name for m in cfg.methods] == ["setwise.heapsort", "setwise.k3"]
+
+
+def test_a_peer_cell_runs_through_the_peer_and_sits_beside_ours(dl19, dl19_requests, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    from rankwise.bench import peer_table, peers
+    from rankwise.types import Ranking, Usage
+
+    ds, requests = dl19_requests
+    seen = []
+
+    def reversed_head(peer, method, model, options):  # a stand-in peer: reverses the head it is given
+        seen.append((peer, method, model, options))
+        return lambda request, top_k: peers._ranking(request, request.candidates[:top_k],
+                                                     [c.docid for c in request.candidates[:top_k]][::-1],
+                                                     Usage(calls=top_k, dtype="float32"))
+
+    monkeypatch.setattr(peers, "peer_reranker", reversed_head)
+    monkeypatch.setitem(peers.PEERS, "stand-in", ("json", ("pointwise.graded",)))
+    cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
+                                 "methods": ["pointwise.graded", {"method": "pointwise.graded", "peer": "stand-in"}]})
+    cells = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
+    ours, theirs = cells[1], cells[2]
+    assert seen == [("stand-in", "pointwise.graded", "oracle", {})]  # loaded once
+    assert theirs["method"] == "pointwise.graded@stand-in" and theirs["peer"] == "stand-in"
+    assert theirs["per_query"]["calls"] == 10 and theirs["metrics"]["nDCG@10"] < ours["metrics"]["nDCG@10"]
+    table = peer_table(cells)
+    assert table.count("\n") == 3 and "| pointwise.graded | oracle | stand-in |" in table
+    assert peer_table(cells[:2]) == ""

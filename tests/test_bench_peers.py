@@ -39,6 +39,11 @@ def test_a_missing_peer_says_how_to_install_it(monkeypatch) -> None:
         peers.peer_reranker("rerankers", "crossencoder", "some-dir", {})
 
 
+def test_options_a_peer_cannot_honour_are_errors() -> None:
+    with pytest.raises(InputError, match=r"setwise.heapsort@llm-rankers: the peer cannot honour option\(s\) prompt"):
+        peers.peer_reranker("llm-rankers", "setwise.heapsort", "m", {"k": 5, "prompt": "setwise.select"})
+
+
 def test_peer_rankings_keep_every_candidate_once() -> None:
     cands = tuple(Candidate(f"d{i}", f"text {i}") for i in range(5))
     request = Request(Query("q", "query"), cands)

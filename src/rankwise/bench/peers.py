@@ -10,8 +10,8 @@ Peers are never rankwise dependencies; install them in a benchmark environment:
   same local CrossEncoder directory.
 
 A matrix entry names its peer: ``{method: setwise.heapsort, peer: llm-rankers, options: {k: 10}}``. The
-options a peer understands are the rankwise method's (``k``, ``set_size``, ``window``, ``stride``,
-``max_passage_tokens``); passages are cut to ``max_passage_tokens`` with the model's tokenizer before the peer
+options a peer understands are the rankwise method's (``k``, ``set_size``, ``window_size``, ``step``,
+``max_passage_tokens``; ``batch_size`` and ``dtype`` for rerankers); any other option is an error. Passages are cut to ``max_passage_tokens`` with the model's tokenizer before the peer
 sees them, as rankwise's method cuts them.
 """
 
@@ -36,6 +36,8 @@ PEERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rerankers": ("rerankers", ("crossencoder",)),
 }
 DEFAULT_PASSAGE_TOKENS = 128
+PEER_OPTIONS = {"llm-rankers": {"k", "set_size", "window_size", "step", "max_passage_tokens"},
+                "rerankers": {"batch_size", "dtype"}}
 
 
 def check_peer(peer: str, method: str) -> None:
@@ -49,6 +51,10 @@ def check_peer(peer: str, method: str) -> None:
 def peer_reranker(peer: str, method: str, model: str, options: dict[str, Any]) -> Callable[[Request, int], Ranking]:
     """A function (request, top_k) -> Ranking that runs ``method`` in the peer toolkit on ``model``."""
     check_peer(peer, method)
+    unknown = set(options) - PEER_OPTIONS[peer]
+    if unknown:
+        raise InputError(f"{method}@{peer}: the peer cannot honour option(s) {', '.join(sorted(unknown))}; "
+                         f"it takes {', '.join(sorted(PEER_OPTIONS[peer]))}")
     module = PEERS[peer][0]
     if importlib.util.find_spec(module) is None:
         raise InputError(f"peer {peer} is not installed here: `pip install --no-deps {peer}` in a benchmark "
@@ -173,8 +179,8 @@ def _llm_rankers(method: str, model: str, options: dict[str, Any]) -> Callable[[
     else:
         from llmrankers.listwise import ListwiseLlmRanker
 
-        ranker = ListwiseLlmRanker(model_dir, None, "cpu", window_size=int(options.get("window", 20)),
-                                   step_size=int(options.get("stride", 10)), scoring="generation", num_repeat=1)
+        ranker = ListwiseLlmRanker(model_dir, None, "cpu", window_size=int(options.get("window_size", 20)),
+                                   step_size=int(options.get("step", 10)), scoring="generation", num_repeat=1)
     cut = _truncator(Path(model_dir), int(options.get("max_passage_tokens", DEFAULT_PASSAGE_TOKENS)))
     prompts_per_compare = 2 if family == "pairwise" else 1
 
@@ -196,7 +202,7 @@ def _rerankers_crossencoder(model: str, options: dict[str, Any]) -> Callable[[Re
     from rerankers import Reranker
 
     model_dir = str(_model_dir(model))
-    ranker = Reranker(model_dir, model_type="cross-encoder", verbose=0,
+    ranker = Reranker(model_dir, model_type="cross-encoder", verbose=0, dtype=options.get("dtype"),
                       batch_size=int(options.get("batch_size", 32)))
 
     def rerank(request: Request, top_k: int) -> Ranking:

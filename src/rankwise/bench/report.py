@@ -47,6 +47,32 @@ def markdown_table(cells: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def peer_table(cells: Sequence[dict]) -> str:
+    """Each peer cell beside rankwise's cell of the same method, model, options and candidates: nDCG@10,
+    seconds per query (with its dtype) and the ratio of times; empty when the matrix has no peers."""
+    def key(c: dict) -> tuple:
+        return (c["dataset"], c["first_stage"], c.get("base_method"), c.get("model"),
+                repr(sorted((c.get("options") or {}).items())))
+
+    ours = {key(c): c for c in cells if c["method"] != FIRST_STAGE and not c.get("peer")}
+    lines = []
+    for theirs in (c for c in cells if c.get("peer")):
+        mine = ours.get(key(theirs))
+        if mine is None:
+            continue
+        lines.append(f"| {theirs['dataset']} | {theirs['base_method']} | {theirs['model']} | {theirs['peer']} "
+                     f"| {mine['metrics']['nDCG@10']:.4f} | {theirs['metrics']['nDCG@10']:.4f} "
+                     f"| {mine['per_query']['calls']:.1f} / {theirs['per_query']['calls']:.1f} "
+                     f"| {mine['seconds_per_query']:.2f} ({mine.get('dtype') or '?'}) "
+                     f"| {theirs['seconds_per_query']:.2f} ({theirs.get('dtype') or '?'}) "
+                     f"| {theirs['seconds_per_query'] / max(mine['seconds_per_query'], 1e-9):.2f}x |")
+    if not lines:
+        return ""
+    head = ("| dataset | method | model | peer | rankwise nDCG@10 | peer nDCG@10 | calls/q rankwise / peer "
+            "| rankwise s/q | peer s/q | peer time / rankwise time |")
+    return "\n".join([head, "|" + "---|" * 10, *lines]) + "\n"
+
+
 def plot(cells: Sequence[dict], path: Path) -> Path:
     """nDCG@10 against seconds and prompt tokens per query, one row of panels per dataset/first stage,
     the Pareto front drawn; written as PNG."""

@@ -25,7 +25,7 @@ def bench(
     threads_per_worker: Optional[int] = typer.Option(None, help="--executor ray: torch threads per worker."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
-    from rankwise.bench import BenchConfig, markdown_table, on_ray, plot, run_bench
+    from rankwise.bench import BenchConfig, markdown_table, on_ray, peer_table, plot, run_bench
     from rankwise.errors import InputError
 
     matrix = BenchConfig.from_file(config)
@@ -48,6 +48,9 @@ def bench(
     else:
         cells = run_bench(matrix, output, log=err.print)
     table = markdown_table(cells)
+    peers = peer_table(cells)
+    if peers:
+        table += "\n## Side by side with peer toolkits\n\n" + peers
     (output / "results.md").write_text(f"CPU: {cells[0]['cpu']}. Command: `rankwise bench {config} "
                                        f"--output {output}`\n\n" + table, encoding="utf-8")
     plot(cells, output / "plot.png")
