@@ -91,8 +91,9 @@ def run(args) -> None:
     # with the cascade would make one of the two look free
     backends = {name: Backends(cache=False) if name == "cheap alone" else shared for name in pipelines}
     for dataset in args.datasets:
-        more = None if args.max_queries is None else args.max_queries + args.warmup
+        more = None if args.max_queries is None else args.skip_queries + args.max_queries + args.warmup
         everything, qrels = judged_requests(dataset, args.top_k, more)
+        everything = everything[args.skip_queries:]
         # warm-up queries come after the measured ones: the embedding backend keeps vectors, so warming
         # up on a measured query would make its first stage look free
         requests, warmup = (everything[: args.max_queries], everything[args.max_queries:]) \
@@ -100,8 +101,9 @@ def run(args) -> None:
         qrels = {r.query.qid: qrels[r.query.qid] for r in requests}
         n = len(requests)
         mix = "" if args.interpolate is None else f"_w{args.interpolate:g}"
+        skip = f"_s{args.skip_queries}" if args.skip_queries else ""
         path = args.out / (f"cascade_{dataset}_{args.first_method}-{args.first_model}_{args.method}-{args.model}"
-                           f"_top{args.top_k}_k{args.k}{mix}_q{n}_p{args.passage_tokens}_t{args.threads}.json")
+                           f"_top{args.top_k}_k{args.k}{mix}_q{n}{skip}_p{args.passage_tokens}_t{args.threads}.json")
         if path.exists():
             continue
         for name, pipeline in pipelines.items():  # untimed: first forward passes pay one-off costs (allocation)
@@ -111,7 +113,7 @@ def run(args) -> None:
         measured = _in_turns(pipelines, requests, backends)
         if args.interpolate is not None:
             _interpolated_over_all(measured, args.interpolate)
-        cell = {"dataset": dataset, "queries": n, "top_k": args.top_k, "k": args.k,
+        cell = {"dataset": dataset, "queries": n, "skip_queries": args.skip_queries, "top_k": args.top_k, "k": args.k,
                 "passage_tokens": args.passage_tokens, "threads": args.threads, "cpu": cpu_name(),
                 "interpolate": args.interpolate,
                 "command": "python benchmarks/cascade.py " + shlex.join(sys.argv[1:]),
@@ -140,7 +142,9 @@ def report(out: Path) -> str:
              "excluded), on a machine shared with other jobs (load: the 1-minute load average before/after); CPU s/q is this process's CPU time. "
              "Ratio: cascade seconds / single-stage seconds.\n"]
     for c in cells:
-        lines += [f"\n## {c['dataset']}: BM25 top-{c['top_k']}, {c['queries']} queries, passages cut to "
+        sample = (f"judged queries {c['skip_queries'] + 1}-{c['skip_queries'] + c['queries']}"
+                  if c.get("skip_queries") else f"{c['queries']} queries")
+        lines += [f"\n## {c['dataset']}: BM25 top-{c['top_k']}, {sample}, passages cut to "
                   f"{c['passage_tokens']} tokens\n",
                   f"CPU: {c['cpu']}. Command: `{c['command']}`\n",
                   "| run | pipeline | nDCG@10 | prompts/q | computed tok/q | s/q | CPU s/q |",
@@ -171,6 +175,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["dl19", "dl20"])
     ap.add_argument("--max-queries", type=int, default=None)
+    ap.add_argument("--skip-queries", type=int, default=0,
+                    help="measure the judged queries after the first N (a second sample of the same settings)")
     ap.add_argument("--top-k", type=int, default=100, help="BM25 candidates per query (all reranked by stage 1)")
     ap.add_argument("--k", type=int, default=30, help="head the expensive stage reranks in the cascade")
     ap.add_argument("--first-method", default="embedding.e2rank", help="the cheap stage's method")
