@@ -12,7 +12,8 @@ from rankwise.train.config import load_config, parse_config, save_config
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("name", ["train-crossencoder-scifact.yaml", "train-grpo-groupwise.yaml"])
+@pytest.mark.parametrize("name", ["train-crossencoder-scifact.yaml", "train-crossencoder-dl20.yaml",
+                                  "train-grpo-groupwise.yaml"])
 def test_shipped_examples_load(name):
     config = load_config(EXAMPLES / name)
     assert config.kind in ("crossencoder", "grpo")
