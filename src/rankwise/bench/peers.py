@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rankwise.errors import InputError
+from rankwise.methods.base import with_tail
 from rankwise.pipeline import RerankResult
 from rankwise.types import Candidate, Ranking, Request, Usage
 
@@ -82,11 +83,7 @@ def _ranking(request: Request, head: Sequence[Candidate], docids: Sequence[str],
     position = {c.docid: i for i, c in enumerate(head)}
     order = list(dict.fromkeys(position[d] for d in docids if d in position))
     order += [i for i in range(len(head)) if i not in set(order)]
-    ranked = Ranking.from_order(request.query, head, order, usage)
-    tail = request.candidates[len(head):]
-    floor = min(ranked.scores, default=0.0)
-    return Ranking(request.query, ranked.candidates + tuple(tail),
-                   ranked.scores + tuple(floor - 1.0 - i for i in range(len(tail))), usage)
+    return with_tail(request.query, request.candidates, Ranking.from_order(request.query, head, order), usage)
 
 
 def _model_dir(model: str) -> Path:
