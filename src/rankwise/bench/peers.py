@@ -183,13 +183,12 @@ def _llm_rankers(method: str, model: str, options: dict[str, Any]) -> Callable[[
 
     def rerank(request: Request, top_k: int) -> Ranking:
         head = request.candidates[:top_k]
-        before = (ranker.total_compare, ranker.total_prompt_tokens, ranker.total_completion_tokens)
         out = ranker.rerank(request.query.text, [SearchResult(docid=c.docid, score=c.score, text=cut(c.content))
                                                  for c in head])
-        calls = (ranker.total_compare - before[0]) * prompts_per_compare
-        usage = Usage(calls=calls, forward_passes=calls, prompt_tokens=ranker.total_prompt_tokens - before[1],
-                      completion_tokens=ranker.total_completion_tokens - before[2], engine="llm-rankers",
-                      dtype="float32", model=model)
+        calls = ranker.total_compare * prompts_per_compare  # llm-rankers resets its counters in each rerank()
+        usage = Usage(calls=calls, forward_passes=calls, prompt_tokens=ranker.total_prompt_tokens,
+                      completion_tokens=ranker.total_completion_tokens, engine="llm-rankers", dtype="float32",
+                      model=model)
         return _ranking(request, head, [r.docid for r in out], usage)
 
     return rerank
