@@ -21,14 +21,31 @@ KINDS = ("crossencoder", "grpo")
 
 
 @dataclass
+class SyntheticQueriesConfig:
+    """``data.queries: synthetic``: an LLM writes the query each sampled document answers (InPars-style)."""
+
+    model: str = "qwen2.5-0.5b"
+    """The generator: a registry name, a local directory or GGUF file, or a hub id."""
+    num_documents: int = 200
+    """Documents sampled from the corpus (seeded by ``data.seed``), one query each."""
+    filter_top_k: Optional[int] = 20
+    """Keep a query only when BM25 ranks its source document in this top k (null: keep every query)."""
+    max_passage_tokens: int = 192
+    max_new_tokens: int = 32
+    engine: str = "auto"
+    dtype: str = "auto"
+
+
+@dataclass
 class DataConfig:
     """Where training groups come from: queries + qrels, a first stage for negatives, the grouping."""
 
     dataset: str = "scifact"
     """Documents (and, with ``queries: dataset``, queries and qrels): an alias, a directory or an ir_datasets id."""
     queries: str = "dataset"
-    """``dataset`` (the dataset's own judged queries), ``scifact-train`` (SciFact's training claims), or a
-    topics file (TREC tsv / BEIR jsonl) judged by ``qrels``."""
+    """``dataset`` (the dataset's own judged queries), ``scifact-train`` (SciFact's training claims),
+    ``synthetic`` (generated over the corpus, see ``synthetic``), or a topics file (TREC tsv / BEIR jsonl)
+    judged by ``qrels``."""
     qrels: Optional[str] = None
     """TREC qrels file for a topics file given as ``queries``."""
     first_stage: str = "bm25"
@@ -50,6 +67,8 @@ class DataConfig:
     """TREC run whose scores a ``margin-mse`` student learns (documents it lacks get its per-query minimum)."""
     teacher_scale: float = 1.0
     """Multiply teacher scores by this (bring cosine similarities to logit range, for example)."""
+    synthetic: SyntheticQueriesConfig = field(default_factory=SyntheticQueriesConfig)
+    """How ``queries: synthetic`` are generated and filtered."""
     seed: int = 13
 
 
@@ -189,9 +208,11 @@ def _check(config: TrainConfig, path: Path) -> None:
                         ("training.save_steps", t.save_steps), ("training.logging_steps", t.logging_steps)):
         if value < 1:
             raise bad(name, f"must be at least 1, got {value}")
+    if d.synthetic.num_documents < 1:
+        raise bad("data.synthetic.num_documents", f"must be at least 1, got {d.synthetic.num_documents}")
     if not 0 <= d.dev_fraction < 1:
         raise bad("data.dev_fraction", f"must be in [0, 1), got {d.dev_fraction}")
-    if d.queries not in ("dataset", "scifact-train") and d.qrels is None:
+    if d.queries not in ("dataset", "scifact-train", "synthetic") and d.qrels is None:
         raise bad("data.qrels", f"queries {d.queries!r} is a topics file: give its qrels file too")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise bad("training.max_minutes", f"must be positive, got {t.max_minutes}")

@@ -124,8 +124,9 @@ def first_stage_run(ds: Dataset, name: str, queries: Mapping[str, str], depth: i
 
 
 def load_source(dataset: str, queries: str = "dataset", qrels: str | None = None, first_stage: str = "bm25",
-                depth: int = 100) -> TrainingSource:
-    """Resolve the training queries, their qrels, the documents and the first-stage run."""
+                depth: int = 100, synthetic=None, seed: int = 13) -> TrainingSource:
+    """Resolve the training queries, their qrels, the documents and the first-stage run. ``queries:
+    synthetic`` generates them with an LLM over the corpus (``synthetic``: a SyntheticQueriesConfig)."""
     from rankwise.data import resolve_local
 
     ds = load_dataset(dataset)
@@ -140,6 +141,15 @@ def load_source(dataset: str, queries: str = "dataset", qrels: str | None = None
             raise InputError(f"queries scifact-train need SciFact's local folder (with raw/), not {dataset!r}")
         train_queries, train_qrels = scifact_claims(local / "raw", "train")
         held_out = ds.judged_queries()
+    elif queries == "synthetic":
+        from rankwise.train.config import SyntheticQueriesConfig
+        from rankwise.train.synthetic import synthetic_queries
+
+        train_queries, train_qrels = synthetic_queries(ds.name, ds.docs, synthetic or SyntheticQueriesConfig(), seed)
+        held_out = ds.judged_queries()
+        if first_stage == "bm25":  # a shipped BM25 run has only the dataset's queries: retrieve for these
+            run = cached_bm25_run(ds, drop_held_out(train_queries, held_out), depth)
+            return TrainingSource(drop_held_out(train_queries, held_out), train_qrels, ds.docs, run, held_out)
     else:
         train_queries = read_topics(queries)
         train_qrels = read_qrels(qrels) if qrels else {}
@@ -235,7 +245,8 @@ class TrainingSplit:
 def training_split(data, group_size: int) -> TrainingSplit:
     """The source a ``DataConfig`` names, split by query, grouped into lists of ``group_size`` (InputError
     when no query yields a group)."""
-    source = load_source(data.dataset, data.queries, data.qrels, data.first_stage, data.depth)
+    source = load_source(data.dataset, data.queries, data.qrels, data.first_stage, data.depth, data.synthetic,
+                         data.seed)
     qids = list(source.queries)[: data.max_queries] if data.max_queries else list(source.queries)
     train_qids, dev_qids = split_queries(qids, data.dev_fraction, data.seed)
     groups = build_groups(source, group_size, data.groups_per_query, data.depth, data.min_grade, data.seed,
