@@ -13,6 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize("name", ["train-crossencoder-scifact.yaml", "train-crossencoder-dl20.yaml",
+                                  "train-crossencoder-synthetic.yaml",
                                   "train-grpo-groupwise.yaml"])
 def test_shipped_examples_load(name):
     config = load_config(EXAMPLES / name)
