@@ -177,3 +177,32 @@ def test_a_peer_cell_runs_through_the_peer_and_sits_beside_ours(dl19, dl19_reque
     table = peer_table(cells)
     assert table.count("\n") == 3 and "| pointwise.graded | oracle | stand-in |" in table
     assert peer_table(cells[:2]) == ""
+
+
+def test_a_failing_peer_is_a_failed_cell_not_a_crash(dl19, dl19_requests, tmp_path: Path, monkeypatch) -> None:
+    from rankwise.bench import peers
+    from rankwise.types import Usage
+
+    ds, requests = dl19_requests
+
+    def broken(peer, method, model, options):
+        def rerank(request, top_k):
+            raise AttributeError("BatchEncoding has no attribute shape")  # what llm-rankers' listwise hits
+        return rerank
+
+    monkeypatch.setattr(peers, "peer_reranker", broken)
+    monkeypatch.setitem(peers.PEERS, "stand-in", ("json", ("pointwise.graded",)))
+    cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
+                                 "methods": ["pointwise.graded", {"method": "pointwise.graded", "peer": "stand-in"}]})
+    logged = []
+    cells = run_bench(cfg, tmp_path, log=logged.append, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
+    assert cells[2]["error"] == "AttributeError: BatchEncoding has no attribute shape"
+    assert any("failed inside the peer" in line for line in logged)
+    assert "| pointwise.graded@stand-in | oracle | failed: AttributeError" in markdown_table(cells)
+    plot(cells, tmp_path / "plot.png")  # the failed cell has no point
+    monkeypatch.undo()
+    monkeypatch.setattr(peers, "peer_reranker", lambda *a: (lambda request, top_k: peers._ranking(
+        request, request.candidates[:top_k], [], Usage())))
+    monkeypatch.setitem(peers.PEERS, "stand-in", ("json", ("pointwise.graded",)))
+    again = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
+    assert "error" not in again[2]  # retried on the re-run

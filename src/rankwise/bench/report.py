@@ -30,6 +30,10 @@ def markdown_table(cells: Sequence[dict]) -> str:
     head += ["calls/q", "prompt tok/q", "completion tok/q", "s/q", "cache hits"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
+        if "error" in c:
+            row = [c["dataset"], c["first_stage"], c["method"], c.get("model", ""), f"failed: {c['error']}"]
+            lines.append("| " + " | ".join(row + [""] * (len(head) - len(row))) + " |")
+            continue
         row = [c["dataset"], c["first_stage"], c["method"], c.get("model", ""), f"{c['metrics']['nDCG@10']:.4f}"]
         if shuffles:
             s = c.get("shuffles")
@@ -54,9 +58,9 @@ def peer_table(cells: Sequence[dict]) -> str:
         return (c["dataset"], c["first_stage"], c.get("base_method"), c.get("model"),
                 repr(sorted((c.get("options") or {}).items())))
 
-    ours = {key(c): c for c in cells if c["method"] != FIRST_STAGE and not c.get("peer")}
+    ours = {key(c): c for c in cells if c["method"] != FIRST_STAGE and not c.get("peer") and "error" not in c}
     lines = []
-    for theirs in (c for c in cells if c.get("peer")):
+    for theirs in (c for c in cells if c.get("peer") and "error" not in c):
         mine = ours.get(key(theirs))
         if mine is None:
             continue
@@ -87,7 +91,7 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
         raise RankwiseError("the plot needs matplotlib: pip install 'rankwise[bench]'") from exc
     groups: dict[tuple[str, str], list[dict]] = {}
     for c in cells:
-        if c["method"] != FIRST_STAGE:
+        if c["method"] != FIRST_STAGE and "error" not in c:
             groups.setdefault((c["dataset"], c["first_stage"]), []).append(c)
     baselines = {(c["dataset"], c["first_stage"]): c for c in cells if c["method"] == FIRST_STAGE}
     fig, axes = plt.subplots(max(len(groups), 1), 2, figsize=(12, 4.2 * max(len(groups), 1)), squeeze=False)

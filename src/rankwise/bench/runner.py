@@ -17,6 +17,7 @@ from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.compose import Backends, Rerank
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
+from rankwise.errors import RankwiseError
 from rankwise.eval import evaluate
 from rankwise.pipeline import RerankResult, rerank_requests
 from rankwise.types import Request
@@ -119,13 +120,20 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
             cells.append(json.loads(path.read_text()))
             for spec in config.methods:
                 path = cell_path(output, config, dataset, first_stage, spec)
-                if path.exists():
+                if path.exists() and "error" not in json.loads(path.read_text()):
                     log(f"{path.name}: done earlier")
                 else:
                     log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
-                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
-                    _write(path, base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
-                                         "options": spec.options, "peer": spec.peer} | cell)
+                    about = base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
+                                    "options": spec.options, "peer": spec.peer}
+                    try:
+                        cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
+                    except Exception as err:  # noqa: BLE001 - a peer's own failure is a result, not a crash
+                        if not spec.peer or isinstance(err, RankwiseError):
+                            raise
+                        cell = {"error": f"{type(err).__name__}: {err}".strip().splitlines()[0]}
+                        log(f"{spec.name} failed inside the peer ({cell['error']}); the cell is retried on a re-run")
+                    _write(path, about | cell)
                 cells.append(json.loads(path.read_text()))
     return cells
 
