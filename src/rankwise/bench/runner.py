@@ -131,7 +131,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     except Exception as err:  # noqa: BLE001 - a peer's own failure is a result, not a crash
                         if not spec.peer or isinstance(err, RankwiseError):
                             raise
-                        cell = {"error": f"{type(err).__name__}: {err}".strip().splitlines()[0]}
+                        cell = {"error": _describe(err)}
                         log(f"{spec.name} failed inside the peer ({cell['error']}); the cell is retried on a re-run")
                     _write(path, about | cell)
                 cells.append(json.loads(path.read_text()))
@@ -165,6 +165,16 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
                                "ndcg10": evaluate(run, qrels, ["nDCG@10"])["nDCG@10"],
                                "seconds": time.perf_counter() - started}
     return cell
+
+
+def _describe(err: Exception) -> str:
+    """One line: the exception, its message, and where it was raised (the peer's file and line)."""
+    import traceback
+
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" (at {Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}{': ' + message if message else ''}{where}"
 
 
 def _write(path: Path, cell: dict) -> None:
