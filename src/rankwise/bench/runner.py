@@ -131,7 +131,9 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     except Exception as err:  # noqa: BLE001 - a peer's own failure is a result, not a crash
                         if not spec.peer or isinstance(err, RankwiseError):
                             raise
-                        cell = {"error": _describe(err)}
+                        from rankwise.bench.peers import PEERS
+
+                        cell = {"error": _describe(err, PEERS.get(spec.peer, ("",))[0])}
                         log(f"{spec.name} failed inside the peer ({cell['error']}); the cell is retried on a re-run")
                     _write(path, about | cell)
                 cells.append(json.loads(path.read_text()))
@@ -167,11 +169,14 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
     return cell
 
 
-def _describe(err: Exception) -> str:
-    """One line: the exception, its message, and where it was raised (the peer's file and line)."""
+def _describe(err: Exception, package: str = "") -> str:
+    """One line: the exception, its message, and where it was raised (the deepest line of ``package``, the
+    peer's own code, when the traceback passes through it)."""
     import traceback
 
-    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ else []
+    own = [f for f in frames if package and f"/{package}/" in f.filename.replace("\\", "/")]
+    frame = (own or frames or [None])[-1]
     where = f" (at {Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno})" if frame else ""
     message = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__}{': ' + message if message else ''}{where}"
