@@ -44,6 +44,8 @@ SECTIONS = [
      "llm_rankers_qwen.md",
      "python benchmarks/comparison_methods.py llm-rankers --model qwen2.5-0.5b --dataset dl19 --top-k 20 --k 10 "
      "--max-queries 5 --passage-tokens 64 --threads 1 --out out/llm_rankers_qwen --table results/llm_rankers_qwen.md"),
+    ("rankwise beside llm-rankers, rerankers and rank_llm in one matrix (rankwise bench with peers)", "bench_peers.md",
+     "rankwise bench examples/bench-peers.yaml --output bench-peers"),
     ("Pairwise with the probability rule (qwen2.5-0.5b)", "pairwise_probability.md",
      "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --methods "
      "pairwise.allpairs pairwise.heapsort pairwise.sliding --rule probability --top-k 10 --k 10 --max-queries 5 "
