@@ -58,9 +58,8 @@ SECTIONS = [
     ("Ray executor overhead", "ray_overhead.md", "python benchmarks/ray_overhead.py (see below)"),
     ("Capacity: hours for large query sets", "capacity.md", "python benchmarks/capacity.py"),
     ("HTTP service under load", "serve.md", "python benchmarks/load_test.py (see below)"),
-    ("Cross-encoder training on SciFact (all-MiniLM-L6-v2 init)", "train_crossencoder.md",
-     "python benchmarks/train_crossencoder.py --objectives listnet --skip-transfer --max-length 128 "
-     "--learning-rate 1.5e-4 --top-k 20 --work /tmp/ce-run"),
+    ("Cross-encoder training: SciFact objectives and TREC DL transfer (all-MiniLM-L6-v2 init)", "train_crossencoder.md",
+     "python benchmarks/train_crossencoder.py (see below)"),
     ("GRPO for the groupwise format (SmolLM2-135M + LoRA, TRL)", "train_grpo.md",
      "python benchmarks/train_grpo.py --minutes 18 --eval-queries 10"),
 ]
