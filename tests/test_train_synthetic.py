@@ -26,6 +26,7 @@ DOCS = {
     ("Query: capital of france.", "capital of france"),
     ("  relevant query: how plants make food ", "how plants make food"),
     ('Search for "What does yeast ferment?', "What does yeast ferment?"),
+    ('"Search for the molecular mechanisms of yeast"', "the molecular mechanisms of yeast"),
     ("", ""),
 ])
 def test_clean_query(raw: str, clean: str) -> None:

@@ -27,7 +27,7 @@ PROMPT = "synthetic.query"
 
 def clean_query(text: str) -> str:
     """The first line of a generation, without quotes, a "Query:" label or trailing punctuation."""
-    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    line = text.strip().splitlines()[0].strip(" \"'`") if text.strip() else ""
     line = re.sub(r"^((relevant |search )?query\s*:|search( engine)?( query)?( for)?\s*:?)\s*", "", line,
                   flags=re.IGNORECASE)
     return line.strip(" \"'`").rstrip(" .")
