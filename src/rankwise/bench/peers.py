@@ -11,8 +11,9 @@ Peers are never rankwise dependencies; install them in a benchmark environment:
 
 A matrix entry names its peer: ``{method: setwise.heapsort, peer: llm-rankers, options: {k: 10}}``. The
 options a peer understands are the rankwise method's (``k``, ``set_size``, ``window_size``, ``step``,
-``max_passage_tokens``; ``batch_size`` and ``dtype`` for rerankers); any other option is an error. Passages are cut to ``max_passage_tokens`` with the model's tokenizer before the peer
-sees them, as rankwise's method cuts them.
+``max_passage_tokens``; ``batch_size`` and ``dtype`` for rerankers); any other option is an error. Passages
+are cut to ``max_passage_tokens`` with the model's tokenizer before the peer sees them, as rankwise's method
+cuts them.
 """
 
 from __future__ import annotations
