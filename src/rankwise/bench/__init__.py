@@ -4,4 +4,5 @@ from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.bench.report import markdown_table, pareto_front, peer_table, plot
 from rankwise.bench.runner import in_process, on_ray, run_bench
 
-__all__ = ["BenchConfig", "MethodSpec", "markdown_table", "pareto_front", "peer_table", "plot", "in_process", "on_ray", "run_bench"]
+__all__ = ["BenchConfig", "MethodSpec", "markdown_table", "pareto_front", "peer_table", "plot", "in_process", "on_ray",
+           "run_bench"]

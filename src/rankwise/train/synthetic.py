@@ -4,7 +4,8 @@ sampled document answers; that document is the query's positive.
 Filtering (as InPars-v2 and Promptagator do, with BM25 in place of their rerankers): a generated query is
 kept only when BM25 over the corpus ranks its source document within the top ``filter_top_k`` — a query
 that does not find its own document is probably off-topic or too generic. Empty, duplicate and one-word
-queries, and long ones (a sentence copied from the document), are dropped too. The result is cached per (corpus, documents, model, prompt, settings).
+queries, and long ones (a sentence copied from the document), are dropped too. The result is cached per
+(corpus, documents, model, prompt, settings).
 """
 
 from __future__ import annotations
