@@ -37,6 +37,11 @@ SECTIONS = [
     ("Pairwise and setwise on qwen2.5-1.5b, DL19 and DL20", "pairwise_setwise_15b.md",
      "python benchmarks/comparison_methods.py methods --model qwen2.5-1.5b --datasets dl19 dl20 --top-k 10 --k 10 "
      "--max-queries 3 --passage-tokens 64 --reasoning-tokens 64 --threads 1 --table results/pairwise_setwise_15b.md"),
+    ("Pairwise and setwise on qwen2.5-0.5b, BM25 top-20", "pairwise_setwise_top20.md",
+     "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --methods "
+     "setwise.heapsort pairwise.heapsort setwise.bubblesort pairwise.sliding setwise.reasoning pairwise.allpairs "
+     "--top-k 20 --k 10 --max-queries 3 --passage-tokens 64 --reasoning-tokens 64 --threads 1 "
+     "--out out/comparison_top20 --table results/pairwise_setwise_top20.md"),
     ("Side by side with llm-rankers (pairwise and setwise heap sort, SmolLM2-135M)", "llm_rankers.md",
      "python benchmarks/comparison_methods.py llm-rankers --model smollm2-135m --dataset dl19 --top-k 20 --k 10 "
      "--max-queries 5 --passage-tokens 64 --threads 1 --out out/llm_rankers --table results/llm_rankers.md"),
