@@ -120,22 +120,24 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
             cells.append(json.loads(path.read_text()))
             for spec in config.methods:
                 path = cell_path(output, config, dataset, first_stage, spec)
-                if path.exists() and "error" not in json.loads(path.read_text()):
+                stored = json.loads(path.read_text()) if path.exists() else None
+                if stored is not None and "error" not in stored:
                     log(f"{path.name}: done earlier")
-                else:
-                    log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
-                    about = base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
-                                    "options": spec.options, "peer": spec.peer}
-                    try:
-                        cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
-                    except Exception as err:  # noqa: BLE001 - a peer's own failure is a result, not a crash
-                        if not spec.peer or isinstance(err, RankwiseError):
-                            raise
-                        from rankwise.bench.peers import PEERS
+                    cells.append(stored)
+                    continue
+                log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
+                about = base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
+                                "options": spec.options, "peer": spec.peer}
+                try:
+                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
+                except Exception as err:  # noqa: BLE001 - a peer's own failure is a result, not a crash
+                    if not spec.peer or isinstance(err, RankwiseError):
+                        raise
+                    from rankwise.bench.peers import PEERS
 
-                        cell = {"error": _describe(err, PEERS.get(spec.peer, ("",))[0])}
-                        log(f"{spec.name} failed inside the peer ({cell['error']}); the cell is retried on a re-run")
-                    _write(path, about | cell)
+                    cell = {"error": _describe(err, PEERS.get(spec.peer, ("",))[0])}
+                    log(f"{spec.name} failed inside the peer ({cell['error']}); the cell is retried on a re-run")
+                _write(path, about | cell)
                 cells.append(json.loads(path.read_text()))
     return cells
 

@@ -147,16 +147,16 @@ def load_source(dataset: str, queries: str = "dataset", qrels: str | None = None
 
         train_queries, train_qrels = synthetic_queries(ds.name, ds.docs, synthetic or SyntheticQueriesConfig(), seed)
         held_out = ds.judged_queries()
-        if first_stage == "bm25":  # a shipped BM25 run has only the dataset's queries: retrieve for these
-            run = cached_bm25_run(ds, drop_held_out(train_queries, held_out), depth)
-            return TrainingSource(drop_held_out(train_queries, held_out), train_qrels, ds.docs, run, held_out)
     else:
         train_queries = read_topics(queries)
         train_qrels = read_qrels(qrels) if qrels else {}
         held_out = ds.judged_queries()
     train_queries = {q: t for q, t in train_queries.items() if q in train_qrels}
     train_queries = drop_held_out(train_queries, held_out)
-    run = first_stage_run(ds, first_stage, train_queries, depth)
+    if queries == "synthetic" and first_stage == "bm25":  # a shipped BM25 run lacks the generated queries
+        run = cached_bm25_run(ds, train_queries, depth)
+    else:
+        run = first_stage_run(ds, first_stage, train_queries, depth)
     return TrainingSource(train_queries, train_qrels, ds.docs, run, held_out)
 
 
