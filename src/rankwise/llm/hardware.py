@@ -1,8 +1,10 @@
 """What this machine can compute fast: device, CPU features, and the dtype to run models in.
 
-CPUs differ by two orders of magnitude in bf16 speed: with AMX or avx512_bf16 bf16 matmuls are
-several times faster than fp32, while on AVX2-only CPUs torch emulates bf16 about 100x slower than
-fp32. So ``dtype="auto"`` picks bf16 only where it is native, and fp32 everywhere else.
+CPUs differ by two orders of magnitude in bf16 speed: with AMX bf16 matmuls are several times faster
+than fp32, while on AVX2-only CPUs torch emulates bf16 about 100x slower than fp32. Between the two,
+avx512_bf16 without AMX goes either way (AMD Zen 4: bf16 ~3x faster; an Intel Xeon whose hypervisor
+hides AMX: bf16 1.6x slower). So ``dtype="auto"`` picks bf16 with AMX, fp32 without bf16 instructions,
+and on avx512_bf16-only CPUs whichever a short matmul probe measures faster.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import platform
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -25,6 +28,7 @@ _PROC_CPUINFO = Path("/proc/cpuinfo")
 # CPU flags that decide how fast a model runs (shown by `rankwise env`).
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+AMX_BF16_FLAG = "amx_bf16"
 NATIVE_FP16_FLAGS = frozenset({"amx_fp16", "avx512_fp16"})
 
 _DTYPES = {
@@ -99,6 +103,25 @@ def has_native_bf16(flags: frozenset[str] | set[str]) -> bool:
     return bool(NATIVE_BF16_FLAGS & set(flags))
 
 
+@lru_cache(maxsize=1)
+def bf16_faster_than_fp32() -> bool:
+    """Measured once per process on this CPU: do bf16 matmuls beat fp32 ones (~0.5 s)?"""
+    bf16 = measure_matmul_gflops(torch.bfloat16, seconds=0.2)
+    fp32 = measure_matmul_gflops(torch.float32, seconds=0.2)
+    logger.info("bf16 %.0f vs fp32 %.0f GFLOP/s on this CPU (avx512_bf16 without AMX): %s", bf16, fp32,
+                "bf16" if bf16 > fp32 else "float32")
+    return bf16 > fp32
+
+
+def cpu_prefers_bf16(cpu: CpuInfo) -> bool:
+    """bf16 with AMX; fp32 without bf16 instructions; measured where only avx512_bf16 is present."""
+    if AMX_BF16_FLAG in cpu.flags:
+        return True
+    if not has_native_bf16(cpu.flags):
+        return False
+    return bf16_faster_than_fp32()
+
+
 def choose_device(pref: str = "auto") -> str:
     """'cuda', 'mps' or 'cpu': the preference if it is available, else the best one present."""
     pref = pref.lower()
@@ -141,8 +164,8 @@ def choose_dtype(dtype: str | torch.dtype = "auto", device: str | None = None,
                  cpu: CpuInfo | None = None) -> torch.dtype:
     """The dtype to run a model in on ``device`` (default: ``choose_device()``).
 
-    "auto": bf16 on CUDA devices that support it and on CPUs with AMX / avx512_bf16; fp32 on every
-    other CPU, on MPS and on older GPUs. An explicit dtype is honoured, with a warning when it is
+    "auto": bf16 on CUDA devices that support it, on CPUs with AMX and on avx512_bf16 CPUs where it
+    measures faster (``cpu_prefers_bf16``); fp32 on every other CPU, on MPS and on older GPUs. An explicit dtype is honoured, with a warning when it is
     half precision on a CPU that would emulate it (about 100x slower than fp32 there).
     """
     device = device or choose_device()
@@ -152,7 +175,7 @@ def choose_dtype(dtype: str | torch.dtype = "auto", device: str | None = None,
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         if kind == "cpu":
             cpu = cpu or cpu_info()
-            return torch.bfloat16 if has_native_bf16(cpu.flags) else torch.float32
+            return torch.bfloat16 if cpu_prefers_bf16(cpu) else torch.float32
         return torch.float32
     chosen = parse_dtype(dtype)
     if kind == "cpu" and chosen in (torch.bfloat16, torch.float16):
