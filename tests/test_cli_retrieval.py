@@ -245,3 +245,17 @@ def test_entry_point_errors_exit_non_zero(dl19, tmp_path) -> None:
 def test_retrieve_output_must_be_a_file(tiny_beir, tmp_path, capsys) -> None:
     code, _, err = run_cli(["retrieve", "--dataset", tiny_beir, "--output", tmp_path, "--overwrite"], capsys)
     assert code == 2 and one_error_line(err) == f"error: {tmp_path}: is a directory, expected a file to write"
+
+
+def test_usage_errors_print_usage_not_a_traceback() -> None:
+    """No command, an unknown one, a missing argument: click's usage message and exit 2 (typer >= 0.24
+    raises its vendored click's exceptions, which must be caught too)."""
+    for args, message in ((("nosuch",), "No such command 'nosuch'"),
+                          (("bench",), "Missing argument 'config'"),
+                          (("methods",), "")):
+        done = _rankwise(*args)
+        assert done.returncode == 2, args
+        assert "Traceback" not in done.stderr, args
+        assert message in done.stderr, args
+    done = _rankwise()
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "Usage" in done.stdout + done.stderr

@@ -28,11 +28,27 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err.filename}: file not found", file=sys.stderr)
         sys.exit(2)
     except Exception as err:  # click's own usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+        usage_errors, aborts = _click_exception_classes()
+        if isinstance(err, usage_errors):
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, aborts):
             sys.exit(1)
         raise
+
+
+def _click_exception_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """click's ClickException and Abort, and their twins in the click copy typer >= 0.24 vendors."""
+    import click
+    import typer
+
+    modules = [click.exceptions, getattr(typer, "exceptions", None)]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        pass
+    else:
+        modules.append(vendored)
+    usage = tuple(m.ClickException for m in modules if hasattr(m, "ClickException"))
+    aborts = tuple(m.Abort for m in modules if hasattr(m, "Abort"))
+    return usage, aborts
