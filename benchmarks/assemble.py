@@ -11,6 +11,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = [
+    ("The full matrix: every method, qwen2.5-0.5b and 1.5b, DL19 + DL20 + SciFact (one command)", "bench_matrix.md",
+     "python benchmarks/matrix.py"),
     ("The benchmark matrix: five paradigms on one plane (rankwise bench)", "bench_smoke.md",
      "rankwise bench examples/bench-smoke.yaml --output bench-smoke"),
     ("Strong first stages (SPLADE++, TAS-B): does reranking lift them?", "bench_strong.md",

@@ -6,7 +6,7 @@ first_stages: [bm25]          # a run the dataset ships, or bm25 (retrieved here
 top_k: 20                     # candidates reranked per query
 max_queries: 5                # judged queries per dataset (all when absent)
 measures: [nDCG@10]
-models: [qwen2.5-0.5b]        # the models of every LLM method that names none
+models: [qwen2.5-0.5b]        # the models of every LLM (and attention) method that names none
 backend: {engine: auto, dtype: auto}
 methods:
   - pointwise.yes_no
@@ -126,7 +126,7 @@ class BenchConfig:
                 raise fail(f"{where}.options must be a mapping")
             if "model" in entry:
                 targets = (str(entry["model"]),)
-            elif info.needs == "llm" and models:
+            elif info.needs in ("llm", "attention") and models:  # ICR reads an LLM's attention
                 targets = models
             else:
                 raise fail(f"{where}: {entry['method']} needs a 'model' (or a top-level 'models' list)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -79,7 +80,7 @@ def peer_table(cells: Sequence[dict]) -> str:
 
 def plot(cells: Sequence[dict], path: Path) -> Path:
     """nDCG@10 against seconds and prompt tokens per query, one row of panels per dataset/first stage,
-    the Pareto front drawn; written as PNG."""
+    one marker and colour per model, the Pareto front drawn; written as PNG."""
     try:
         import matplotlib
 
@@ -100,9 +101,13 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
                                              ("prompt tokens per query", lambda c: c["per_query"]["prompt_tokens"]))):
             ax = axes[row][col]
             points = [(max(cost(c), 1e-3), c["metrics"]["nDCG@10"]) for c in group]
-            ax.scatter([p[0] for p in points], [p[1] for p in points], zorder=3)
+            models = list(dict.fromkeys(c.get("model", "") for c in group))
+            for m, (model, marker) in enumerate(zip(models, itertools.cycle("o^sDvP*X"))):
+                mine = [p for c, p in zip(group, points) if c.get("model", "") == model]
+                ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker=marker, color=f"C{m % 10}",
+                           zorder=3, label=model or "no model")
             for c, (x, y) in zip(group, points):
-                ax.annotate(f"{c['method']} ({c['model']})", (x, y), fontsize=7, xytext=(3, 3),
+                ax.annotate(c["method"], (x, y), fontsize=6 if len(group) > 12 else 7, xytext=(3, 3),
                             textcoords="offset points")
             front = pareto_front(points)
             ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "r--", label="Pareto front")
