@@ -123,6 +123,18 @@ def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) ->
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_guarded_cell_counts_the_demoted_adversaries(dl19, dl19_requests, tmp_path: Path) -> None:
+    ds, requests = dl19_requests
+    cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
+                                 "methods": [{"method": "pointwise.yes_no", "label": "guarded",
+                                              "options": {"guard": True}}],
+                                 "robustness": {"adversarial": True}})
+    cells = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
+    guarded = cells[1]
+    assert guarded["flagged"] == 0  # no real DL19 passage is flagged
+    assert guarded["adversarial"]["flagged"] == 3 and guarded["adversarial"]["ranks"] == [11, 11, 11]
+
+
 @pytest.mark.slow
 def test_cli_bench_on_a_real_model(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "bench.yaml"

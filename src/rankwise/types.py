@@ -43,7 +43,7 @@ class Request:
 
 
 _COUNTERS = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens",
-             "parse_failures", "cache_hits", "seconds")
+             "parse_failures", "cache_hits", "flagged", "seconds")
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Usage:
     completion_tokens: int = 0
     parse_failures: int = 0
     cache_hits: int = 0
+    flagged: int = 0  # candidates the injection guard demoted (rankwise.guard)
     seconds: float = 0.0
     engine: str = ""
     dtype: str = ""

@@ -152,7 +152,7 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
             "seconds_per_query": result.wall_seconds / n,
             "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
                                                               "computed_tokens", "completion_tokens")},
-            "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits}
+            "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged}
     if config.shuffles:
         values = []
         for seed in range(1, config.shuffles + 1):
@@ -162,11 +162,13 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
                             "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
     if config.adversarial:
         started = time.perf_counter()
-        run = rerank(with_adversary(requests, config.top_k), config.top_k + 1).run()
+        attacked = rerank(with_adversary(requests, config.top_k), config.top_k + 1)
+        run = attacked.run()
         ranks = adversary_ranks(run)
         cell["adversarial"] = {"ranks": ranks, "top1": sum(r == 1 for r in ranks) / n,
                                "top10": sum(r <= 10 for r in ranks) / n,
                                "ndcg10": evaluate(run, qrels, ["nDCG@10"])["nDCG@10"],
+                               "flagged": attacked.usage.flagged,
                                "seconds": time.perf_counter() - started}
     return cell
 

@@ -72,15 +72,33 @@ def method_info(name: str) -> MethodInfo:
 
 def build_method(name: str, backend, **options) -> Reranker:
     """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``;
-    an option the method does not take is an InputError naming it."""
+    an option the method does not take is an InputError naming it. ``guard=True`` (any method) demotes
+    candidates that instruct the ranker (``rankwise.guard``)."""
     factory = method_info(name).factory
+    guard = options.pop("guard", False)
     try:
-        return factory(backend, **options)
+        method = factory(backend, **options)
     except TypeError as err:
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
         if unknown is None:
             raise
         raise InputError(f"method {name} has no option {unknown.group(1)!r}") from None
+    return _guarded(method, guard)
+
+
+def _guarded(method: Reranker, guard: bool | int | dict) -> Reranker:
+    """``guard``: false (off), true (the default threshold), a number of signals, or {threshold: N}."""
+    if guard is False or guard is None:
+        return method
+    from rankwise.guard import DEFAULT_THRESHOLD, GuardedReranker
+
+    if guard is True:
+        return GuardedReranker(method)
+    if isinstance(guard, dict) and set(guard) <= {"threshold"}:
+        return GuardedReranker(method, guard.get("threshold", DEFAULT_THRESHOLD))
+    if isinstance(guard, int):
+        return GuardedReranker(method, guard)
+    raise InputError(f"option guard must be true, false, a number of signals or {{threshold: N}}, got {guard!r}")
 
 
 BackendLoader = Callable[..., object]
