@@ -17,6 +17,11 @@ SECTIONS = [
      "rankwise bench examples/bench-smoke.yaml --output bench-smoke"),
     ("Strong first stages (SPLADE++, TAS-B): does reranking lift them?", "bench_strong.md",
      "rankwise bench examples/bench-strong-first-stages.yaml --output bench-strong"),
+    ("The best pipeline on strong first stages (SPLADE++, TAS-B, ada2 fused)", "strong_pipelines.md",
+     "python benchmarks/strong_pipelines.py --datasets dl19 dl20 (see below)"),
+    ("Adversarial candidates and the defences rankwise offers", "bench_adversarial.md",
+     "python benchmarks/matrix.py --config examples/bench-adversarial.yaml --output benchmarks/out/adversarial "
+     "--name bench_adversarial"),
     ("Retrieval and evaluation", "retrieval.md", "python benchmarks/retrieval.py"),
     ("Pointwise reranking, qwen2.5-0.5b: effectiveness and cost", "pointwise_05b.md",
      "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b "
