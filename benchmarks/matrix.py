@@ -1,10 +1,12 @@
 """The full benchmark matrix (every method, both qwen2.5 models, DL19 + DL20 + SciFact) and BENCHMARKS.md, in one command.
 
     python benchmarks/matrix.py [--config examples/bench-matrix.yaml] [--output benchmarks/out/matrix]
+    python benchmarks/matrix.py --config examples/bench-adversarial.yaml --output benchmarks/out/adversarial \
+        --name bench_adversarial
 
 Runs ``rankwise bench CONFIG --output DIR`` (resumable: finished cells are kept, the output cache keeps
-model outputs), copies its table and plot to results/bench_matrix.md / .png (the notes section of the
-old file kept), then rebuilds BENCHMARKS.md with assemble.py.
+model outputs), copies its table and plot to results/NAME.md / .png (the notes section of the old file
+kept; failed cells appear as such), then rebuilds BENCHMARKS.md with assemble.py.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     done = subprocess.run([sys.executable, "-m", "rankwise.cli", "bench", str(args.config), "--output",
                            str(args.output)], cwd=ROOT, stdout=subprocess.DEVNULL)
-    if done.returncode != 0:
-        sys.exit(done.returncode)
     output = args.output if args.output.is_absolute() else ROOT / args.output
+    if done.returncode not in (0, 1) or not (output / "results.md").exists():  # 1: some cells failed, shown
+        sys.exit(done.returncode)
     results = HERE / "results"
     shutil.copyfile(output / "plot.png", results / f"{args.name}.png")
     table = (output / "results.md").read_text(encoding="utf-8")

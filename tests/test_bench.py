@@ -218,3 +218,31 @@ def test_a_failing_peer_is_a_failed_cell_not_a_crash(dl19, dl19_requests, tmp_pa
     monkeypatch.setitem(peers.PEERS, "stand-in", ("json", ("pointwise.graded",)))
     again = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
     assert "error" not in again[2]  # retried on the re-run
+
+
+def test_a_failing_rankwise_cell_is_recorded_and_the_matrix_goes_on(dl19, dl19_requests, tmp_path: Path) -> None:
+    """The oracle has no continuation_logprobs (as llama.cpp lacked once): qlm fails, graded still runs."""
+    ds, requests = dl19_requests
+    cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
+                                 "methods": ["pointwise.qlm", "pointwise.graded"]})
+    logged: list[str] = []
+    cells = run_bench(cfg, tmp_path, log=logged.append, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
+    failed, graded = cells[1], cells[2]
+    assert failed["error"].startswith("AttributeError") and "(at methods/pointwise.py:" in failed["error"]
+    assert "metrics" in graded and any("failed in rankwise" in line for line in logged)
+    assert "| pointwise.qlm | oracle | failed: AttributeError" in markdown_table(cells)
+
+
+def test_cli_bench_exits_1_when_a_cell_failed(dl19, tmp_path: Path, capsys, monkeypatch) -> None:
+    from rankwise.bench import runner
+
+    def broken(config, requests, qrels, *args):
+        raise RuntimeError("engine fell over")
+
+    monkeypatch.setattr(runner, "_run_cell", lambda config, rerank, requests, qrels: broken(config, requests, qrels))
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(f"datasets: [{dl19}]\ntop_k: 5\nmax_queries: 2\nmethods: [{{method: embedding.cosine, model: minilm-l6}}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(cfg), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    assert "1 cell(s) failed" in capsys.readouterr().err and (tmp_path / "out" / "results.md").exists()

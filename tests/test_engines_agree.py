@@ -43,6 +43,23 @@ def test_choice_logprobs_agree_up_to_quantisation_noise(smollm2):
                                atol=0.35)
 
 
+def test_continuation_logprobs_agree_up_to_quantisation_noise(smollm2):
+    """Query likelihood on both engines: llama.cpp scores the continuation token by token."""
+    hf, cpp = smollm2
+    prompts = [hf.format_chat("Passage: The flea life cycle has four stages: egg, larva, pupa and adult.\n"
+                              "Write a question this passage answers.") for _ in range(2)]
+    prompts[1] = prompts[1].replace("flea", "Eiffel Tower").replace("four stages: egg, larva, pupa and adult",
+                                                                     "was built for the 1889 World's Fair")
+    continuations = ["how long is the life cycle of a flea", "who built the eiffel tower"]
+    pairs = [(p, c) for p in prompts for c in continuations]
+    a = hf.continuation_logprobs([p for p, _ in pairs], [c for _, c in pairs])
+    before = cpp.usage.copy()
+    b = cpp.continuation_logprobs([p for p, _ in pairs], [c for _, c in pairs])
+    np.testing.assert_allclose(a, b, rtol=0.1, atol=1.0)
+    assert b[0] > b[1] and b[3] > b[2]  # each passage prefers its own question
+    assert (cpp.usage - before).calls == 4 and (cpp.usage - before).forward_passes > 4
+
+
 @pytest.mark.slow
 def test_pointwise_ranking_agrees_across_engines(smollm2):
     """Every demo query against every demo passage (145 pairs): Spearman >= 0.9 between the engines.

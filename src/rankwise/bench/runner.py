@@ -17,10 +17,10 @@ from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.compose import Backends, Rerank
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
-from rankwise.errors import RankwiseError
+from rankwise.errors import InputError, RankwiseError
 from rankwise.eval import evaluate
 from rankwise.pipeline import RerankResult, rerank_requests
-from rankwise.types import Request
+from rankwise.types import Candidate, Query, Request
 
 FIRST_STAGE = "first stage"
 
@@ -75,9 +75,20 @@ def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankF
                 peers[key] = peer_reranker(spec.peer, spec.method, spec.model, spec.options)
             return rerank_with_peer(peers[key], requests, top_k)
         stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
-        return rerank_requests(backends.reranker(stage)[0], requests, top_k)
+        reranker = backends.reranker(stage)[0]
+        if id(reranker) not in warmed:  # kernels and allocations on first use are not the cell's cost
+            reranker.rerank(WARM_UP.query, WARM_UP.candidates, len(WARM_UP.candidates))
+            warmed.add(id(reranker))
+        return rerank_requests(reranker, requests, top_k)
 
+    warmed: set[int] = set()
     return rerank
+
+
+# An untimed request each method runs once before its first cell (synthetic: nothing real gets cached).
+WARM_UP = Request(Query("rankwise-warm-up", "how do bees make honey"), (
+    Candidate("warm-up-1", "Bees turn nectar into honey by enzymes and evaporation in the hive."),
+    Candidate("warm-up-2", "The city council approved the new parking rules on Tuesday.")))
 
 
 def on_ray(config: BenchConfig, **ray_options) -> RerankFn:
@@ -130,13 +141,16 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                                 "options": spec.options, "peer": spec.peer}
                 try:
                     cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
-                except Exception as err:  # noqa: BLE001 - a peer's own failure is a result, not a crash
-                    if not spec.peer or isinstance(err, RankwiseError):
-                        raise
+                except Exception as err:  # noqa: BLE001 - one failed cell must not cost the whole matrix
+                    if isinstance(err, InputError) or (spec.peer and isinstance(err, RankwiseError)):
+                        raise  # the config asks for something impossible: say so at once
                     from rankwise.bench.peers import PEERS
 
-                    cell = {"error": _describe(err, PEERS.get(spec.peer, ("",))[0])}
-                    log(f"{spec.name} failed inside the peer ({cell['error']}); the cell is retried on a re-run")
+                    package = PEERS.get(spec.peer, ("",))[0] if spec.peer else "rankwise"
+                    cell = {"error": _describe(err, package)}
+                    where = "inside the peer" if spec.peer else "in rankwise"
+                    log(f"{spec.name} on {spec.model} failed {where} ({cell['error']}); "
+                        "the cell is retried on a re-run")
                 _write(path, about | cell)
                 cells.append(json.loads(path.read_text()))
     return cells

@@ -20,7 +20,7 @@ for _module in pkgutil.iter_modules(__path__):
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a RankwiseError becomes 'error: <message>' on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # a command's typer.Exit(n) comes back as n
     except RankwiseError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, aborts):
             sys.exit(1)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _click_exception_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:

@@ -56,3 +56,9 @@ def bench(
     plot(cells, output / "plot.png")
     typer.echo(table)
     err.print(f"wrote {output / 'results.md'} and {output / 'plot.png'}")
+    failed = [c for c in cells if "error" in c]
+    if failed:
+        err.print(f"[yellow]{len(failed)} cell(s) failed (a re-run retries them): "
+                  + "; ".join(f"{c['dataset']}/{c['method']} on {c.get('model', '')}: {c['error']}" for c in failed)
+                  + "[/yellow]")
+        raise typer.Exit(1)

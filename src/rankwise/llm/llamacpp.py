@@ -210,6 +210,38 @@ class LlamaCppBackend:
         self.usage.seconds += time.perf_counter() - start
         return out
 
+    def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
+        """Sum of log P(continuation tokens | prompt) per pair: float64 [n] (query likelihood).
+
+        llama.cpp keeps the logits of the last position only (``logits_all`` would hold n_ctx x vocab
+        floats), so the prompt is evaluated once and the continuation token by token on the KV cache."""
+        start = time.perf_counter()
+        out = np.zeros(len(prompts))
+        prompt_ids = [self._prompt_ids(p) for p in prompts]
+        cont_ids = [self._tokenize(c) for c in continuations]
+        self._check_length([p + c for p, c in zip(prompt_ids, cont_ids)])
+        computed = passes = 0
+        with self._lock:
+            for i in sorted(range(len(prompts)), key=lambda k: prompt_ids[k] + cont_ids[k]):
+                toks, cont = prompt_ids[i], cont_ids[i]
+                common = self._reuse_prefix(toks, keep_last=True)
+                self.llm.eval(toks[common:])
+                computed, passes = computed + len(toks) - common, passes + 1
+                total = 0.0
+                for j, token in enumerate(cont):
+                    logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+                    total += float(_log_softmax(logits)[token])
+                    if j < len(cont) - 1:
+                        self.llm.eval([token])
+                        computed, passes = computed + 1, passes + 1
+                out[i] = total
+        self.usage.calls += len(prompts)
+        self.usage.forward_passes += passes
+        self.usage.prompt_tokens += sum(len(p) + len(c) for p, c in zip(prompt_ids, cont_ids))
+        self.usage.computed_tokens += computed
+        self.usage.seconds += time.perf_counter() - start
+        return out
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         """Greedy continuation (temperature 0, no penalties), cut before the first stop string."""
