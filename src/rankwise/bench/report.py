@@ -27,7 +27,7 @@ def markdown_table(cells: Sequence[dict]) -> str:
     adversarial = any("adversarial" in c for c in cells)
     head = ["dataset", "first stage", "method", "model", "nDCG@10"]
     head += ["shuffled mean ± std"] if shuffles else []
-    head += ["adversary top-1", "adversary top-10"] if adversarial else []
+    head += ["adversary top-1", "adversary top-10", "nDCG@10 attacked"] if adversarial else []
     head += ["calls/q", "prompt tok/q", "completion tok/q", "s/q", "cache hits"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
@@ -41,7 +41,7 @@ def markdown_table(cells: Sequence[dict]) -> str:
             row.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
         if adversarial:
             a = c.get("adversarial")
-            row += [f"{a['top1']:.0%}", f"{a['top10']:.0%}"] if a else ["", ""]
+            row += [f"{a['top1']:.0%}", f"{a['top10']:.0%}", f"{a['ndcg10']:.4f}"] if a else ["", "", ""]
         if c["method"] == FIRST_STAGE:
             row += [""] * 5
         else:
