@@ -28,7 +28,7 @@ SIGNALS: dict[str, re.Pattern[str]] = {name: re.compile(pattern, re.IGNORECASE) 
                             r"assistant|system|model|reader|reviewer|judge)s?\b|\[\s*system\s*\]"
                             r"|\b(?:dear|hey|hello|attention|note\s+to)\s+(?:the\s+)?(?:re)?(?:rank(?:ing|er)|ai|llm|"
                             r"model|assistant|system)\b|(?:^|[.!?]\s+)(?:system|(?:re)?ranker|assistant|ai)\s*:",
-    "orders it to the top": r"\b(?:rank|put|place|list|move|put|show|sort|order|keep|position)\b[^.!?\n]{0,12}"
+    "orders it to the top": r"\b(?:rank|put|place|list|move|show|sort|order|keep|position)\b[^.!?\n]{0,12}"
                             r"\b(?:this|me|it)\b(?:\s+(?:passage|document|text|result|one))?[^.!?\n]{0,40}"
                             r"\b(?:first|top|highest|above|#\s?1|number\s+one)\b"
                             r"|\branked\s+(?:first|top|highest|#\s?1|number\s+one)\b",
@@ -76,10 +76,11 @@ class GuardedReranker:
         """Rerank the first ``top_k`` candidates (all if None) with the flagged ones demoted."""
         depth = len(candidates) if top_k is None else min(top_k, len(candidates))
         head, tail = list(candidates[:depth]), list(candidates[depth:])
-        flagged = [c for c in head if is_injection(c.content, self.threshold)]
-        if not flagged:
+        suspect = [is_injection(c.content, self.threshold) for c in head]
+        if not any(suspect):
             return self.inner.rerank(query, candidates, top_k)
-        clean = [c for c in head if not is_injection(c.content, self.threshold)]
+        flagged = [c for c, bad in zip(head, suspect) if bad]
+        clean = [c for c, bad in zip(head, suspect) if not bad]
         if not clean:
             usage = Usage(flagged=len(flagged))
             return Ranking(query, tuple(flagged + tail), tuple(-float(i) for i in range(len(flagged + tail))), usage)
