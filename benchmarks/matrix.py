@@ -4,8 +4,8 @@
     python benchmarks/matrix.py --config examples/bench-adversarial.yaml --output benchmarks/out/adversarial \
         --name bench_adversarial
 
-Runs ``rankwise bench CONFIG --output DIR`` (resumable: finished cells are kept, the output cache keeps
-model outputs), copies its table and plot to results/NAME.md / .png (the notes section of the old file
+Runs ``rankwise bench CONFIG --output DIR`` (resumable: finished cells are kept and not run again),
+copies its table and plot to results/NAME.md / .png (the notes section of the old file
 kept; failed cells appear as such), then rebuilds BENCHMARKS.md with assemble.py.
 """
 
