@@ -51,6 +51,13 @@ def test_config_file_errors(tmp_path: Path) -> None:
         BenchConfig.from_file(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples").glob("bench-*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_bench_config_parses(path: Path) -> None:
+    config = BenchConfig.from_file(path)
+    assert config.datasets and config.methods
+
+
 def test_pareto_front_by_hand() -> None:
     #         cheap+bad  dominated  cheap+good  dear+best  dear+worse
     points = [(1, 0.3), (2, 0.2), (1.5, 0.5), (10, 0.7), (12, 0.6)]
