@@ -15,6 +15,7 @@ from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods import build_method
 from tests.oracle import oracle_from_qrels
+from tests.oracle_compare import compare_oracle
 
 
 def test_config_crosses_llm_methods_with_models() -> None:
@@ -140,6 +141,31 @@ def test_a_guarded_cell_counts_the_demoted_adversaries(dl19, dl19_requests, tmp_
     guarded = cells[1]
     assert guarded["flagged"] == 0  # no real DL19 passage is flagged
     assert guarded["adversarial"]["flagged"] == 3 and guarded["adversarial"]["ranks"] == [11, 11, 11]
+
+
+class BiasedCompareBackends(Backends):
+    """A pairwise judge that always answers "Passage A" (pure position bias)."""
+
+    def __init__(self, requests, qrels):
+        super().__init__(cache=False)
+        self.judge = compare_oracle(requests, qrels, bias=100.0)
+
+    def reranker(self, stage):
+        return build_method(stage.method, self.judge, **stage.options), 0.0
+
+
+def test_the_table_shows_how_often_both_orders_agree(dl19, dl19_requests, tmp_path: Path) -> None:
+    ds, requests = dl19_requests
+    cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
+                                 "methods": ["pairwise.sliding", "setwise.heapsort"]})
+    cells = run_bench(cfg, tmp_path, log=lambda _: None,
+                      rerank=in_process(cfg, BiasedCompareBackends(requests, ds.qrels)))
+    sliding, setwise = cells[1], cells[2]
+    assert sliding["comparisons"] == sliding["inconsistent"] == 3 * 9  # one pass: nothing moves, pairs reused
+    assert setwise["comparisons"] == 0  # one order per prompt: nothing to agree on
+    table = markdown_table(cells)
+    assert table.splitlines()[0].endswith("| both orders agree |")
+    assert "| 0% of 27 |" in table and table.splitlines()[-1].endswith("| 0 |  |")
 
 
 @pytest.mark.slow

@@ -77,7 +77,9 @@ def test_method_options_reach_the_method_and_a_wrong_one_is_named(model_dir, can
     done = _rerank(*base, "--method", "pairwise.heapsort", "-o", "rule=probability", "--option", "k=2",
                    "--output", str(tmp_path / "pw.trec"), "--usage", str(tmp_path / "pw.json"))
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "pw.json").read_text())["calls"] > 0
+    report = json.loads((tmp_path / "pw.json").read_text())
+    assert report["calls"] == 2 * report["comparisons"] > 0 and 0 <= report["inconsistent"] <= report["comparisons"]
+    assert f"of {report['comparisons']} comparisons" in done.stderr
     wrong = _rerank(*base, "--method", "pairwise.heapsort", "-o", "rulez=probability", "--output", str(tmp_path / "x.trec"))
     assert wrong.returncode == 2 and "method pairwise.heapsort has no option 'rulez'" in wrong.stderr
     malformed = _rerank(*base, "--method", "pairwise.heapsort", "-o", "probability", "--output", str(tmp_path / "y.trec"))

@@ -49,6 +49,7 @@ def test_prompt_counts_follow_the_formulas(dl19_requests):
         ranking = build_method(method, backend, k=K, reuse_comparisons=False).rerank(
             request.query, request.candidates, top_k=N)
         counts[method] = (ranking.usage.calls, backend.usage.forward_passes)
+        assert ranking.usage.comparisons * 2 == ranking.usage.calls  # each comparison: both orders
         again = build_method(method, compare_oracle(requests, qrels), k=K).rerank(
             request.query, request.candidates, top_k=N)
         reused[method] = again.usage.calls
@@ -87,11 +88,14 @@ def test_a_position_a_biased_comparator_is_neutralised(dl19_requests):
     expected = [1.0 if grades[a] - grades[b] >= 2 else 0.0 if grades[b] - grades[a] >= 2 else 0.5
                 for a, b in pairs]
     assert shares == expected
-    # A judge that always answers A decides nothing: every method keeps the input order.
+    assert (judge.comparisons, judge.inconsistent) == (len(pairs), expected.count(0.5))  # the bias, measured
+    # A judge that always answers A decides nothing: every method keeps the input order, and its Usage
+    # shows why: no comparison's two orders agree.
     for name in METHODS:
         ranking = build_method(name, compare_oracle(requests, qrels, bias=100.0), k=K).rerank(
             request.query, request.candidates, top_k=N)
         assert ranking.docids == [c.docid for c in request.candidates]
+        assert ranking.usage.inconsistent == ranking.usage.comparisons == ranking.usage.calls // 2 > 0
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -43,7 +43,7 @@ class Request:
 
 
 _COUNTERS = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens",
-             "parse_failures", "cache_hits", "flagged", "seconds")
+             "parse_failures", "cache_hits", "flagged", "comparisons", "inconsistent", "seconds")
 
 
 @dataclass
@@ -52,6 +52,8 @@ class Usage:
 
     ``prompt_tokens`` counts every prompt token; ``computed_tokens`` only those actually run through the
     model after prefix/KV reuse and cache hits. ``calls`` counts prompts sent to the backend.
+    ``comparisons`` counts the pairs a pairwise method asked in both orders, ``inconsistent`` those whose
+    two answers did not pick the same passage (position bias, or no decision).
     """
 
     calls: int = 0
@@ -62,6 +64,8 @@ class Usage:
     parse_failures: int = 0
     cache_hits: int = 0
     flagged: int = 0  # candidates the injection guard demoted (rankwise.guard)
+    comparisons: int = 0
+    inconsistent: int = 0
     seconds: float = 0.0
     engine: str = ""
     dtype: str = ""

@@ -22,13 +22,16 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def markdown_table(cells: Sequence[dict]) -> str:
-    """One row per cell, grouped by dataset and first stage, with robustness columns when measured."""
+    """One row per cell, grouped by dataset and first stage, with robustness columns when measured and,
+    where pairwise methods ran, how often a comparison's two orders picked the same passage."""
     shuffles = any("shuffles" in c for c in cells)
     adversarial = any("adversarial" in c for c in cells)
+    paired = any(c.get("comparisons") for c in cells)
     head = ["dataset", "first stage", "method", "model", "nDCG@10"]
     head += ["shuffled mean ± std"] if shuffles else []
     head += ["adversary top-1", "adversary top-10", "nDCG@10 attacked"] if adversarial else []
     head += ["calls/q", "prompt tok/q", "completion tok/q", "s/q", "cache hits"]
+    head += ["both orders agree"] if paired else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
         if "error" in c:
@@ -48,6 +51,9 @@ def markdown_table(cells: Sequence[dict]) -> str:
             q = c["per_query"]
             row += [f"{q['calls']:.1f}", f"{q['prompt_tokens']:.0f}", f"{q['completion_tokens']:.0f}",
                     f"{c['seconds_per_query']:.2f}", str(c["cache_hits"])]
+        if paired:
+            asked = c.get("comparisons")
+            row.append(f"{1 - c['inconsistent'] / asked:.0%} of {asked}" if asked else "")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

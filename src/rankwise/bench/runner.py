@@ -166,7 +166,8 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
             "seconds_per_query": result.wall_seconds / n,
             "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
                                                               "computed_tokens", "completion_tokens")},
-            "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged}
+            "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged,
+            "comparisons": usage.comparisons, "inconsistent": usage.inconsistent}
     if config.shuffles:
         values = []
         for seed in range(1, config.shuffles + 1):

@@ -123,6 +123,10 @@ def rerank(
     err.print(f"wrote {output}: {report['queries']} queries, {report['calls']} prompts "
               f"({report['cache_hits']} from cache), {report['computed_tokens']} computed tokens, "
               f"{report['wall_seconds']:.1f} s")
+    if report["comparisons"]:
+        agreed = 1 - report["inconsistent"] / report["comparisons"]
+        err.print(f"both orders picked the same passage in {agreed:.0%} of {report['comparisons']} comparisons "
+                  "(the others are draws: position bias or no preference)")
     print_evaluation(result.run(), ds, metrics, err)
 
 

@@ -15,7 +15,9 @@ towards one position then cancels without erasing the preference under it: a mod
 to every prompt, but more surely when the better passage is first, still orders the passages.
 ``mode="scoring"`` reads the answer from the log-probabilities of "A" and "B" after the answer prefix
 ("Passage"); ``mode="generation"`` generates it and parses it with the template's ``answer_regex`` (an
-unparseable answer counts as undecided and as a parse failure in the Usage).
+unparseable answer counts as undecided and as a parse failure in the Usage). The Usage counts the
+comparisons asked and the ``inconsistent`` ones, whose two orders did not pick the same passage: a model
+with a strong position bias shows it there.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class Pairwise:
             ranked = Ranking.from_order(query, head, order)
         usage = usage_since(self.backend, before)
         usage.parse_failures += judge.failures
+        usage.comparisons += judge.comparisons
+        usage.inconsistent += judge.inconsistent
         return with_tail(query, candidates, ranked, usage)
 
 
@@ -105,6 +109,8 @@ class _Judge:
         self.query = query
         self.passages = passages
         self.failures = 0
+        self.comparisons = 0
+        self.inconsistent = 0  # comparisons whose two orders did not pick the same passage
         self.known: dict[tuple[int, int], float] = {}  # (a, b) with a < b -> a's share
 
     def __call__(self, pairs: Sequence[tuple[int, int]]) -> list[float]:
@@ -116,6 +122,8 @@ class _Judge:
         # votes[2i]: a was shown first; votes[2i+1]: b was shown first, so a wins when B is chosen.
         share = _prp_share if m.rule == "prp" else _mean_share
         shares = {key: share(votes[2 * i], 1.0 - votes[2 * i + 1]) for i, key in enumerate(todo)}
+        self.comparisons += len(todo)
+        self.inconsistent += sum(not _agree(votes[2 * i], 1.0 - votes[2 * i + 1]) for i in range(len(todo)))
         if m.reuse_comparisons:
             self.known.update(shares)
             shares = self.known
@@ -143,6 +151,11 @@ class _Judge:
 def _prp_share(first: float, second: float) -> float:
     """PRP's rule over the two orders (each a's share from one prompt): agree -> that, else a draw."""
     return first if first == second and first in (0.0, 1.0) else 0.5
+
+
+def _agree(first: float, second: float) -> bool:
+    """Whether both orders preferred the same passage (a's share above one half in both, or below)."""
+    return (first - 0.5) * (second - 0.5) > 0
 
 
 def _mean_share(first: float, second: float) -> float:
