@@ -59,6 +59,18 @@ def test_every_shipped_bench_config_parses(path: Path) -> None:
     assert config.datasets and config.methods
 
 
+def test_overrides_replace_top_level_fields_and_are_checked() -> None:
+    matrix = Path(__file__).resolve().parents[1] / "examples" / "bench-matrix.yaml"
+    full = BenchConfig.from_file(matrix)
+    small = BenchConfig.from_file(matrix, {"datasets": ["dl19"], "models": ["qwen2.5-0.5b"], "max_queries": 2,
+                                           "top_k": None})
+    assert small.datasets == ("dl19",) and small.max_queries == 2 and small.top_k == full.top_k
+    assert {m.model for m in small.methods} == {"qwen2.5-0.5b", "minilm-l6"}  # pinned models stay
+    assert {m.name for m in small.methods} == {m.name for m in full.methods}
+    with pytest.raises(InputError, match="'max_queries' must be a positive integer"):
+        BenchConfig.from_file(matrix, {"max_queries": 0})
+
+
 def test_pareto_front_by_hand() -> None:
     #         cheap+bad  dominated  cheap+good  dear+best  dear+worse
     points = [(1, 0.3), (2, 0.2), (1.5, 0.5), (10, 0.7), (12, 0.6)]
@@ -186,6 +198,16 @@ def test_cli_bench_bad_config(tmp_path: Path, capsys) -> None:
         main(["bench", str(cfg), "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "methods[0]: pointwise.yes_no needs a 'model'" in capsys.readouterr().err
+
+
+def test_cli_bench_names_a_bad_override(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text("datasets: [dl19]\nmodels: [m]\nmethods: [pointwise.yes_no]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(cfg), "--top-k", "0", "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "'top_k' must be a positive integer (got 0)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_config_needs_labels_for_variants() -> None:

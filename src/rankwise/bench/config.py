@@ -63,8 +63,13 @@ class BenchConfig:
     cache: bool = True
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "BenchConfig":
-        return cls.from_dict(read_yaml(path, "benchmark config"), path)
+    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "BenchConfig":
+        """Read a YAML matrix; ``overrides`` replace its top-level fields (``datasets``, ``models``,
+        ``max_queries``, ...) before it is checked, so one file serves several sizes."""
+        raw = read_yaml(path, "benchmark config")
+        if overrides and isinstance(raw, dict):
+            raw = raw | {key: value for key, value in overrides.items() if value is not None}
+        return cls.from_dict(raw, path)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str | Path = "<config>") -> "BenchConfig":

@@ -23,12 +23,21 @@ def bench(
                                                      "(default: a local Ray)."),
     workers: int = typer.Option(2, help="--executor ray: worker actors, each loading the model once."),
     threads_per_worker: Optional[int] = typer.Option(None, help="--executor ray: torch threads per worker."),
+    datasets: Optional[str] = typer.Option(None, help="Replace the config's datasets (comma-separated)."),
+    models: Optional[str] = typer.Option(None, help="Replace the config's top-level models (comma-separated); "
+                                                    "methods that name their own model keep it."),
+    max_queries: Optional[int] = typer.Option(None, help="Replace the config's max_queries."),
+    top_k: Optional[int] = typer.Option(None, help="Replace the config's top_k."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
     from rankwise.bench import BenchConfig, markdown_table, on_ray, peer_table, plot, run_bench
     from rankwise.errors import InputError
 
-    matrix = BenchConfig.from_file(config)
+    overrides = {"datasets": _split(datasets), "models": _split(models), "max_queries": max_queries, "top_k": top_k}
+    matrix = BenchConfig.from_file(config, overrides)
+    command = " ".join([f"rankwise bench {config}"]
+                       + [f"--{key.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
+                          for key, v in overrides.items() if v is not None] + [f"--output {output}"])
     if output.exists() and not output.is_dir():
         raise InputError("--output must be a directory", output)
     if executor not in ("local", "ray"):
@@ -51,8 +60,8 @@ def bench(
     peers = peer_table(cells)
     if peers:
         table += "\n## Side by side with peer toolkits\n\n" + peers
-    (output / "results.md").write_text(f"CPU: {cells[0]['cpu']}. Command: `rankwise bench {config} "
-                                       f"--output {output}`\n\n" + table, encoding="utf-8")
+    (output / "results.md").write_text(f"CPU: {cells[0]['cpu']}. Command: `{command}`\n\n" + table,
+                                       encoding="utf-8")
     plot(cells, output / "plot.png")
     typer.echo(table)
     err.print(f"wrote {output / 'results.md'} and {output / 'plot.png'}")
@@ -62,3 +71,7 @@ def bench(
                   + "; ".join(f"{c['dataset']}/{c['method']} on {c.get('model', '')}: {c['error']}" for c in failed)
                   + "[/yellow]")
         raise typer.Exit(1)
+
+
+def _split(names: Optional[str]) -> Optional[list[str]]:
+    return [n.strip() for n in names.split(",") if n.strip()] if names is not None else None
