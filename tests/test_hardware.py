@@ -59,6 +59,13 @@ def test_arm_cpuinfo_uses_features_line():
     assert choose_dtype("auto", "cpu", cpu) == torch.float32  # not known to be fast: fp32
 
 
+def test_describe_names_the_feature_class_behind_one_model_name():
+    assert cpu_info(INTEL_AMX).describe() == "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz (AMX)"
+    assert cpu_info(INTEL_AMX_HIDDEN).describe() == "Intel(R) Xeon(R) Processor (avx512_bf16, no AMX)"
+    assert cpu_info(AMD_EPYC_AVX2).describe() == "AMD EPYC 7B13 (AVX2, no bf16)"
+    assert CpuInfo("Apple M2", "Apple", frozenset()).describe() == "Apple M2"  # flags unknown: name only
+
+
 def test_avx2_only_cpu_gets_float32():
     cpu = cpu_info(AMD_EPYC_AVX2)
     assert not has_native_bf16(cpu.flags)

@@ -114,7 +114,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
     (default: in this process)."""
     from rankwise.llm.hardware import cpu_info
 
-    cpu = cpu_info().model_name
+    cpu = cpu_info().describe()
     rerank = in_process(config) if rerank is None else rerank
     cells = []
     for dataset in config.datasets:

@@ -27,10 +27,11 @@ def write_json(data: dict, path: str | Path) -> None:
 
 
 def cpu_name() -> str:
+    """The CPU's model name and feature class (what benchmark figures are quoted beside)."""
     try:
         from rankwise.llm.hardware import cpu_info
 
-        return cpu_info().model_name
+        return cpu_info().describe()
     except Exception:  # pragma: no cover - exotic platforms
         return platform.processor() or platform.machine()
 

@@ -46,6 +46,21 @@ class CpuInfo:
     vendor: str
     flags: frozenset[str]
 
+    def describe(self) -> str:
+        """The model name and the feature class that decides model speed, e.g. "Intel(R) Xeon(R)
+        Processor (avx512_bf16, no AMX)": one model name covers CPUs whose bf16 speed differs 100x."""
+        if AMX_BF16_FLAG in self.flags:
+            kind = "AMX"
+        elif "avx512_bf16" in self.flags:
+            kind = "avx512_bf16, no AMX"
+        elif "avx2" in self.flags:
+            kind = "AVX2, no bf16"
+        elif not self.flags:
+            return self.model_name
+        else:
+            kind = "no AVX2"
+        return f"{self.model_name} ({kind})"
+
 
 def cpu_info(cpuinfo_text: str | None = None) -> CpuInfo:
     """Describe the CPU from ``cpuinfo_text`` (the format of /proc/cpuinfo) or from this machine.
