@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.bench import BenchConfig, in_process, markdown_table, pareto_front, plot, run_bench
+from rankwise.bench import BenchConfig, in_process, markdown_table, pareto_front, plot, run_bench, summary_table
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
 from rankwise.compose import Backends
 from rankwise.cli import main
@@ -69,6 +69,25 @@ def test_overrides_replace_top_level_fields_and_are_checked() -> None:
     assert {m.name for m in small.methods} == {m.name for m in full.methods}
     with pytest.raises(InputError, match="'max_queries' must be a positive integer"):
         BenchConfig.from_file(matrix, {"max_queries": 0})
+
+
+def _cell(dataset: str, method: str, ndcg: float, seconds: float = 1.0, model: str = "m") -> dict:
+    cost = {"seconds_per_query": seconds, "per_query": {"prompt_tokens": 100 * seconds}}
+    return {"dataset": dataset, "first_stage": "bm25", "method": method, "model": model,
+            "metrics": {"nDCG@10": ndcg}} | ({} if method == "first stage" else cost)
+
+
+def test_summary_table_ranks_methods_by_their_mean_change_across_datasets() -> None:
+    cells = [_cell("dl19", "first stage", 0.50, model=""), _cell("dl19", "a", 0.40), _cell("dl19", "b", 0.60, 3.0),
+             _cell("dl20", "first stage", 0.30, model=""), _cell("dl20", "a", 0.35),
+             {**_cell("dl20", "b", 0.0), "error": "RuntimeError (at x.py:1)"}]
+    lines = summary_table(cells).splitlines()
+    assert lines[0].startswith("| method | model | dl19 nDCG@10 (change) | dl20 nDCG@10 (change) | mean change |")
+    assert lines[2] == "| first stage |  | 0.5000 | 0.3000 |  |  |  |  |"
+    # b: +0.10 on dl19, failed on dl20 (left out of its mean); a: -0.10 and +0.05, mean -0.025
+    assert lines[3] == "| b | m | 0.6000 (+0.100) | failed | +0.100 | 1 of 1 | 3.00 | 300 |"
+    assert lines[4] == "| a | m | 0.4000 (-0.100) | 0.3500 (+0.050) | -0.025 | 1 of 2 | 1.00 | 100 |"
+    assert summary_table(cells[:3]) == ""  # one dataset: nothing to summarise
 
 
 def test_pareto_front_by_hand() -> None:

@@ -58,6 +58,48 @@ def markdown_table(cells: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(cells: Sequence[dict]) -> str:
+    """One row per method and model across every dataset and first stage: nDCG@10 and its change from the
+    first stage in each, the mean change, in how many it beats the first stage, and the mean cost; best
+    mean change first. Empty for a matrix of one dataset and first stage (the main table says it all)."""
+    groups = list(dict.fromkeys((c["dataset"], c["first_stage"]) for c in cells))
+    if len(groups) < 2:
+        return ""
+    baseline = {(c["dataset"], c["first_stage"]): c["metrics"]["nDCG@10"] for c in cells if c["method"] == FIRST_STAGE}
+    rows: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
+    for c in cells:
+        if c["method"] != FIRST_STAGE:
+            rows.setdefault((c["method"], c.get("model", "")), {})[(c["dataset"], c["first_stage"])] = c
+
+    def change(c: dict) -> float | None:
+        group = (c["dataset"], c["first_stage"])
+        return None if "error" in c or group not in baseline else c["metrics"]["nDCG@10"] - baseline[group]
+
+    lines = []
+    for (method, model), by_group in rows.items():
+        done = [c for c in by_group.values() if change(c) is not None]
+        if not done:
+            continue
+        changes = [change(c) for c in done]
+        columns = []
+        for group in groups:
+            c = by_group.get(group)
+            columns.append("" if c is None else "failed" if "error" in c else
+                           f"{c['metrics']['nDCG@10']:.4f} ({change(c):+.3f})" if change(c) is not None else
+                           f"{c['metrics']['nDCG@10']:.4f}")
+        mean = sum(changes) / len(changes)
+        seconds = sum(c["seconds_per_query"] for c in done) / len(done)
+        tokens = sum(c["per_query"]["prompt_tokens"] for c in done) / len(done)
+        lines.append((mean, f"| {method} | {model} | " + " | ".join(columns) + f" | {mean:+.3f} "
+                            f"| {sum(x > 0 for x in changes)} of {len(changes)} | {seconds:.2f} | {tokens:.0f} |"))
+    labels = [dataset if len({g[1] for g in groups}) == 1 else f"{dataset} {stage}" for dataset, stage in groups]
+    head = (["method", "model"] + [f"{label} nDCG@10 (change)" for label in labels]
+            + ["mean change", "above the first stage", "s/q (mean)", "prompt tok/q (mean)"])
+    first = "| first stage |  | " + " | ".join(f"{baseline[g]:.4f}" if g in baseline else "" for g in groups)
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), first + " |  |  |  |  |",
+                      *(line for _, line in sorted(lines, key=lambda item: -item[0]))]) + "\n"
+
+
 def peer_table(cells: Sequence[dict]) -> str:
     """Each peer cell beside rankwise's cell of the same method, model, options and candidates: nDCG@10,
     seconds per query (with its dtype) and the ratio of times; empty when the matrix has no peers."""

@@ -30,7 +30,7 @@ def bench(
     top_k: Optional[int] = typer.Option(None, help="Replace the config's top_k."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
-    from rankwise.bench import BenchConfig, markdown_table, on_ray, peer_table, plot, run_bench
+    from rankwise.bench import BenchConfig, markdown_table, on_ray, peer_table, plot, run_bench, summary_table
     from rankwise.errors import InputError
 
     overrides = {"datasets": _split(datasets), "models": _split(models), "max_queries": max_queries, "top_k": top_k}
@@ -57,6 +57,9 @@ def bench(
     else:
         cells = run_bench(matrix, output, log=err.print)
     table = markdown_table(cells)
+    summary = summary_table(cells)
+    if summary:
+        table += "\n## Across datasets, best mean change first\n\n" + summary
     peers = peer_table(cells)
     if peers:
         table += "\n## Side by side with peer toolkits\n\n" + peers
