@@ -48,6 +48,16 @@ def test_a_rerank_has_the_common_shape_and_matches_the_method(client, engine, pa
     assert [r["relevance_score"] for r in body["results"]] == pytest.approx(list(direct.scores), abs=1e-5)
 
 
+def test_a_pairwise_server_reports_its_comparisons(engine):
+    with TestClient(create_app(engine, "pairwise.allpairs")) as c:
+        usage = c.post("/v1/rerank", json=GOOD).json()["usage"]
+    assert usage["prompts"] == 2 and usage["comparisons"] == 1  # one pair, both orders
+    texts = [GOOD["documents"][0], GOOD["documents"][1]["text"]]
+    direct = build_method("pairwise.allpairs", engine).rerank(
+        Query("q", GOOD["query"]), [Candidate(str(i), t) for i, t in enumerate(texts)])
+    assert usage["inconsistent_comparisons"] == direct.usage.inconsistent
+
+
 def test_top_n_and_return_documents(client):
     docs = [f"passage number {i} about Paris" for i in range(5)] + [{"text": "bread", "id": "x", "meta": {"a": 1}}]
     body = client.post("/v1/rerank", json={"query": "Paris", "documents": docs, "top_n": 2,

@@ -109,7 +109,8 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
 def _usage(u: Usage) -> RerankUsage:
     return RerankUsage(prompt_tokens=u.prompt_tokens, total_tokens=u.prompt_tokens + u.completion_tokens,
                        computed_tokens=u.computed_tokens, prompts=u.calls, cache_hits=u.cache_hits,
-                       forward_passes=u.forward_passes, model_seconds=round(u.seconds, 4))
+                       forward_passes=u.forward_passes, model_seconds=round(u.seconds, 4),
+                       comparisons=u.comparisons, inconsistent_comparisons=u.inconsistent)
 
 
 def _document_bearer_auth(app: FastAPI, protected: frozenset[str]) -> None:

@@ -62,6 +62,9 @@ class RerankUsage(BaseModel):
     cache_hits: int
     forward_passes: int = Field(..., description="Forward passes this request took part in.")
     model_seconds: float
+    comparisons: int = Field(0, description="Pairwise methods: passage pairs asked in both orders.")
+    inconsistent_comparisons: int = Field(0, description="Of those, the pairs whose two orders did not pick the "
+                                                         "same passage (position bias, or no preference).")
 
 
 class RerankResponse(BaseModel):
