@@ -50,7 +50,7 @@ def test_round_trip(scifact: Path, tmp_path: Path, name: str) -> None:
     requests = requests_from_run(run, queries, data.corpus)
     assert requests[0].candidates[0].title  # SciFact documents have titles: they must survive
     path = tmp_path / name
-    writer = write_candidates_jsonl if "jsonl" in name or name == "lines.txt" else write_candidates
+    writer = write_candidates_jsonl if name == "lines.txt" else write_candidates  # .jsonl: JSONL by its name
     writer(requests, path)
     assert read_candidates(path) == requests
     if name.endswith(".gz"):

@@ -210,8 +210,8 @@ def retrieve(
     retriever: str = typer.Option("bm25", help="bm25 (bm25s, Lucene BM25) or dense (sentence-transformers)."),
     top_k: int = typer.Option(100, min=1, help="Documents per query."),
     output: Path = typer.Option(..., help="TREC run to write (.gz compresses)."),
-    candidates: Optional[Path] = typer.Option(None, help="Also write candidates with text (rank_llm JSON, "
-                                                         ".json.gz compresses)."),
+    candidates: Optional[Path] = typer.Option(None, help="Also write candidates with text (rank_llm JSON; "
+                                                         ".jsonl: one query per line; .gz compresses)."),
     index: Optional[Path] = typer.Option(None, help="Index directory: loaded if it holds one, else built "
                                                     "and saved there (--overwrite rebuilds it)."),
     model: Optional[str] = typer.Option(None, help="--retriever dense: model name, local dir/.zip or hub id "

@@ -154,7 +154,11 @@ def read_candidates(path: str | Path) -> list[Request]:
 
 
 def write_candidates(requests: Sequence[Request], path: str | Path) -> None:
-    """Write rank_llm JSON (gzipped if ``path`` ends in .gz). A title is kept as a ``title`` field."""
+    """Write rank_llm JSON, or JSONL where ``path`` ends in .jsonl (as :func:`read_candidates` reads them
+    back); gzipped if it ends in .gz. A title is kept as a ``title`` field."""
+    if Path(path).name.endswith((".jsonl", ".jsonl.gz")):
+        write_candidates_jsonl(requests, path)
+        return
     out = []
     for r in requests:
         hits = []
