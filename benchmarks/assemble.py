@@ -13,9 +13,6 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = [
     ("The full matrix: every method, qwen2.5-0.5b and 1.5b, DL19 + DL20 + SciFact (one command)", "bench_matrix.md",
      "python benchmarks/matrix.py"),
-    ("The same matrix on three DL19 queries, qwen2.5-0.5b", "bench_matrix_dl19_q3.md",
-     "python benchmarks/matrix.py --config examples/bench-matrix-dl19-q3.yaml --output benchmarks/out/matrix-dl19-q3 "
-     "--name bench_matrix_dl19_q3"),
     ("The benchmark matrix: five paradigms on one plane (rankwise bench)", "bench_smoke.md",
      "rankwise bench examples/bench-smoke.yaml --output bench-smoke"),
     ("Strong first stages (SPLADE++, TAS-B): does reranking lift them?", "bench_strong.md",
