@@ -77,16 +77,16 @@ def summary_table(cells: Sequence[dict]) -> str:
 
     lines = []
     for (method, model), by_group in rows.items():
-        done = [c for c in by_group.values() if change(c) is not None]
+        delta = {group: change(c) for group, c in by_group.items()}
+        done = [c for group, c in by_group.items() if delta[group] is not None]
         if not done:
             continue
-        changes = [change(c) for c in done]
+        changes = [d for d in delta.values() if d is not None]
         columns = []
         for group in groups:
             c = by_group.get(group)
-            columns.append("" if c is None else "failed" if "error" in c else
-                           f"{c['metrics']['nDCG@10']:.4f} ({change(c):+.3f})" if change(c) is not None else
-                           f"{c['metrics']['nDCG@10']:.4f}")
+            shown = "" if c is None or delta[group] is None else f" ({delta[group]:+.3f})"
+            columns.append("" if c is None else "failed" if "error" in c else f"{c['metrics']['nDCG@10']:.4f}{shown}")
         mean = sum(changes) / len(changes)
         seconds = sum(c["seconds_per_query"] for c in done) / len(done)
         tokens = sum(c["per_query"]["prompt_tokens"] for c in done) / len(done)
