@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rankwise.bench import BenchConfig, in_process, markdown_table, pareto_front, plot, run_bench, summary_table
+from rankwise.bench.report import p_against_first_stage
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
 from rankwise.compose import Backends
 from rankwise.cli import main
@@ -72,7 +73,8 @@ def test_overrides_replace_top_level_fields_and_are_checked() -> None:
 
 
 def _cell(dataset: str, method: str, ndcg: float, seconds: float = 1.0, model: str = "m") -> dict:
-    cost = {"seconds_per_query": seconds, "per_query": {"prompt_tokens": 100 * seconds}}
+    cost = {"seconds_per_query": seconds, "cache_hits": 0,
+            "per_query": {"calls": 1.0, "prompt_tokens": 100 * seconds, "completion_tokens": 0.0}}
     return {"dataset": dataset, "first_stage": "bm25", "method": method, "model": model,
             "metrics": {"nDCG@10": ndcg}} | ({} if method == "first stage" else cost)
 
@@ -88,6 +90,33 @@ def test_summary_table_ranks_methods_by_their_mean_change_across_datasets() -> N
     assert lines[3] == "| b | m | 0.6000 (+0.100) | failed | +0.100 | 1 of 1 | 3.00 | 300 |"
     assert lines[4] == "| a | m | 0.4000 (-0.100) | 0.3500 (+0.050) | -0.025 | 1 of 2 | 1.00 | 100 |"
     assert summary_table(cells[:3]) == ""  # one dataset: nothing to summarise
+
+
+def _per_query(cell: dict, values: list[float]) -> dict:
+    return cell | {"per_query_metrics": {f"q{i}": {"nDCG@10": v} for i, v in enumerate(values)}}
+
+
+def test_methods_are_tested_against_the_first_stage_query_by_query() -> None:
+    ten = 10
+    base = [0.2] * ten
+    cells = [_per_query(_cell("dl19", "first stage", 0.2, model=""), base),
+             _per_query(_cell("dl19", "lift", 0.3), [0.3] * ten),            # better on every query
+             _per_query(_cell("dl19", "mixed", 0.2), [0.1, 0.3] * (ten // 2)),  # as many up as down
+             _cell("dl19", "old", 0.25),                                       # a cell without per-query values
+             _per_query(_cell("dl20", "first stage", 0.2, model=""), base),
+             _per_query(_cell("dl20", "lift", 0.2), base)]
+    lift, mixed, old = (p_against_first_stage(c, cells[0]) for c in cells[1:4])
+    assert lift == pytest.approx(2 / 2**ten, abs=1e-3)  # only the all-plus and all-minus sign flips reach it
+    assert mixed == 1.0 and old is None
+    summary = summary_table(cells)
+    assert "| lift | m | 0.3000 (+0.100†) | 0.2000 (+0.000) |" in summary
+    assert "| mixed | m | 0.2000 (+0.000) |" in summary and "| old | m | 0.2500 (+0.050) |" in summary
+    table = markdown_table(cells).splitlines()
+    assert table[0].startswith("| dataset | first stage | method | model | nDCG@10 | p vs first stage |")
+    assert table[2].startswith("| dl19 | bm25 | first stage |  | 0.2000 |  |")
+    assert table[3].startswith("| dl19 | bm25 | lift | m | 0.3000 | 0.003 |")
+    assert table[4].startswith("| dl19 | bm25 | mixed | m | 0.2000 | 1.000 |")
+    assert table[5].startswith("| dl19 | bm25 | old | m | 0.2500 |  |")
 
 
 def test_pareto_front_by_hand() -> None:
@@ -147,6 +176,11 @@ def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) ->
     first, yes_no = cells[0], cells[1]
     assert yes_no["metrics"]["nDCG@10"] > first["metrics"]["nDCG@10"]  # a perfect judge beats BM25
     assert yes_no["per_query"]["calls"] == 10 and yes_no["queries"] == 3
+    # per-query values whose mean is the cell's nDCG@10, for the paired test against the first stage
+    assert set(yes_no["per_query_metrics"]) == {r.query.qid for r in requests}
+    assert sum(v["nDCG@10"] for v in yes_no["per_query_metrics"].values()) / 3 == pytest.approx(
+        yes_no["metrics"]["nDCG@10"])
+    assert set(first["per_query_metrics"]) == set(yes_no["per_query_metrics"])
     # a pointwise judge ignores the input order: every shuffle scores the same
     assert yes_no["shuffles"]["std"] == pytest.approx(0.0) and len(yes_no["shuffles"]["ndcg10"]) == 2
     # the oracle grades the adversary 0: it never reaches the top

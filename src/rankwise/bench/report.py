@@ -7,6 +7,23 @@ from pathlib import Path
 from typing import Sequence
 
 from rankwise.bench.runner import FIRST_STAGE
+from rankwise.eval.significance import randomisation_test
+
+SIGNIFICANT = 0.05  # the level the summary marks with a dagger
+
+
+def p_against_first_stage(cell: dict, first_stage: dict | None, measure: str = "nDCG@10") -> float | None:
+    """Two-sided p of the paired randomisation test of a cell's per-query ``measure`` against its first
+    stage's on the same queries; None where either cell lacks per-query values (cells of older runs)."""
+    mine, base = cell.get("per_query_metrics"), (first_stage or {}).get("per_query_metrics")
+    if not mine or not base or "error" in cell:
+        return None
+    queries = [q for q in base if q in mine]
+    return randomisation_test([base[q][measure] for q in queries], [mine[q][measure] for q in queries])
+
+
+def _first_stages(cells: Sequence[dict]) -> dict[tuple[str, str], dict]:
+    return {(c["dataset"], c["first_stage"]): c for c in cells if c["method"] == FIRST_STAGE}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -23,11 +40,15 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def markdown_table(cells: Sequence[dict]) -> str:
     """One row per cell, grouped by dataset and first stage, with robustness columns when measured and,
-    where pairwise methods ran, how often a comparison's two orders picked the same passage."""
+    where pairwise methods ran, how often a comparison's two orders picked the same passage; with per-query
+    values, the p of each method's nDCG@10 against its first stage (paired randomisation test)."""
+    baselines = _first_stages(cells)
+    tested = any("per_query_metrics" in c for c in cells if c["method"] != FIRST_STAGE)
     shuffles = any("shuffles" in c for c in cells)
     adversarial = any("adversarial" in c for c in cells)
     paired = any(c.get("comparisons") for c in cells)
     head = ["dataset", "first stage", "method", "model", "nDCG@10"]
+    head += ["p vs first stage"] if tested else []
     head += ["shuffled mean ± std"] if shuffles else []
     head += ["adversary top-1", "adversary top-10", "nDCG@10 attacked"] if adversarial else []
     head += ["calls/q", "prompt tok/q", "completion tok/q", "s/q", "cache hits"]
@@ -39,6 +60,10 @@ def markdown_table(cells: Sequence[dict]) -> str:
             lines.append("| " + " | ".join(row + [""] * (len(head) - len(row))) + " |")
             continue
         row = [c["dataset"], c["first_stage"], c["method"], c.get("model", ""), f"{c['metrics']['nDCG@10']:.4f}"]
+        if tested:
+            p = None if c["method"] == FIRST_STAGE else p_against_first_stage(
+                c, baselines.get((c["dataset"], c["first_stage"])))
+            row.append("" if p is None else f"{p:.3f}")
         if shuffles:
             s = c.get("shuffles")
             row.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
@@ -60,12 +85,13 @@ def markdown_table(cells: Sequence[dict]) -> str:
 
 def summary_table(cells: Sequence[dict]) -> str:
     """One row per method and model across every dataset and first stage: nDCG@10 and its change from the
-    first stage in each, the mean change, in how many it beats the first stage, and the mean cost; best
-    mean change first. Empty for a matrix of one dataset and first stage (the main table says it all)."""
+    first stage in each (a dagger where the paired randomisation test gives p < 0.05), the mean change, in
+    how many it beats the first stage, and the mean cost; best mean change first. Empty for a matrix of one dataset and first stage (the main table says it all)."""
     groups = list(dict.fromkeys((c["dataset"], c["first_stage"]) for c in cells))
     if len(groups) < 2:
         return ""
-    baseline = {(c["dataset"], c["first_stage"]): c["metrics"]["nDCG@10"] for c in cells if c["method"] == FIRST_STAGE}
+    first_stages = _first_stages(cells)
+    baseline = {group: c["metrics"]["nDCG@10"] for group, c in first_stages.items()}
     rows: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
     for c in cells:
         if c["method"] != FIRST_STAGE:
@@ -85,7 +111,9 @@ def summary_table(cells: Sequence[dict]) -> str:
         columns = []
         for group in groups:
             c = by_group.get(group)
-            shown = "" if c is None or delta[group] is None else f" ({delta[group]:+.3f})"
+            p = None if c is None else p_against_first_stage(c, first_stages.get(group))
+            dagger = "†" if p is not None and p < SIGNIFICANT else ""
+            shown = "" if c is None or delta[group] is None else f" ({delta[group]:+.3f}{dagger})"
             columns.append("" if c is None else "failed" if "error" in c else f"{c['metrics']['nDCG@10']:.4f}{shown}")
         mean = sum(changes) / len(changes)
         seconds = sum(c["seconds_per_query"] for c in done) / len(done)

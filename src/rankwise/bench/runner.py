@@ -18,7 +18,8 @@ from rankwise.compose import Backends, Rerank
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.errors import InputError, RankwiseError
-from rankwise.eval import evaluate
+from rankwise.eval import evaluate, evaluate_per_query
+from rankwise.eval.metrics import Qrels, Run
 from rankwise.pipeline import RerankResult, rerank_requests
 from rankwise.types import Candidate, Query, Request
 
@@ -126,8 +127,8 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     "queries": len(requests), "cpu": cpu}
             path = cell_path(output, config, dataset, first_stage, None)
             if not path.exists():
-                scores = evaluate(run_from_requests(requests), qrels, list(config.measures))
-                _write(path, base | {"method": FIRST_STAGE, "model": "", "metrics": scores})
+                _write(path, base | {"method": FIRST_STAGE, "model": ""}
+                       | _scores(run_from_requests(requests), qrels, config.measures))
             cells.append(json.loads(path.read_text()))
             for spec in config.methods:
                 path = cell_path(output, config, dataset, first_stage, spec)
@@ -161,7 +162,7 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
     result = rerank(requests, config.top_k)
     n = len(requests)
     usage = result.usage
-    cell = {"metrics": evaluate(result.run(), qrels, list(config.measures)),
+    cell = {**_scores(result.run(), qrels, config.measures),
             "engine": usage.engine, "dtype": usage.dtype,
             "seconds_per_query": result.wall_seconds / n,
             "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
@@ -186,6 +187,12 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Re
                                "flagged": attacked.usage.flagged,
                                "seconds": time.perf_counter() - started}
     return cell
+
+
+def _scores(run: Run, qrels: Qrels, measures: Sequence[str]) -> dict:
+    """The cell's mean of each measure and each query's value (for paired significance tests)."""
+    return {"metrics": evaluate(run, qrels, list(measures)),
+            "per_query_metrics": evaluate_per_query(run, qrels, list(measures))}
 
 
 def _describe(err: Exception, package: str = "") -> str:

@@ -60,6 +60,8 @@ def bench(
     summary = summary_table(cells)
     if summary:
         table += "\n## Across datasets, best mean change first\n\n" + summary
+        if "†" in summary:
+            table += "\n† p < 0.05 against the first stage (paired randomisation test over the same queries).\n"
     peers = peer_table(cells)
     if peers:
         table += "\n## Side by side with peer toolkits\n\n" + peers
