@@ -13,6 +13,9 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = [
     ("The full matrix: every method, qwen2.5-0.5b and 1.5b, DL19 + DL20 + SciFact (one command)", "bench_matrix.md",
      "python benchmarks/matrix.py"),
+    ("Ten queries per dataset: the methods that move nDCG@10, with significance against BM25", "bench_matrix_10q.md",
+     "python benchmarks/matrix.py --config examples/bench-matrix-10q.yaml --output benchmarks/out/matrix-10q "
+     "--name bench_matrix_10q"),
     ("The benchmark matrix: five paradigms on one plane (rankwise bench)", "bench_smoke.md",
      "rankwise bench examples/bench-smoke.yaml --output bench-smoke"),
     ("Strong first stages (SPLADE++, TAS-B): does reranking lift them?", "bench_strong.md",
@@ -58,6 +61,9 @@ SECTIONS = [
      "--max-queries 5 --passage-tokens 64 --threads 1 --out out/llm_rankers_qwen --table results/llm_rankers_qwen.md"),
     ("rankwise beside llm-rankers, rerankers and rank_llm in one matrix (rankwise bench with peers)", "bench_peers.md",
      "rankwise bench examples/bench-peers.yaml --output bench-peers"),
+    ("The same peer matrix on a CPU without AMX (float32 in both toolkits)", "bench_peers_noamx.md",
+     "python benchmarks/matrix.py --config examples/bench-peers.yaml --output benchmarks/out/peers-noamx "
+     "--name bench_peers_noamx"),
     ("Pairwise with the probability rule (qwen2.5-0.5b)", "pairwise_probability.md",
      "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --methods "
      "pairwise.allpairs pairwise.heapsort pairwise.sliding --rule probability --top-k 10 --k 10 --max-queries 5 "

@@ -86,7 +86,8 @@ def markdown_table(cells: Sequence[dict]) -> str:
 def summary_table(cells: Sequence[dict]) -> str:
     """One row per method and model across every dataset and first stage: nDCG@10 and its change from the
     first stage in each (a dagger where the paired randomisation test gives p < 0.05), the mean change, in
-    how many it beats the first stage, and the mean cost; best mean change first. Empty for a matrix of one dataset and first stage (the main table says it all)."""
+    how many it beats the first stage, and the mean cost; best mean change first. Empty for a matrix of one
+    dataset and first stage (the main table says it all)."""
     groups = list(dict.fromkeys((c["dataset"], c["first_stage"]) for c in cells))
     if len(groups) < 2:
         return ""
