@@ -84,6 +84,25 @@ def test_malformed_permutations_are_repaired_and_counted():
     assert sorted(ranking.docids) == sorted(c.docid for c in cands)
 
 
+def rising(n: int) -> tuple[list[Candidate], dict[str, int]]:
+    """Candidates whose true order is exactly the input reversed (grades 0..n-1 down the list)."""
+    cands = [Candidate(f"d{i}", f"passage {i}") for i in range(n)]
+    return cands, {c.text: i for i, c in enumerate(cands)}
+
+
+def test_a_window_answered_backwards_keeps_the_input_order_and_counts_as_a_failure():
+    cands, grades = rising(10)  # the oracle's answer is "[10] > [9] > ... > [1]": a small model's countdown
+    ranking = build_method("listwise.window", ListwiseOracle(grades)).rerank(Query("q", "x"), cands)
+    assert ranking.docids == [c.docid for c in cands]
+    assert ranking.usage.parse_failures == 1
+    accepted = build_method("listwise.window", ListwiseOracle(grades), countdown="accept").rerank(Query("q", "x"), cands)
+    assert accepted.docids == [c.docid for c in reversed(cands)]
+    assert accepted.usage.parse_failures == 0
+    short, short_grades = rising(4)  # four passages reversed can be a real judgement
+    four = build_method("listwise.window", ListwiseOracle(short_grades)).rerank(Query("q", "x"), short)
+    assert four.docids == [c.docid for c in reversed(short)] and four.usage.parse_failures == 0
+
+
 def test_insertrank_shows_the_first_stage_scores():
     method = build_method("listwise.insertrank", ListwiseOracle({}))
     prompt = method.prompt("q", ["one", "two"], [12.3456, 7.0])
@@ -131,6 +150,8 @@ def test_bad_options_are_input_errors():
         build_method("listwise.first", ListwiseOracle({}), window_size=30)
     with pytest.raises(InputError, match="overflow"):
         build_method("listwise.full", ListwiseOracle({}), overflow="truncate")
+    with pytest.raises(InputError, match="countdown"):
+        build_method("listwise.window", ListwiseOracle({}), countdown="reverse")
 
 
 def test_first_and_generated_windows_rank_alike_on_letters():

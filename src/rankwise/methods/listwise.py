@@ -34,8 +34,20 @@ DEFAULT_MAX_CONTEXT = 8192
 ALGORITHMS = ("window", "full", "tdpart")
 MODES = ("generate", "first")
 OVERFLOW = ("error", "window")
+COUNTDOWN = ("keep_input", "accept")
 LETTERS = string.ascii_uppercase
 DEFAULT_PROMPTS = {"numeric": "listwise.rankgpt", "alpha": "listwise.rankgpt.alpha"}
+COUNTDOWN_MIN = 5  # shorter windows reversed can be a real answer
+
+
+def is_countdown(order: Sequence[int]) -> bool:
+    """Whether a generated window order is the shown order reversed ("[10] > [9] > ... > [1]").
+
+    Small models count the identifiers down instead of ranking; a ranking of 5 or more passages that is
+    exactly the first stage backwards is almost never a judgement (with graded relevance it takes ties
+    broken backwards), so it is treated as no answer.
+    """
+    return len(order) >= COUNTDOWN_MIN and list(order) == list(range(len(order) - 1, -1, -1))
 
 
 def labels_for(n: int, style: str) -> list[str]:
@@ -60,20 +72,24 @@ class Listwise:
 
     ``window_size``/``step``: sliding windows; ``cutoff``/``buffer``: TDPart's pivot position and candidate
     budget; ``max_context``: the model's context in tokens (``listwise.full``); ``tokens_per_item``: the
-    generation budget per identifier of a window.
+    generation budget per identifier of a window; ``countdown``: what to do with a generated window that
+    is the shown order reversed (``"keep_input"``: keep the window as it was and count a parse failure;
+    ``"accept"``: use it).
     """
 
     def __init__(self, backend, algorithm: str, *, name: str, mode: str = "generate",
                  prompt: str | PromptTemplate | None = None, labels: str | None = None,
                  window_size: int = 20, step: int = 10, cutoff: int = 10, buffer: int = 20,
                  max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT,
-                 overflow: str = "error", tokens_per_item: int = 5):
+                 overflow: str = "error", tokens_per_item: int = 5, countdown: str = "keep_input"):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown listwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if mode not in MODES:
             raise InputError(f"unknown listwise mode {mode!r}; choose one of {', '.join(MODES)}")
         if overflow not in OVERFLOW:
             raise InputError(f"unknown overflow {overflow!r}; choose one of {', '.join(OVERFLOW)}")
+        if countdown not in COUNTDOWN:
+            raise InputError(f"unknown countdown {countdown!r}; choose one of {', '.join(COUNTDOWN)}")
         if window_size < 2 or not 1 <= step <= window_size:
             raise InputError(f"need window_size >= 2 and 1 <= step <= window_size (got {window_size}, {step})")
         if algorithm == "tdpart" and not 1 <= cutoff < window_size:
@@ -104,6 +120,7 @@ class Listwise:
         self.max_context = max_context
         self.overflow = overflow
         self.tokens_per_item = tokens_per_item
+        self.countdown = countdown
         self.answer_prefix, self.choices = self._identifier_tokens()
 
     def _identifier_tokens(self) -> tuple[str, list[str]]:
@@ -185,8 +202,12 @@ class _WindowRanker:
             text = m.backend.generate([prompt], max_new_tokens=m.max_new_tokens(len(items)), stop=["\n\n"])[0]
             parsed = permutation.parse_permutation(m.answer_prefix + text, labels_for(len(items), m.labels),
                                                    m.template.answer_regex)
-            self.failures += parsed.repaired
             positions = parsed.order
+            if m.countdown == "keep_input" and is_countdown(positions):
+                positions = list(range(len(items)))
+                self.failures += 1
+            else:
+                self.failures += parsed.repaired
         return [items[j] for j in positions]
 
 
