@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.bench import BenchConfig, in_process, markdown_table, pareto_front, plot, run_bench, summary_table
+from rankwise.bench import (BenchConfig, in_process, markdown_table, pareto_front, plot, robustness_table, run_bench,
+                            summary_table)
 from rankwise.bench.report import p_against_first_stage
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
 from rankwise.compose import Backends
@@ -90,6 +91,24 @@ def test_summary_table_ranks_methods_by_their_mean_change_across_datasets() -> N
     assert lines[3] == "| b | m | 0.6000 (+0.100) | failed | +0.100 | 1 of 1 | 3.00 | 300 |"
     assert lines[4] == "| a | m | 0.4000 (-0.100) | 0.3500 (+0.050) | -0.025 | 1 of 2 | 1.00 | 100 |"
     assert summary_table(cells[:3]) == ""  # one dataset: nothing to summarise
+
+
+def test_robustness_table_pools_the_probes_across_datasets() -> None:
+    def probed(dataset: str, ndcg: float, shuffled: float, std: float, ranks: list[int], flagged: int = 0) -> dict:
+        return _cell(dataset, "a", ndcg) | {
+            "shuffles": {"mean": shuffled, "std": std},
+            "adversarial": {"ranks": ranks, "ndcg10": ndcg - 0.1, "flagged": flagged}}
+
+    cells = [_cell("dl19", "first stage", 0.5, model=""), probed("dl19", 0.6, 0.5, 0.02, [1, 4, 12]),
+             _cell("dl19", "plain", 0.55),
+             _cell("dl20", "first stage", 0.3, model=""), probed("dl20", 0.4, 0.2, 0.04, [1, 2, 3], flagged=3)]
+    lines = robustness_table(cells).splitlines()
+    assert lines[0].startswith("| method | model | nDCG@10 (mean) | shuffled mean | change when shuffled |")
+    # shuffling costs 0.15 on average; the adversary ranks first in 2 of 6 queries, in the top 10 in 5
+    assert lines[2] == "| a | m | 0.5000 | 0.3500 | -0.150 | 0.0300 | 2 of 6 | 5 of 6 | 0.4000 | 3 |"
+    assert len(lines) == 3  # "plain" measured no probe
+    assert robustness_table(cells[:3]) == "" and robustness_table([_cell("dl19", "plain", 0.5),
+                                                                  _cell("dl20", "plain", 0.5)]) == ""
 
 
 def _per_query(cell: dict, values: list[float]) -> dict:

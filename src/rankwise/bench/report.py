@@ -129,6 +129,49 @@ def summary_table(cells: Sequence[dict]) -> str:
                       *(line for _, line in sorted(lines, key=lambda item: -item[0]))]) + "\n"
 
 
+def robustness_table(cells: Sequence[dict]) -> str:
+    """One row per method and model across every dataset and first stage, for a matrix that measured
+    robustness: clean nDCG@10 and its mean over the shuffled input orders (both averaged over datasets), the
+    change shuffling makes, the mean standard deviation over shuffles, and, pooled over all queries, how
+    often the injected adversarial passage ranked first and in the top 10, nDCG@10 under attack and the
+    passages the guard demoted. Empty for one dataset and first stage (the main table says it all) or
+    without robustness probes."""
+    groups = {(c["dataset"], c["first_stage"]) for c in cells}
+    measured = [c for c in cells if c["method"] != FIRST_STAGE and "error" not in c
+                and ("shuffles" in c or "adversarial" in c)]
+    if len(groups) < 2 or not measured:
+        return ""
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for c in measured:
+        rows.setdefault((c["method"], c.get("model", "")), []).append(c)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    lines = []
+    for (method, model), done in rows.items():
+        clean = mean([c["metrics"]["nDCG@10"] for c in done])
+        row = [method, model, f"{clean:.4f}"]
+        shuffled = [c["shuffles"] for c in done if "shuffles" in c]
+        if shuffled:
+            moved = mean([s["mean"] for s in shuffled])
+            row += [f"{moved:.4f}", f"{moved - clean:+.3f}", f"{mean([s['std'] for s in shuffled]):.4f}"]
+        else:
+            row += ["", "", ""]
+        attacked = [c for c in done if "adversarial" in c]
+        if attacked:
+            ranks = [r for c in attacked for r in c["adversarial"]["ranks"]]
+            row += [f"{sum(r == 1 for r in ranks)} of {len(ranks)}", f"{sum(r <= 10 for r in ranks)} of {len(ranks)}",
+                    f"{mean([c['adversarial']['ndcg10'] for c in attacked]):.4f}",
+                    str(sum(c["adversarial"].get("flagged", 0) for c in attacked))]
+        else:
+            row += ["", "", "", ""]
+        lines.append("| " + " | ".join(row) + " |")
+    head = ["method", "model", "nDCG@10 (mean)", "shuffled mean", "change when shuffled", "std over shuffles",
+            "adversary first", "adversary in top 10", "nDCG@10 attacked (mean)", "flagged by the guard"]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]) + "\n"
+
+
 def peer_table(cells: Sequence[dict]) -> str:
     """Each peer cell beside rankwise's cell of the same method, model, options and candidates: nDCG@10,
     seconds per query (with its dtype) and the ratio of times; empty when the matrix has no peers."""

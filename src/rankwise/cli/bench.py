@@ -30,7 +30,8 @@ def bench(
     top_k: Optional[int] = typer.Option(None, help="Replace the config's top_k."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
-    from rankwise.bench import BenchConfig, markdown_table, on_ray, peer_table, plot, run_bench, summary_table
+    from rankwise.bench import (BenchConfig, markdown_table, on_ray, peer_table, plot, robustness_table, run_bench,
+                                summary_table)
     from rankwise.errors import InputError
 
     overrides = {"datasets": _split(datasets), "models": _split(models), "max_queries": max_queries, "top_k": top_k}
@@ -62,6 +63,9 @@ def bench(
         table += "\n## Across datasets, best mean change first\n\n" + summary
         if "†" in summary:
             table += "\n† p < 0.05 against the first stage (paired randomisation test over the same queries).\n"
+    robustness = robustness_table(cells)
+    if robustness:
+        table += "\n## Robustness across datasets\n\n" + robustness
     peers = peer_table(cells)
     if peers:
         table += "\n## Side by side with peer toolkits\n\n" + peers
