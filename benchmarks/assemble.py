@@ -25,6 +25,10 @@ SECTIONS = [
     ("Adversarial candidates and the defences rankwise offers", "bench_adversarial.md",
      "python benchmarks/matrix.py --config examples/bench-adversarial.yaml --output benchmarks/out/adversarial "
      "--name bench_adversarial"),
+    ("Robustness of every method: shuffled input order and an injected adversary (DL19 + DL20)",
+     "bench_robustness.md",
+     "python benchmarks/matrix.py --config examples/bench-robustness.yaml --output benchmarks/out/robustness "
+     "--name bench_robustness"),
     ("Retrieval and evaluation", "retrieval.md", "python benchmarks/retrieval.py"),
     ("Pointwise reranking, qwen2.5-0.5b: effectiveness and cost", "pointwise_05b.md",
      "python benchmarks/pointwise.py --datasets dl19 dl20 --models qwen2.5-0.5b "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rankwise.bench.report import cold_front
 from rankwise.bench import (BenchConfig, in_process, markdown_table, pareto_front, plot, robustness_table, run_bench,
                             summary_table)
 from rankwise.bench.report import p_against_first_stage
@@ -142,6 +143,19 @@ def test_pareto_front_by_hand() -> None:
     #         cheap+bad  dominated  cheap+good  dear+best  dear+worse
     points = [(1, 0.3), (2, 0.2), (1.5, 0.5), (10, 0.7), (12, 0.6)]
     assert pareto_front(points) == [0, 2, 3]
+
+
+def test_a_cell_that_read_the_cache_stays_off_the_front(tmp_path: Path) -> None:
+    def cell(method: str, seconds: float, ndcg: float, hits: int) -> dict:
+        return {"dataset": "dl19", "first_stage": "bm25", "top_k": 10, "queries": 3, "method": method,
+                "model": "m", "seconds_per_query": seconds, "per_query": {"prompt_tokens": 0 if hits else 100},
+                "metrics": {"nDCG@10": ndcg}, "cache_hits": hits}
+
+    cells = [cell("cold.slow", 5.0, 0.7, 0), cell("cold.fast", 1.0, 0.5, 0), cell("warm.free", 0.01, 0.6, 30)]
+    points = [(c["seconds_per_query"], c["metrics"]["nDCG@10"]) for c in cells]
+    assert pareto_front(points) == [2, 0]  # counted at its warm cost it would push cold.fast off
+    assert cold_front(cells, points) == [1, 0]
+    assert plot(cells, tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"  # zero tokens: no log(0)
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,13 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def cold_front(cells: Sequence[dict], points: Sequence[tuple[float, float]]) -> list[int]:
+    """The Pareto front over the cells that read nothing from the output cache: a warm cell's seconds and
+    tokens are not what the method costs, so it may not push a cold one off the front."""
+    cold = [i for i, c in enumerate(cells) if not c.get("cache_hits")]
+    return [cold[i] for i in pareto_front([points[i] for i in cold])]
+
+
 def markdown_table(cells: Sequence[dict]) -> str:
     """One row per cell, grouped by dataset and first stage, with robustness columns when measured and,
     where pairwise methods ran, how often a comparison's two orders picked the same passage; with per-query
@@ -200,7 +207,8 @@ def peer_table(cells: Sequence[dict]) -> str:
 
 def plot(cells: Sequence[dict], path: Path) -> Path:
     """nDCG@10 against seconds and prompt tokens per query, one row of panels per dataset/first stage,
-    one marker and colour per model, the Pareto front drawn; written as PNG."""
+    one marker and colour per model, cells that read the output cache hollow, the Pareto front of the cold
+    cells drawn; written as PNG."""
     try:
         import matplotlib
 
@@ -217,20 +225,29 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
     baselines = {(c["dataset"], c["first_stage"]): c for c in cells if c["method"] == FIRST_STAGE}
     fig, axes = plt.subplots(max(len(groups), 1), 2, figsize=(12, 4.2 * max(len(groups), 1)), squeeze=False)
     for row, ((dataset, stage), group) in enumerate(groups.items()):
-        for col, (label, cost) in enumerate((("seconds per query", lambda c: c["seconds_per_query"]),
-                                             ("prompt tokens per query", lambda c: c["per_query"]["prompt_tokens"]))):
+        warm = [bool(c.get("cache_hits")) for c in group]
+        for col, (label, cost, floor) in enumerate(
+                (("seconds per query", lambda c: c["seconds_per_query"], 1e-2),
+                 ("prompt tokens per query", lambda c: c["per_query"]["prompt_tokens"], 1.0))):
             ax = axes[row][col]
-            points = [(max(cost(c), 1e-3), c["metrics"]["nDCG@10"]) for c in group]
+            points = [(max(cost(c), floor), c["metrics"]["nDCG@10"]) for c in group]
             models = list(dict.fromkeys(c.get("model", "") for c in group))
             for m, (model, marker) in enumerate(zip(models, itertools.cycle("o^sDvP*X"))):
-                mine = [p for c, p in zip(group, points) if c.get("model", "") == model]
-                ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker=marker, color=f"C{m % 10}",
-                           zorder=3, label=model or "no model")
+                for hollow in (False, True):
+                    mine = [p for c, p, w in zip(group, points, warm) if c.get("model", "") == model and w == hollow]
+                    if mine:
+                        ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker=marker, zorder=3,
+                                   facecolors="none" if hollow else f"C{m % 10}", edgecolors=f"C{m % 10}",
+                                   label=None if hollow else model or "no model")
+            if any(warm):
+                ax.scatter([], [], marker="o", facecolors="none", edgecolors="grey",
+                           label="hollow: read the cache (warm cost, off the front)")
             for c, (x, y) in zip(group, points):
                 ax.annotate(c["method"], (x, y), fontsize=6 if len(group) > 12 else 7, xytext=(3, 3),
                             textcoords="offset points")
-            front = pareto_front(points)
-            ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "r--", label="Pareto front")
+            front = cold_front(group, points)
+            ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "r--", marker="o", markersize=10,
+                    markerfacecolor="none", label="Pareto front")  # the ring shows a one-point front too
             if (dataset, stage) in baselines:
                 ax.axhline(baselines[(dataset, stage)]["metrics"]["nDCG@10"], color="grey", linestyle=":",
                            label=f"{stage} alone")
@@ -240,7 +257,8 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
                 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
                 ax.set_xscale("log")
-                ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                wide = max(xs) / min(xs) > 1e3  # 1-2-5 ticks on more than three decades overlap
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
                 ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(label + (" (log)" if log_scale else ""))
