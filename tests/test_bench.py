@@ -330,6 +330,9 @@ def test_a_peer_cell_runs_through_the_peer_and_sits_beside_ours(dl19, dl19_reque
     table = peer_table(cells)
     assert table.count("\n") == 3 and "| pointwise.graded | oracle | stand-in |" in table
     assert peer_table(cells[:2]) == ""
+    # where the peer's model is served (base_url) does not change the method: it still pairs with ours
+    served = dict(theirs, options={"base_url": "http://127.0.0.1:8099/v1"})
+    assert peer_table([cells[0], ours, served]) == table
 
 
 def test_a_failing_peer_is_a_failed_cell_not_a_crash(dl19, dl19_requests, tmp_path: Path, monkeypatch) -> None:

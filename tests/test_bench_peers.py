@@ -103,3 +103,28 @@ def test_rerankers_orders_like_rankwise_on_the_same_crossencoder(tmp_path: Path)
     theirs = peers.peer_reranker("rerankers", "crossencoder", str(tmp_path), {})(request, 4)
     ours = build_method("crossencoder", CrossEncoderBackend(str(tmp_path))).rerank(request.query, request.candidates)
     assert theirs.docids == ours.docids and theirs.usage.engine == "rerankers"
+
+
+def test_rankgpt_peer_takes_only_its_options_and_needs_litellm(monkeypatch) -> None:
+    with pytest.raises(InputError, match=r"listwise.full@rerankers: the peer cannot honour option\(s\) window_size; "
+                                         r"it takes base_url, max_passage_tokens"):
+        peers.peer_reranker("rerankers", "listwise.full", "m", {"window_size": 20})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "litellm" else object())
+    with pytest.raises(InputError, match=r"RankGPTRanker calls the model through litellm: `pip install litellm`"):
+        peers.peer_reranker("rerankers", "listwise.full", "m", {})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("rerankers", "litellm", "sse_starlette")),
+                    reason="rerankers, litellm and the llama.cpp server are benchmark-only")
+def test_rankgpt_peer_shows_the_model_every_passage_through_its_own_server() -> None:
+    from transformers import AutoTokenizer
+
+    texts = ["Paris is the capital of France.", "Bananas are yellow.", "The Eiffel tower stands in Paris.",
+             "Python is a programming language."]
+    request = Request(Query("q", "capital of France"), tuple(Candidate(f"d{i}", t) for i, t in enumerate(texts)))
+    ranking = peers.peer_reranker("rerankers", "listwise.full", "qwen2.5-0.5b", {"max_passage_tokens": 64})(request, 4)
+    assert sorted(ranking.docids) == ["d0", "d1", "d2", "d3"] and ranking.usage.calls == 1
+    tokenizer = AutoTokenizer.from_pretrained(peers._model_dir("qwen2.5-0.5b"))
+    passages = sum(len(tokenizer(t)["input_ids"]) for t in texts)
+    assert ranking.usage.prompt_tokens > passages  # rerankers' default rank_end=0 would send none of them

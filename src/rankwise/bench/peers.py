@@ -7,20 +7,31 @@ Peers are never rankwise dependencies; install them in a benchmark environment:
   setwise (heap sort, bubble sort) and listwise (sliding windows) on llama-architecture models. A qwen2
   checkpoint is handed to it as an exact llama view (``llama_view``).
 - ``rerankers`` (``pip install --no-deps rerankers``): its cross-encoder class (``TransformerRanker``) on the
-  same local CrossEncoder directory.
+  same local CrossEncoder directory, and its LLM class ``RankGPTRanker`` (one RankGPT window over the top k,
+  rankwise's ``listwise.full``; ``pip install litellm``). That class calls an API through litellm: it is
+  pointed at an OpenAI-compatible server of the same model, ``base_url``, or, without one, at a llama.cpp
+  server (``llama_cpp.server``) the peer starts on the model's GGUF file for the run.
 
 A matrix entry names its peer: ``{method: setwise.heapsort, peer: llm-rankers, options: {k: 10}}``. The
 options a peer understands are the rankwise method's (``k``, ``set_size``, ``window_size``, ``step``,
-``max_passage_tokens``; ``batch_size`` and ``dtype`` for rerankers); any other option is an error. Passages
+``max_passage_tokens``; ``batch_size`` and ``dtype`` for rerankers' cross-encoder, ``base_url`` for its
+RankGPT); any other option is an error. Passages
 are cut to ``max_passage_tokens`` with the model's tokenizer before the peer sees them, as rankwise's method
 cuts them.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,11 +46,16 @@ PEERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # peer -> (module to import, rankwise methods it implements)
     "llm-rankers": ("llmrankers", ("pairwise.heapsort", "pairwise.sliding", "pairwise.allpairs",
                                    "setwise.heapsort", "setwise.bubblesort", "listwise.window")),
-    "rerankers": ("rerankers", ("crossencoder",)),
+    "rerankers": ("rerankers", ("crossencoder", "listwise.full")),
 }
 DEFAULT_PASSAGE_TOKENS = 128
-PEER_OPTIONS = {"llm-rankers": {"k", "set_size", "window_size", "step", "max_passage_tokens"},
-                "rerankers": {"batch_size", "dtype"}}
+_LLM_RANKERS_OPTIONS = frozenset({"k", "set_size", "window_size", "step", "max_passage_tokens"})
+PEER_OPTIONS: dict[tuple[str, str], frozenset[str]] = {
+    **{("llm-rankers", method): _LLM_RANKERS_OPTIONS for method in PEERS["llm-rankers"][1]},
+    ("rerankers", "crossencoder"): frozenset({"batch_size", "dtype"}),
+    ("rerankers", "listwise.full"): frozenset({"base_url", "max_passage_tokens"}),
+}
+SERVER_START_SECONDS = 180.0  # a llama.cpp server loads a small GGUF in seconds; allow for a busy machine
 
 
 def check_peer(peer: str, method: str) -> None:
@@ -53,16 +69,19 @@ def check_peer(peer: str, method: str) -> None:
 def peer_reranker(peer: str, method: str, model: str, options: dict[str, Any]) -> Callable[[Request, int], Ranking]:
     """A function (request, top_k) -> Ranking that runs ``method`` in the peer toolkit on ``model``."""
     check_peer(peer, method)
-    unknown = set(options) - PEER_OPTIONS[peer]
+    known = PEER_OPTIONS[(peer, method)]
+    unknown = set(options) - known
     if unknown:
         raise InputError(f"{method}@{peer}: the peer cannot honour option(s) {', '.join(sorted(unknown))}; "
-                         f"it takes {', '.join(sorted(PEER_OPTIONS[peer]))}")
+                         f"it takes {', '.join(sorted(known))}")
     module = PEERS[peer][0]
     if importlib.util.find_spec(module) is None:
         raise InputError(f"peer {peer} is not installed here: `pip install --no-deps {peer}` in a benchmark "
                          f"environment (it is never a rankwise dependency)")
-    if peer == "rerankers":
+    if peer == "rerankers" and method == "crossencoder":
         return _rerankers_crossencoder(model, options)
+    if peer == "rerankers":
+        return _rerankers_rankgpt(model, options)
     return _llm_rankers(method, model, options)
 
 
@@ -210,3 +229,85 @@ def _rerankers_crossencoder(model: str, options: dict[str, Any]) -> Callable[[Re
         return _ranking(request, head, [str(r.document.doc_id) for r in results.results], usage)
 
     return rerank
+
+
+def _rerankers_rankgpt(model: str, options: dict[str, Any]) -> Callable[[Request, int], Ranking]:
+    """rerankers' RankGPTRanker: one window over the top k, RankGPT's chat prompt, through litellm to
+    ``base_url`` or to a llama.cpp server started here on the model's GGUF file."""
+    if importlib.util.find_spec("litellm") is None:
+        raise InputError("listwise.full@rerankers: rerankers' RankGPTRanker calls the model through litellm: "
+                         "`pip install litellm` in the benchmark environment")
+    # litellm downloads its model price list at import unless told to use the copy it ships
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from litellm import completion
+    from rerankers.models.rankgpt_rankers import RankGPTRanker
+
+    base_url, dtype = options.get("base_url"), "server"
+    if not base_url:
+        base_url, dtype = _llama_cpp_server(model)
+    cut = _truncator(_model_dir(model), int(options.get("max_passage_tokens", DEFAULT_PASSAGE_TOKENS)))
+    answers: list[Any] = []
+
+    class CountedRankGPT(RankGPTRanker):
+        """RankGPTRanker._query_llm with the server's address and the token counts kept."""
+
+        def _query_llm(self, messages: list[dict[str, str]]) -> str:
+            response = completion(api_key=self.api_key, model=self.model, messages=messages, temperature=0,
+                                  api_base=base_url)
+            answers.append(response.usage)
+            return response.choices[0].message.content
+
+    ranker = CountedRankGPT(f"openai/{model}", api_key="none", verbose=0)
+
+    def rerank(request: Request, top_k: int) -> Ranking:
+        head = request.candidates[:top_k]
+        answers.clear()
+        results = ranker.rank(request.query.text, [cut(c.content) for c in head], doc_ids=[c.docid for c in head],
+                              rank_end=len(head))  # its default rank_end=0 would show the model no passage
+        usage = Usage(calls=len(answers), forward_passes=len(answers),
+                      prompt_tokens=sum(a.prompt_tokens for a in answers),
+                      completion_tokens=sum(a.completion_tokens for a in answers), engine="rerankers+litellm",
+                      dtype=dtype, model=model)
+        return _ranking(request, head, [str(r.document.doc_id) for r in results.results], usage)
+
+    return rerank
+
+
+def _llama_cpp_server(model: str) -> tuple[str, str]:
+    """Start ``python -m llama_cpp.server`` on the model's GGUF file on a free local port, stopped when this
+    process exits; returns its /v1 address and the GGUF's quantisation (the peer's "dtype")."""
+    from rankwise.llm.models import resolve_model
+
+    gguf = resolve_model(model).gguf_file
+    if gguf is None:
+        raise InputError(f"listwise.full@rerankers: {model} has no GGUF file to serve; give base_url, an "
+                         f"OpenAI-compatible server of the model")
+    if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("sse_starlette") is None:
+        raise InputError("listwise.full@rerankers: no base_url, and the llama.cpp server is not installed: "
+                         "`pip install 'llama-cpp-python[server]'` (or give base_url)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threads = str(len(os.sched_getaffinity(0)))
+    log = tempfile.TemporaryFile()  # a file, not a pipe: the server logs every request and would fill a pipe
+    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                               "--port", str(port), "--n_ctx", "8192", "--n_threads", threads,
+                               "--n_threads_batch", threads],
+                              stdout=subprocess.DEVNULL, stderr=log)
+    atexit.register(server.terminate)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            raise InputError(f"listwise.full@rerankers: the llama.cpp server on {gguf.name} stopped: "
+                             f"{log.read().decode(errors='replace')[-500:]}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                logger.warning("llama.cpp server for rerankers' RankGPTRanker: %s on %s", gguf.name, base_url)
+                return base_url, gguf.stem.rsplit("-", 1)[-1]
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise InputError(f"listwise.full@rerankers: the llama.cpp server on {gguf.name} did not answer within "
+                     f"{SERVER_START_SECONDS:.0f} s")

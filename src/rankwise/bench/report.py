@@ -182,9 +182,9 @@ def robustness_table(cells: Sequence[dict]) -> str:
 def peer_table(cells: Sequence[dict]) -> str:
     """Each peer cell beside rankwise's cell of the same method, model, options and candidates: nDCG@10,
     seconds per query (with its dtype) and the ratio of times; empty when the matrix has no peers."""
-    def key(c: dict) -> tuple:
-        return (c["dataset"], c["first_stage"], c.get("base_method"), c.get("model"),
-                repr(sorted((c.get("options") or {}).items())))
+    def key(c: dict) -> tuple:  # base_url says where a peer's model is served, not how it ranks
+        options = {k: v for k, v in (c.get("options") or {}).items() if k != "base_url"}
+        return (c["dataset"], c["first_stage"], c.get("base_method"), c.get("model"), repr(sorted(options.items())))
 
     ours = {key(c): c for c in cells if c["method"] != FIRST_STAGE and not c.get("peer") and "error" not in c}
     lines = []
