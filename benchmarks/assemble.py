@@ -65,6 +65,9 @@ SECTIONS = [
      "--max-queries 5 --passage-tokens 64 --threads 1 --out out/llm_rankers_qwen --table results/llm_rankers_qwen.md"),
     ("rankwise beside llm-rankers, rerankers and rank_llm in one matrix (rankwise bench with peers)", "bench_peers.md",
      "rankwise bench examples/bench-peers.yaml --output bench-peers"),
+    ("The same peers on an AMD EPYC (no AMX), with rerankers' RankGPT", "bench_peers_epyc.md",
+     "rankwise bench examples/bench-peers.yaml --output bench-peers; "
+     "rankwise bench examples/bench-peers-llamacpp.yaml --output bench-peers-llamacpp"),
     ("Pairwise with the probability rule (qwen2.5-0.5b)", "pairwise_probability.md",
      "python benchmarks/comparison_methods.py methods --model qwen2.5-0.5b --datasets dl19 dl20 --methods "
      "pairwise.allpairs pairwise.heapsort pairwise.sliding --rule probability --top-k 10 --k 10 --max-queries 5 "
