@@ -23,15 +23,11 @@ cuts them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import logging
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -274,8 +270,9 @@ def _rerankers_rankgpt(model: str, options: dict[str, Any]) -> Callable[[Request
 
 
 def _llama_cpp_server(model: str) -> tuple[str, str]:
-    """Start ``python -m llama_cpp.server`` on the model's GGUF file on a free local port, stopped when this
-    process exits; returns its /v1 address and the GGUF's quantisation (the peer's "dtype")."""
+    """Serve the model's GGUF file with ``rankwise.llm.llama_server`` until this process exits; returns its /v1
+    address and the GGUF's quantisation (the peer's "dtype")."""
+    from rankwise.llm.llama_server import llama_server
     from rankwise.llm.models import resolve_model
 
     gguf = resolve_model(model).gguf_file
@@ -285,29 +282,8 @@ def _llama_cpp_server(model: str) -> tuple[str, str]:
     if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("sse_starlette") is None:
         raise InputError("listwise.full@rerankers: no base_url, and the llama.cpp server is not installed: "
                          "`pip install 'llama-cpp-python[server]'` (or give base_url)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    threads = str(len(os.sched_getaffinity(0)))
-    log = tempfile.TemporaryFile()  # a file, not a pipe: the server logs every request and would fill a pipe
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                               "--port", str(port), "--n_ctx", "8192", "--n_threads", threads,
-                               "--n_threads_batch", threads],
-                              stdout=subprocess.DEVNULL, stderr=log)
-    atexit.register(server.terminate)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            log.seek(0)
-            raise InputError(f"listwise.full@rerankers: the llama.cpp server on {gguf.name} stopped: "
-                             f"{log.read().decode(errors='replace')[-500:]}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2):
-                logger.warning("llama.cpp server for rerankers' RankGPTRanker: %s on %s", gguf.name, base_url)
-                return base_url, gguf.stem.rsplit("-", 1)[-1]
-        except OSError:
-            time.sleep(0.5)
-    server.terminate()
-    raise InputError(f"listwise.full@rerankers: the llama.cpp server on {gguf.name} did not answer within "
-                     f"{SERVER_START_SECONDS:.0f} s")
+    running = contextlib.ExitStack()
+    base_url = running.enter_context(llama_server(gguf, n_ctx=8192, start_timeout=SERVER_START_SECONDS))
+    atexit.register(running.close)
+    logger.warning("llama.cpp server for rerankers' RankGPTRanker: %s on %s", gguf.name, base_url)
+    return base_url, gguf.stem.rsplit("-", 1)[-1]
