@@ -105,8 +105,9 @@ def test_robustness_table_pools_the_probes_across_datasets() -> None:
              _cell("dl20", "first stage", 0.3, model=""), probed("dl20", 0.4, 0.2, 0.04, [1, 2, 3], flagged=3)]
     lines = robustness_table(cells).splitlines()
     assert lines[0].startswith("| method | model | nDCG@10 (mean) | shuffled mean | change when shuffled |")
-    # shuffling costs 0.15 on average; the adversary ranks first in 2 of 6 queries, in the top 10 in 5
-    assert lines[2] == "| a | m | 0.5000 | 0.3500 | -0.150 | 0.0300 | 2 of 6 | 5 of 6 | 0.4000 | 3 |"
+    # shuffling costs 0.15 on average; the adversary ranks first in 2 of 6 queries, in the top 10 in 5,
+    # at rank (1 + 4 + 12 + 1 + 2 + 3) / 6 on average
+    assert lines[2] == "| a | m | 0.5000 | 0.3500 | -0.150 | 0.0300 | 2 of 6 | 5 of 6 | 3.8 | 0.4000 | 3 |"
     assert len(lines) == 3  # "plain" measured no probe
     assert robustness_table(cells[:3]) == "" and robustness_table([_cell("dl19", "plain", 0.5),
                                                                   _cell("dl20", "plain", 0.5)]) == ""
@@ -239,6 +240,8 @@ def test_a_guarded_cell_counts_the_demoted_adversaries(dl19, dl19_requests, tmp_
     guarded = cells[1]
     assert guarded["flagged"] == 0  # no real DL19 passage is flagged
     assert guarded["adversarial"]["flagged"] == 3 and guarded["adversarial"]["ranks"] == [11, 11, 11]
+    # top-1, top-10 and mean rank: last of the 11 candidates every time
+    assert "| 0% | 0% | 11.0 |" in markdown_table(cells)
 
 
 class BiasedCompareBackends(Backends):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 from pathlib import Path
 from typing import Sequence
 
@@ -57,7 +58,7 @@ def markdown_table(cells: Sequence[dict]) -> str:
     head = ["dataset", "first stage", "method", "model", "nDCG@10"]
     head += ["p vs first stage"] if tested else []
     head += ["shuffled mean ± std"] if shuffles else []
-    head += ["adversary top-1", "adversary top-10", "nDCG@10 attacked"] if adversarial else []
+    head += ["adversary top-1", "adversary top-10", "adversary mean rank", "nDCG@10 attacked"] if adversarial else []
     head += ["calls/q", "prompt tok/q", "completion tok/q", "s/q", "cache hits"]
     head += ["both orders agree"] if paired else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -76,7 +77,8 @@ def markdown_table(cells: Sequence[dict]) -> str:
             row.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
         if adversarial:
             a = c.get("adversarial")
-            row += [f"{a['top1']:.0%}", f"{a['top10']:.0%}", f"{a['ndcg10']:.4f}"] if a else ["", "", ""]
+            row += [f"{a['top1']:.0%}", f"{a['top10']:.0%}", f"{statistics.fmean(a['ranks']):.1f}",
+                    f"{a['ndcg10']:.4f}"] if a else ["", "", "", ""]
         if c["method"] == FIRST_STAGE:
             row += [""] * 5
         else:
@@ -140,8 +142,8 @@ def robustness_table(cells: Sequence[dict]) -> str:
     """One row per method and model across every dataset and first stage, for a matrix that measured
     robustness: clean nDCG@10 and its mean over the shuffled input orders (both averaged over datasets), the
     change shuffling makes, the mean standard deviation over shuffles, and, pooled over all queries, how
-    often the injected adversarial passage ranked first and in the top 10, nDCG@10 under attack and the
-    passages the guard demoted. Empty for one dataset and first stage (the main table says it all) or
+    often the injected adversarial passage ranked first and in the top 10, its mean rank, nDCG@10 under
+    attack and the passages the guard demoted. Empty for one dataset and first stage (the main table says it all) or
     without robustness probes."""
     groups = {(c["dataset"], c["first_stage"]) for c in cells}
     measured = [c for c in cells if c["method"] != FIRST_STAGE and "error" not in c
@@ -169,13 +171,14 @@ def robustness_table(cells: Sequence[dict]) -> str:
         if attacked:
             ranks = [r for c in attacked for r in c["adversarial"]["ranks"]]
             row += [f"{sum(r == 1 for r in ranks)} of {len(ranks)}", f"{sum(r <= 10 for r in ranks)} of {len(ranks)}",
-                    f"{mean([c['adversarial']['ndcg10'] for c in attacked]):.4f}",
+                    f"{mean(ranks):.1f}", f"{mean([c['adversarial']['ndcg10'] for c in attacked]):.4f}",
                     str(sum(c["adversarial"].get("flagged", 0) for c in attacked))]
         else:
-            row += ["", "", "", ""]
+            row += ["", "", "", "", ""]
         lines.append("| " + " | ".join(row) + " |")
     head = ["method", "model", "nDCG@10 (mean)", "shuffled mean", "change when shuffled", "std over shuffles",
-            "adversary first", "adversary in top 10", "nDCG@10 attacked (mean)", "flagged by the guard"]
+            "adversary first", "adversary in top 10", "adversary mean rank", "nDCG@10 attacked (mean)",
+            "flagged by the guard"]
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]) + "\n"
 
 
