@@ -51,6 +51,19 @@ def test_generation_is_cached(tmp_path):
     assert cached.generate(p, max_new_tokens=4) == first and backend.usage.forward_passes == passes
 
 
+
+def test_query_likelihood_is_cached(tmp_path):
+    backend = tiny_backend(dtype="float32")
+    cached = CachedBackend(backend, OutputCache(tmp_path / "c.sqlite"))
+    prompts = [cached.format_chat(f"passage {i} about Paris") for i in range(3)]
+    first = cached.continuation_logprobs(prompts, ["capital of France"] * 3)
+    passes = backend.usage.forward_passes
+    again = cached.continuation_logprobs(prompts + [prompts[0]], ["capital of France"] * 3 + ["other query"])
+    np.testing.assert_array_equal(again[:3], first)
+    assert backend.usage.cache_hits == 3 and backend.usage.forward_passes > passes  # only the new pair ran
+    np.testing.assert_allclose(again[3], backend.continuation_logprobs(prompts[:1], ["other query"])[0], rtol=1e-5)
+
+
 WRITER = """
 import sys
 from rankwise.llm.cache import OutputCache

@@ -129,6 +129,19 @@ class CachedBackend:
         self._count_hits(len(prompts) - len(missing))
         return out
 
+    def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
+        keys = [_key("continuation", self.model_key, p, c) for p, c in zip(prompts, continuations)]
+        found = self.cache.get_many(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        out = np.array([float(found.get(k, 0.0)) for k in keys])
+        if missing:
+            fresh = self.backend.continuation_logprobs([prompts[i] for i in missing],
+                                                       [continuations[i] for i in missing])
+            self.cache.put_many({keys[i]: float(fresh[j]) for j, i in enumerate(missing)})
+            out[missing] = fresh
+        self._count_hits(len(prompts) - len(missing))
+        return out
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         keys = [_key("generate", self.model_key, p, max_new_tokens, list(stop or [])) for p in prompts]
