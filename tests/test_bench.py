@@ -12,6 +12,7 @@ from rankwise.bench import (BenchConfig, in_process, markdown_table, pareto_fron
                             summary_table)
 from rankwise.bench.report import p_against_first_stage
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
+from rankwise.bench.runner import WARM_UP
 from rankwise.compose import Backends
 from rankwise.cli import main
 from rankwise.data import load_dataset
@@ -39,6 +40,10 @@ def test_config_crosses_llm_methods_with_models() -> None:
     ({"datasets": ["dl19"], "methods": ["pointwise.nope"], "models": ["m"]}, "methods[0]: unknown method"),
     ({"datasets": ["dl19"], "methods": ["pointwise.yes_no"], "models": ["m"], "top_k": 0}, "'top_k' must be"),
     ({"datasets": [], "methods": ["pointwise.yes_no"]}, "'datasets' must be"),
+    ({"datasets": ["dl19"], "methods": [{"method": "crossencoder", "model": "m", "repeats": 0}]},
+     "'methods[0].repeats' must be a positive integer"),
+    ({"datasets": ["dl19"], "methods": [{"method": "crossencoder", "model": "m", "repeats": 3}]},
+     "methods[0]: repeats times the cell again, and with the output cache on"),
 ])
 def test_config_errors_name_the_field(raw, message: str) -> None:
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
@@ -313,25 +318,35 @@ def test_a_peer_cell_runs_through_the_peer_and_sits_beside_ours(dl19, dl19_reque
     from rankwise.types import Ranking, Usage
 
     ds, requests = dl19_requests
-    seen = []
+    seen, asked = [], []
 
     def reversed_head(peer, method, model, options):  # a stand-in peer: reverses the head it is given
         seen.append((peer, method, model, options))
-        return lambda request, top_k: peers._ranking(request, request.candidates[:top_k],
-                                                     [c.docid for c in request.candidates[:top_k]][::-1],
-                                                     Usage(calls=top_k, dtype="float32"))
+
+        def rerank(request, top_k):
+            asked.append(request.query.qid)
+            return peers._ranking(request, request.candidates[:top_k],
+                                  [c.docid for c in request.candidates[:top_k]][::-1], Usage(calls=top_k, dtype="float32"))
+        return rerank
 
     monkeypatch.setattr(peers, "peer_reranker", reversed_head)
     monkeypatch.setitem(peers.PEERS, "stand-in", ("json", ("pointwise.graded",)))
     cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
-                                 "methods": ["pointwise.graded", {"method": "pointwise.graded", "peer": "stand-in"}]})
+                                 "methods": ["pointwise.graded",
+                                             {"method": "pointwise.graded", "peer": "stand-in", "repeats": 3}],
+                                 "cache": False})
     cells = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
     ours, theirs = cells[1], cells[2]
     assert seen == [("stand-in", "pointwise.graded", "oracle", {})]  # loaded once
+    # warmed up once, untimed and uncounted, like rankwise's own methods; then timed 3 times, the median kept
+    assert asked == [WARM_UP.query.qid] + [r.query.qid for r in requests] * 3
+    runs = theirs["seconds_per_query_runs"]
+    assert len(runs) == 3 and theirs["seconds_per_query"] == sorted(runs)[1] and "seconds_per_query_runs" not in ours
     assert theirs["method"] == "pointwise.graded@stand-in" and theirs["peer"] == "stand-in"
     assert theirs["per_query"]["calls"] == 10 and theirs["metrics"]["nDCG@10"] < ours["metrics"]["nDCG@10"]
     table = peer_table(cells)
     assert table.count("\n") == 3 and "| pointwise.graded | oracle | stand-in |" in table
+    assert "(float32, median of 3) |" in table
     assert peer_table(cells[:2]) == ""
     # where the peer's model is served (base_url) does not change the method: it still pairs with ours
     served = dict(theirs, options={"base_url": "http://127.0.0.1:8099/v1"})

@@ -103,6 +103,8 @@ def test_rerankers_orders_like_rankwise_on_the_same_crossencoder(tmp_path: Path)
     theirs = peers.peer_reranker("rerankers", "crossencoder", str(tmp_path), {})(request, 4)
     ours = build_method("crossencoder", CrossEncoderBackend(str(tmp_path))).rerank(request.query, request.candidates)
     assert theirs.docids == ours.docids and theirs.usage.engine == "rerankers"
+    # the same pairs through the same tokenizer: the same prompt tokens, so the plot's token axis can hold both
+    assert theirs.usage.prompt_tokens == ours.usage.prompt_tokens > 0
 
 
 def test_rankgpt_peer_takes_only_its_options_and_needs_litellm(monkeypatch) -> None:

@@ -13,6 +13,7 @@ methods:
   - {method: setwise.heapsort, options: {k: 10}}
   - {method: embedding.cosine, model: minilm-l6}
   - {method: setwise.heapsort, peer: llm-rankers, options: {k: 10}}   # the same method in a peer toolkit
+  - {method: crossencoder, model: DIR, repeats: 5}   # time a fast cell 5 times, report the median (cache: false)
 robustness: {shuffles: 3, adversarial: true}
 cache: true                   # the model output cache (false: every cell computes, for clean timings)
 ```
@@ -35,13 +36,15 @@ _KEYS = {"datasets", "first_stages", "top_k", "max_queries", "measures", "models
 @dataclass(frozen=True)
 class MethodSpec:
     """One method on one model, with its options; ``label`` names it in tables and file names; ``peer``
-    runs the method in another toolkit instead (``rankwise.bench.peers``)."""
+    runs the method in another toolkit instead (``rankwise.bench.peers``); ``repeats`` times the cell that
+    many times and reports the median seconds (for fast cells, whose one-run timing is mostly noise)."""
 
     method: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     peer: str = ""
+    repeats: int = 1
 
     @property
     def name(self) -> str:
@@ -111,7 +114,7 @@ class BenchConfig:
                 entry = {"method": entry}
             if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
                 raise fail(f"{where}: give a method name or a mapping with 'method'")
-            extra = set(entry) - {"method", "model", "options", "label", "peer"}
+            extra = set(entry) - {"method", "model", "options", "label", "peer", "repeats"}
             if extra:
                 raise fail(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
             try:
@@ -126,6 +129,10 @@ class BenchConfig:
                     check_peer(peer, entry["method"])
                 except InputError as err:
                     raise fail(f"{where}: {err}") from None
+            repeats = _positive_int(entry.get("repeats", 1), f"{where}.repeats", fail)
+            if repeats > 1 and raw.get("cache", True):
+                raise fail(f"{where}: repeats times the cell again, and with the output cache on the repeats would "
+                           f"read it: set 'cache: false' at the top of the config")
             options = entry.get("options") or {}
             if not isinstance(options, dict):
                 raise fail(f"{where}.options must be a mapping")
@@ -135,7 +142,7 @@ class BenchConfig:
                 targets = models
             else:
                 raise fail(f"{where}: {entry['method']} needs a 'model' (or a top-level 'models' list)")
-            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", "")), peer)
+            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", "")), peer, repeats)
                         for m in targets]
         names = [(m.name, m.model) for m in methods]
         for name, model in names:

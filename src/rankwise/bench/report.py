@@ -198,14 +198,20 @@ def peer_table(cells: Sequence[dict]) -> str:
         lines.append(f"| {theirs['dataset']} | {theirs['base_method']} | {theirs['model']} | {theirs['peer']} "
                      f"| {mine['metrics']['nDCG@10']:.4f} | {theirs['metrics']['nDCG@10']:.4f} "
                      f"| {mine['per_query']['calls']:.1f} / {theirs['per_query']['calls']:.1f} "
-                     f"| {mine['seconds_per_query']:.2f} ({mine.get('dtype') or '?'}) "
-                     f"| {theirs['seconds_per_query']:.2f} ({theirs.get('dtype') or '?'}) "
+                     f"| {_seconds(mine)} | {_seconds(theirs)} "
                      f"| {theirs['seconds_per_query'] / max(mine['seconds_per_query'], 1e-9):.2f}x |")
     if not lines:
         return ""
     head = ("| dataset | method | model | peer | rankwise nDCG@10 | peer nDCG@10 | calls/q rankwise / peer "
             "| rankwise s/q | peer s/q | peer time / rankwise time |")
     return "\n".join([head, "|" + "---|" * 10, *lines]) + "\n"
+
+
+def _seconds(cell: dict) -> str:
+    """Seconds per query with the dtype, and how many timed runs gave it when more than one."""
+    runs = len(cell.get("seconds_per_query_runs", ()))
+    return (f"{cell['seconds_per_query']:.2f} ({cell.get('dtype') or '?'}"
+            + (f", median of {runs}" if runs > 1 else "") + ")")
 
 
 def plot(cells: Sequence[dict], path: Path) -> Path:

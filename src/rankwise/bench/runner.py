@@ -74,6 +74,7 @@ def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankF
             key = (spec.name, spec.model)
             if key not in peers:
                 peers[key] = peer_reranker(spec.peer, spec.method, spec.model, spec.options)
+                peers[key](WARM_UP, len(WARM_UP.candidates))  # untimed, as rankwise's methods are
             return rerank_with_peer(peers[key], requests, top_k)
         stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
         reranker = backends.reranker(stage)[0]
@@ -86,7 +87,8 @@ def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankF
     return rerank
 
 
-# An untimed request each method runs once before its first cell (synthetic: nothing real gets cached).
+# An untimed request each method (and each peer) runs once before its first cell (synthetic: nothing real gets
+# cached).
 WARM_UP = Request(Query("rankwise-warm-up", "how do bees make honey"), (
     Candidate("warm-up-1", "Bees turn nectar into honey by enzymes and evaporation in the hive."),
     Candidate("warm-up-2", "The city council approved the new parking rules on Tuesday.")))
@@ -141,7 +143,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                 about = base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
                                 "options": spec.options, "peer": spec.peer}
                 try:
-                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels)
+                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels, spec.repeats)
                 except Exception as err:  # noqa: BLE001 - one failed cell must not cost the whole matrix
                     if isinstance(err, InputError) or (spec.peer and isinstance(err, RankwiseError)):
                         raise  # the config asks for something impossible: say so at once
@@ -158,17 +160,21 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
 
 
 def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], RerankResult],
-              requests: list[Request], qrels: dict) -> dict:
+              requests: list[Request], qrels: dict, repeats: int = 1) -> dict:
     result = rerank(requests, config.top_k)
     n = len(requests)
     usage = result.usage
+    seconds = [result.wall_seconds / n] + [rerank(requests, config.top_k).wall_seconds / n
+                                           for _ in range(repeats - 1)]
     cell = {**_scores(result.run(), qrels, config.measures),
             "engine": usage.engine, "dtype": usage.dtype,
-            "seconds_per_query": result.wall_seconds / n,
+            "seconds_per_query": statistics.median(seconds),
             "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
                                                               "computed_tokens", "completion_tokens")},
             "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged,
             "comparisons": usage.comparisons, "inconsistent": usage.inconsistent}
+    if repeats > 1:
+        cell["seconds_per_query_runs"] = seconds  # the median of these is seconds_per_query
     if config.shuffles:
         values = []
         for seed in range(1, config.shuffles + 1):
