@@ -408,3 +408,21 @@ def test_cli_bench_exits_1_when_a_cell_failed(dl19, tmp_path: Path, capsys, monk
         main(["bench", str(cfg), "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 1
     assert "1 cell(s) failed" in capsys.readouterr().err and (tmp_path / "out" / "results.md").exists()
+
+
+def test_labels_of_coinciding_points_do_not_overlap() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rankwise.bench.report import _annotate_apart
+
+    fig, ax = plt.subplots()
+    ax.scatter([1.0, 1.0, 5.0], [0.5, 0.5, 0.2])
+    _annotate_apart(ax, ["listwise.window", "listwise.full", "alone"], [(1.0, 0.5), (1.0, 0.5), (5.0, 0.2)], 7)
+    offsets = {a.get_text(): a.xyann for a in ax.texts}
+    assert offsets["alone"] == (4, 3.0)  # nothing in its way: up and to the right
+    assert offsets["listwise.window"][1] != offsets["listwise.full"][1]  # one moved a line
+    assert abs(offsets["listwise.window"][1] - offsets["listwise.full"][1]) == pytest.approx(1.25 * 7)
+    plt.close(fig)

@@ -207,6 +207,29 @@ def peer_table(cells: Sequence[dict]) -> str:
     return "\n".join([head, "|" + "---|" * 10, *lines]) + "\n"
 
 
+def _annotate_apart(ax, labels: Sequence[str], points: Sequence[tuple[float, float]], fontsize: float) -> None:
+    """Label each point up and to its right, or the nearest line below or above that place where its box
+    (estimated from its length) overlaps no label already placed: methods with the same cost and nDCG stay
+    legible and each label stays next to its point."""
+    scale = ax.figure.dpi / 72  # points to pixels
+    step = 1.25 * fontsize
+    ax.get_xlim(), ax.get_ylim()  # settle the autoscaled limits before reading pixel positions
+    placed: list[tuple[float, float, float, float]] = []
+    for text, point in sorted(zip(labels, points), key=lambda item: -item[1][1]):
+        x, y = ax.transData.transform(point)
+        width, height = 0.6 * fontsize * len(text) * scale, step * scale
+
+        def free(offset: float) -> bool:
+            low = y + offset * scale
+            return not any(x < right and x + width > left and low < top and low + height > bottom
+                           for left, bottom, right, top in placed)
+
+        offset = next(3.0 + sign * lines * step for lines in itertools.count() for sign in (-1, 1)
+                      if free(3.0 + sign * lines * step))
+        placed.append((x, y + offset * scale, x + width, y + offset * scale + height))
+        ax.annotate(text, point, fontsize=fontsize, xytext=(4, offset), textcoords="offset points")
+
+
 def _seconds(cell: dict) -> str:
     """Seconds per query with the dtype, and how many timed runs gave it when more than one."""
     runs = len(cell.get("seconds_per_query_runs", ()))
@@ -251,9 +274,6 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
             if any(warm):
                 ax.scatter([], [], marker="o", facecolors="none", edgecolors="grey",
                            label="hollow: read the cache (warm cost, off the front)")
-            for c, (x, y) in zip(group, points):
-                ax.annotate(c["method"], (x, y), fontsize=6 if len(group) > 12 else 7, xytext=(3, 3),
-                            textcoords="offset points")
             front = cold_front(group, points)
             ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "r--", marker="o", markersize=10,
                     markerfacecolor="none", label="Pareto front")  # the ring shows a one-point front too
@@ -270,6 +290,7 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
                 ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
                 ax.xaxis.set_minor_formatter(NullFormatter())
+            _annotate_apart(ax, [c["method"] for c in group], points, fontsize=6 if len(group) > 12 else 7)
             ax.set_xlabel(label + (" (log)" if log_scale else ""))
             ax.set_ylabel("nDCG@10")
             ax.set_title(f"{dataset}, {stage} top-{group[0]['top_k']}, {group[0]['queries']} queries")
