@@ -130,3 +130,20 @@ def test_rankgpt_peer_shows_the_model_every_passage_through_its_own_server() -> 
     tokenizer = AutoTokenizer.from_pretrained(peers._model_dir("qwen2.5-0.5b"))
     passages = sum(len(tokenizer(t)["input_ids"]) for t in texts)
     assert ranking.usage.prompt_tokens > passages  # rerankers' default rank_end=0 would send none of them
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llmrankers") is None, reason="llm-rankers is a benchmark-only peer")
+def test_llm_rankers_listwise_runs_under_transformers_5_and_counts_what_it_generated(tmp_path: Path) -> None:
+    from transformers import GenerationConfig
+
+    from tests.tiny_lm import save_tiny_model
+
+    save_tiny_model(tmp_path)
+    GenerationConfig(max_new_tokens=6, do_sample=False).save_pretrained(tmp_path)  # a short answer
+    request = Request(Query("q", "plants make food"),
+                      tuple(Candidate(f"d{i}", t) for i, t in enumerate(["bitcoin mining", "plants food light",
+                                                                          "sourdough bread", "yeast"])))
+    rerank = peers.peer_reranker("llm-rankers", "listwise.window", str(tmp_path), {"window_size": 4, "step": 2})
+    ranking = rerank(request, 4)  # apply_chat_template(return_tensors="pt") handed back the ids tensor
+    assert sorted(ranking.docids) == ["d0", "d1", "d2", "d3"] and ranking.usage.calls == 1
+    assert 0 < ranking.usage.completion_tokens <= 6 < ranking.usage.prompt_tokens  # generated, not the whole sequence

@@ -194,6 +194,7 @@ def _llm_rankers(method: str, model: str, options: dict[str, Any]) -> Callable[[
 
         ranker = ListwiseLlmRanker(model_dir, None, "cpu", window_size=int(options.get("window_size", 20)),
                                    step_size=int(options.get("step", 10)), scoring="generation", num_repeat=1)
+        _ids_from_chat_template(ranker.tokenizer)
     cut = _truncator(Path(model_dir), int(options.get("max_passage_tokens", DEFAULT_PASSAGE_TOKENS)))
     prompts_per_compare = 2 if family == "pairwise" else 1
 
@@ -203,11 +204,30 @@ def _llm_rankers(method: str, model: str, options: dict[str, Any]) -> Callable[[
                                                  for c in head])
         calls = ranker.total_compare * prompts_per_compare  # llm-rankers resets its counters in each rerank()
         usage = Usage(calls=calls, forward_passes=calls, prompt_tokens=ranker.total_prompt_tokens,
-                      completion_tokens=ranker.total_completion_tokens, engine="llm-rankers", dtype="float32",
+                      completion_tokens=_generated_tokens(ranker), engine="llm-rankers", dtype="float32",
                       model=model)
         return _ranking(request, head, [r.docid for r in out], usage)
 
     return rerank
+
+
+def _generated_tokens(ranker: Any) -> int:
+    """The tokens llm-rankers generated: on decoder-only models it adds ``generate``'s whole output, prompt
+    included, to ``total_completion_tokens``, so the generated part is that less ``total_prompt_tokens``."""
+    return max(0, ranker.total_completion_tokens - ranker.total_prompt_tokens)
+
+
+def _ids_from_chat_template(tokenizer: Any) -> None:
+    """llm-rankers' listwise ranker (written for transformers 4) reads ``apply_chat_template(...,
+    return_tensors="pt")`` as the ids tensor; transformers 5 returns a BatchEncoding there unless asked for
+    ``return_dict=False``. Ask for it, so the peer runs as its authors ran it."""
+    original = tokenizer.apply_chat_template
+
+    def apply_chat_template(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("return_dict", False)
+        return original(*args, **kwargs)
+
+    tokenizer.apply_chat_template = apply_chat_template
 
 
 def _rerankers_crossencoder(model: str, options: dict[str, Any]) -> Callable[[Request, int], Ranking]:
