@@ -426,3 +426,14 @@ def test_labels_of_coinciding_points_do_not_overlap() -> None:
     assert offsets["listwise.window"][1] != offsets["listwise.full"][1]  # one moved a line
     assert abs(offsets["listwise.window"][1] - offsets["listwise.full"][1]) == pytest.approx(1.25 * 7)
     plt.close(fig)
+
+
+def test_the_readme_matrix_is_a_valid_config() -> None:
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("A benchmark matrix (`rankwise bench`")[1].split("```yaml\n")[1].split("```")[0]
+    cfg = BenchConfig.from_dict(yaml.safe_load(block), "README.md")
+    assert [m.name for m in cfg.methods] == ["pointwise.yes_no", "setwise-k10", "setwise.heapsort@llm-rankers",
+                                             "crossencoder"]
+    assert cfg.methods[3].repeats == 5 and cfg.shuffles == 3 and cfg.adversarial and not cfg.cache
