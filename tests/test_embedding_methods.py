@@ -53,6 +53,15 @@ def test_e2rank_pseudo_query_keeps_the_query_within_the_token_limit(minilm):
     assert all(t in short for t in TEXTS)
 
 
+def test_fitting_long_passages_into_the_prompt_warns_about_nothing(minilm):
+    tokenizer = minilm.model.tokenizer
+    tokenizer.deprecation_warnings.clear()  # where transformers marks its too-long warning as shown
+    build_method("embedding.e2rank", minilm, m=20).pseudo_query(
+        QUERY, [Candidate(f"d{i}", "sourdough starter " * 200) for i in range(20)])
+    # counting a text longer than the model reads is the point there, not an indexing error to warn about
+    assert "sequence-length-is-longer-than-the-specified-maximum" not in tokenizer.deprecation_warnings
+
+
 def test_e2rank_with_full_query_weight_is_cosine(minilm):
     cosine = build_method("embedding.cosine", minilm).rerank(QUERY, CANDIDATES)
     mixed = build_method("embedding.e2rank", minilm, query_weight=1.0).rerank(QUERY, CANDIDATES)

@@ -71,11 +71,13 @@ class SentenceTransformerBackend:
         return int(self.model.max_seq_length) - self.model.tokenizer.num_special_tokens_to_add(pair=False)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # verbose=False: counting a text longer than the model reads is the point, not an error to warn about
+        return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """The longest prefix of ``text`` of at most ``max_tokens`` tokens (cut at a token boundary)."""
-        offsets = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                       verbose=False)["offset_mapping"]
         if len(offsets) <= max_tokens:
             return text
         return text[: offsets[max_tokens - 1][1]] if max_tokens > 0 else ""
