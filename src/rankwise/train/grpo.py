@@ -196,7 +196,7 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay,
         max_completion_length=g.max_completion_length, temperature=g.temperature, beta=g.beta,
         reward_weights=weights, bf16=bf16, use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=False, seed=t.seed, data_seed=t.seed, logging_steps=1,
+        activation_checkpointing=False, seed=t.seed, data_seed=t.seed, logging_steps=1,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, report_to="none")
     budget = TimeBudget(t.max_minutes, t.warmup_ratio) if t.max_minutes else None
     log = _reward_log(output / "rewards.json")
