@@ -143,8 +143,8 @@ def robustness_table(cells: Sequence[dict]) -> str:
     robustness: clean nDCG@10 and its mean over the shuffled input orders (both averaged over datasets), the
     change shuffling makes, the mean standard deviation over shuffles, and, pooled over all queries, how
     often the injected adversarial passage ranked first and in the top 10, its mean rank, nDCG@10 under
-    attack and the passages the guard demoted. Empty for one dataset and first stage (the main table says it all) or
-    without robustness probes."""
+    attack and the passages the guard demoted. Empty for one dataset and first stage (the main table says it
+    all) or without robustness probes."""
     groups = {(c["dataset"], c["first_stage"]) for c in cells}
     measured = [c for c in cells if c["method"] != FIRST_STAGE and "error" not in c
                 and ("shuffles" in c or "adversarial" in c)]

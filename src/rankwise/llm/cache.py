@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -115,46 +115,32 @@ class CachedBackend:
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
         keys = [_key("choice", self.model_key, p, list(choices)) for p in prompts]
-        found = self.cache.get_many(keys)
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        out = np.zeros((len(prompts), len(choices)), dtype=np.float32)
-        if missing:
-            fresh = self.backend.choice_logprobs([prompts[i] for i in missing], choices)
-            self.cache.put_many({keys[i]: fresh[j].tolist() for j, i in enumerate(missing)})
-            for j, i in enumerate(missing):
-                out[i] = fresh[j]
-        for i, k in enumerate(keys):
-            if k in found:
-                out[i] = found[k]
-        self._count_hits(len(prompts) - len(missing))
-        return out
+        rows = self._through_cache(keys, lambda todo: [row.tolist() for row in self.backend.choice_logprobs(
+            [prompts[i] for i in todo], choices)])
+        return np.array(rows, dtype=np.float32).reshape(len(prompts), len(choices))
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         keys = [_key("continuation", self.model_key, p, c) for p, c in zip(prompts, continuations)]
-        found = self.cache.get_many(keys)
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        out = np.array([float(found.get(k, 0.0)) for k in keys])
-        if missing:
-            fresh = self.backend.continuation_logprobs([prompts[i] for i in missing],
-                                                       [continuations[i] for i in missing])
-            self.cache.put_many({keys[i]: float(fresh[j]) for j, i in enumerate(missing)})
-            out[missing] = fresh
-        self._count_hits(len(prompts) - len(missing))
-        return out
+        values = self._through_cache(keys, lambda todo: [float(v) for v in self.backend.continuation_logprobs(
+            [prompts[i] for i in todo], [continuations[i] for i in todo])])
+        return np.array(values, dtype=np.float64)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         keys = [_key("generate", self.model_key, p, max_new_tokens, list(stop or [])) for p in prompts]
+        return [str(x) for x in self._through_cache(
+            keys, lambda todo: list(self.backend.generate([prompts[i] for i in todo], max_new_tokens, stop)))]
+
+    def _through_cache(self, keys: Sequence[str], compute: Callable[[list[int]], list]) -> list:
+        """The value of each key: from the cache, or from ``compute(indices of the misses)`` (one value per
+        miss, in order), which are then stored; hits are counted in the backend's usage."""
         found = self.cache.get_many(keys)
         missing = [i for i, k in enumerate(keys) if k not in found]
-        out = [found.get(k, "") for k in keys]
-        if missing:
-            fresh = self.backend.generate([prompts[i] for i in missing], max_new_tokens, stop)
-            self.cache.put_many({keys[i]: fresh[j] for j, i in enumerate(missing)})
-            for j, i in enumerate(missing):
-                out[i] = fresh[j]
-        self._count_hits(len(prompts) - len(missing))
-        return [str(x) for x in out]
+        fresh = dict(zip(missing, compute(missing))) if missing else {}
+        if fresh:
+            self.cache.put_many({keys[i]: value for i, value in fresh.items()})
+        self._count_hits(len(keys) - len(missing))
+        return [fresh[i] if i in fresh else found[k] for i, k in enumerate(keys)]
 
     def _count_hits(self, hits: int) -> None:
         self.backend.usage.cache_hits += hits
