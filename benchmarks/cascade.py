@@ -31,7 +31,7 @@ from pathlib import Path
 from common import MEASURE, add_output_options, first_stage_run, judged_requests, set_up, write_report
 
 from rankwise.cli.common import cpu_name
-from rankwise.compose import Backends, Fuse, Identity, Rerank, Stage
+from rankwise.pipeline import Backends, Fuse, Identity, Rerank, Stage
 from rankwise.eval import evaluate
 from rankwise.fusion import fuse_rankings
 from rankwise.pipeline import PipelineResult

@@ -33,7 +33,7 @@ from rankwise.cli.common import cpu_name
 from rankwise.eval import evaluate
 from rankwise.llm import load_backend
 from rankwise.methods import build_method
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.types import Candidate, Request
 
 METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding",
@@ -66,7 +66,7 @@ def run_methods(args) -> None:
             if method.startswith("pairwise"):
                 opts["rule"] = args.rule
             load0, cpu0 = os.getloadavg()[0], time.process_time()
-            result = rerank_requests(build_method(method, backend, **opts), requests, args.top_k)
+            result = run(build_method(method, backend, **opts) % args.top_k, requests)
             n, u = len(requests), result.usage
             cell = _common(args, dataset, args.model, n, backend) | {
                 "kind": "methods", "method": method + (f" (rule={args.rule})" if rule else ""),

@@ -28,8 +28,8 @@ from rankwise.cli.common import cpu_name
 from rankwise.data import load_dataset, read_run, requests_from_run, write_run
 from rankwise.eval import evaluate
 from rankwise.methods import build_method
-from rankwise.methods.base import load_backend_for
-from rankwise.pipeline import rerank_requests
+from rankwise.llm import load_backend_for
+from rankwise.pipeline import run
 from rankwise.types import Request
 
 # name in the report -> (method, options)
@@ -61,7 +61,7 @@ def _requests(dataset: str, top_k: int, max_queries: int | None, out: Path) -> t
 def _cell(args, kind: str, dataset: str, model: str, label: str, method: str, opts: dict, requests, qrels,
           backend) -> dict:
     load0, cpu0 = os.getloadavg()[0], time.process_time()
-    result = rerank_requests(build_method(method, backend, **opts), requests, args.top_k, progress=False)
+    result = run(build_method(method, backend, **opts) % args.top_k, requests)
     n, u = len(requests), result.usage
     return {"kind": kind, "dataset": dataset, "model": model, "label": label, "method": method, "options": opts,
             "top_k": args.top_k, "queries": n, "threads": args.threads, "engine": backend.engine,
@@ -85,7 +85,7 @@ def _store(args, path: Path, make) -> None:
 
 
 def run_embedding(args) -> None:
-    backend = load_backend_for("embedding.cosine", args.model)
+    backend = load_backend_for("embedding", args.model)
     for dataset in args.datasets:
         requests, qrels = _requests(dataset, args.top_k, args.max_queries, args.out)
         for label in args.methods:
@@ -102,7 +102,7 @@ def run_icr(args) -> None:
     if args.layers:
         opts["layers"] = args.layers
     for model in args.models:
-        backend = load_backend_for("attention.icr", model, dtype=args.dtype)
+        backend = load_backend_for("attention", model, dtype=args.dtype)
         for dataset in args.datasets:
             requests, qrels = _requests(dataset, args.top_k, args.max_queries, args.out)
             path = args.out / (f"icr_{dataset}_{model}_{backend.dtype}_top{args.top_k}_p{args.passage_tokens}"

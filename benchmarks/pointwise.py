@@ -18,7 +18,7 @@ from rankwise.data import load_dataset
 from rankwise.eval import evaluate
 from rankwise.llm import load_backend
 from rankwise.methods import build_method
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.prompts import PROMPT_DIR
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +34,7 @@ def run_cell(dataset: str, model: str, method: str, prompt: str | None, top_k: i
         backend_cache[key] = load_backend(model, engine=engine)
     backend = backend_cache[key]
     reranker = build_method(method, backend, **({"prompt": prompt} if prompt else {}))
-    result = rerank_requests(reranker, requests, top_k)
+    result = run(reranker % top_k, requests)
     qrels = {r.query.qid: ds.qrels[r.query.qid] for r in requests}
     first_stage = {r.query.qid: {c.docid: float(len(r.candidates) - i) for i, c in enumerate(r.candidates)}
                    for r in requests}

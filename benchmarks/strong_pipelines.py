@@ -24,7 +24,7 @@ from pathlib import Path
 from common import MEASURE, add_output_options, set_up, write_report
 
 from rankwise.cli.common import cpu_name
-from rankwise.compose import Backends, FirstStage, Fuse, Identity, Rerank, Stage
+from rankwise.pipeline import Backends, FirstStage, Fuse, Identity, Rerank, Stage
 from rankwise.data import load_dataset
 from rankwise.eval import evaluate_per_query
 from rankwise.eval.significance import randomisation_test

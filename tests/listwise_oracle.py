@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rankwise.llm.base import answered, call_usage
+
 from tests.oracle_compare import CompareOracle
 
 ITEM_LABEL = re.compile(r"^\[(\w+)\]", flags=re.M)
@@ -47,7 +49,7 @@ class ListwiseOracle(CompareOracle):
         asked = [SCORE_PROMPT.search(p) for p in prompts]
         if not any(asked):
             return super().choice_logprobs(prompts, choices)
-        self._count(prompts)
+        used = self._count(prompts)
         out = np.full((len(prompts), len(choices)), LOW)
         names = [c.split("|")[0] for c in choices]
         for row, (prompt, match) in enumerate(zip(prompts, asked)):
@@ -56,11 +58,11 @@ class ListwiseOracle(CompareOracle):
                 out[row, names.index("0")] = 0.0 if score == 10 else LOW
             else:
                 out[row, names.index(str(score) if str(score) in names else str(score)[0])] = 0.0
-        return out.astype(np.float32)
+        return answered(self, out.astype(np.float32), used)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
-        self._count(prompts)
+        used = self._count(prompts)
         self.generate_calls += 1
         self.max_new_tokens.append(max_new_tokens)
         texts = []
@@ -77,9 +79,9 @@ class ListwiseOracle(CompareOracle):
                 text = " > ".join(f"[{labels[i]}]" for i in best)
                 if prompt.endswith("["):
                     text = text[1:]
-            self.usage.completion_tokens += self.count_tokens(text)
+            used.completion_tokens += self.count_tokens(text)
             texts.append(text)
-        return texts
+        return answered(self, texts, used)
 
 
 def listwise_oracle(requests, qrels, **options) -> ListwiseOracle:

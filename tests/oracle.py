@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from rankwise.llm.base import answered, call_usage
 from rankwise.types import Usage
 
 
@@ -39,8 +40,9 @@ class OracleBackend:
         return max(hits, default=0)
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
-        self.usage.calls += len(prompts)
-        self.usage.forward_passes += 1
+        used = call_usage(self)
+        used.calls += len(prompts)
+        used.forward_passes += 1
         out = np.full((len(prompts), len(choices)), -20.0, dtype=np.float32)
         for i, p in enumerate(prompts):
             g = self._grade(p)
@@ -49,7 +51,7 @@ class OracleBackend:
                 out[i] = [math.log(p_yes), math.log(1 - p_yes)]
             else:
                 out[i, [c.split("|")[0] for c in choices].index(str(g))] = 0.0
-        return out
+        return answered(self, out, used)
 
 
 def oracle_from_qrels(requests, qrels) -> OracleBackend:

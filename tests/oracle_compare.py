@@ -10,6 +10,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from rankwise.llm.base import answered, call_usage
+
 from rankwise.types import Usage
 
 REASONING_PREFIX = "<think>"
@@ -66,23 +68,26 @@ class CompareOracle:
             grades[0] += self.bias
         return grades
 
-    def _count(self, prompts: Sequence[str]) -> None:
-        self.usage.calls += len(prompts)
-        self.usage.forward_passes += 1
-        self.usage.prompt_tokens += sum(self.count_tokens(p) for p in prompts)
+    def _count(self, prompts: Sequence[str]) -> Usage:
+        """The usage of one call over ``prompts`` (the caller adds completion tokens)."""
+        used = call_usage(self)
+        used.calls += len(prompts)
+        used.forward_passes += 1
+        used.prompt_tokens += sum(self.count_tokens(p) for p in prompts)
+        return used
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
-        self._count(prompts)
+        used = self._count(prompts)
         out = np.full((len(prompts), len(choices)), -50.0)
         for i, prompt in enumerate(prompts):
             judged = self._judged(prompt)[: len(choices)]
             out[i, : len(judged)] = 4.0 * judged
         out -= np.logaddexp.reduce(out, axis=1, keepdims=True)
-        return out.astype(np.float32)
+        return answered(self, out.astype(np.float32), used)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
-        self._count(prompts)
+        used = self._count(prompts)
         self.max_new_tokens.append(max_new_tokens)
         texts = []
         for prompt in prompts:
@@ -96,9 +101,9 @@ class CompareOracle:
                 text = f" I compare every passage with the query.</think>\n<answer>{label}"
             else:
                 text = f" {label}"
-            self.usage.completion_tokens += self.count_tokens(text)
+            used.completion_tokens += self.count_tokens(text)
             texts.append(text)
-        return texts
+        return answered(self, texts, used)
 
 
 def compare_oracle(requests, qrels, **options) -> CompareOracle:

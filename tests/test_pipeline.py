@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from rankwise.compose import BM25, Backends, Chain, FirstStage, Fuse, Identity, Rerank
+from rankwise.pipeline import BM25, Backends, Chain, FirstStage, Fuse, Identity, Rerank
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.fusion import fuse_rankings, rrf
 from rankwise.methods import build_method
-from rankwise.methods.base import with_tail
+from rankwise.stage import with_tail
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 from tests.oracle import OracleBackend, ideal_run, ndcg10, oracle_from_qrels
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.compose import BM25, FirstStage, Fuse, Identity, Rerank, Stage, from_dict, load_pipeline, to_dict
+from rankwise.pipeline import BM25, FirstStage, Fuse, Identity, Rerank, Stage, from_dict, load_pipeline, to_dict
 from rankwise.errors import InputError
 from rankwise.methods import build_method
 from tests.oracle import OracleBackend

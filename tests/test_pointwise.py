@@ -7,7 +7,7 @@ import pytest
 
 from rankwise.data import load_dataset
 from rankwise.methods import build_method
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.types import Candidate, Query
 from tests.oracle import OracleBackend, assert_head_reranked, ideal_run, ndcg10, oracle_from_qrels
 from tests.tiny_lm import tiny_backend
@@ -23,7 +23,7 @@ def dl19_requests(dl19):
 def test_a_perfect_judge_gives_the_ideal_ranking(dl19_requests, method):
     requests, qrels = dl19_requests
     reranker = build_method(method, oracle_from_qrels(requests, qrels))
-    result = rerank_requests(reranker, requests, top_k=30, progress=False)
+    result = run(reranker % 30, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ndcg10(ideal_run(requests, qrels), requests, qrels))
     assert result.usage.calls == 5 * 30  # one prompt per candidate, nothing more
 

@@ -13,7 +13,7 @@ from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods import build_method, sorting
 from rankwise.methods.setwise import label_choices, parse_label
-from rankwise.pipeline import rerank_requests
+from rankwise.pipeline import run
 from rankwise.prompts import load_prompt
 from rankwise.types import Candidate, Query
 from tests.oracle import assert_head_reranked, ideal_run, ndcg10
@@ -41,7 +41,7 @@ def test_a_perfect_judge_gives_the_ideal_ranking(dl19_requests, method, mode, se
     requests, qrels = dl19_requests
     opts = {"mode": mode} if mode else {}
     reranker = build_method(method, compare_oracle(requests, qrels), k=K, set_size=set_size, **opts)
-    result = rerank_requests(reranker, requests, top_k=N, progress=False)
+    result = run(reranker % N, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ideal_ndcg10(requests, qrels))
     assert result.usage.parse_failures == 0
 
@@ -49,7 +49,7 @@ def test_a_perfect_judge_gives_the_ideal_ranking(dl19_requests, method, mode, se
 def test_bubble_sort_works_with_pairs(dl19_requests):
     requests, qrels = dl19_requests
     reranker = build_method("setwise.bubblesort", compare_oracle(requests, qrels), k=K, set_size=2)
-    result = rerank_requests(reranker, requests, top_k=N, progress=False)
+    result = run(reranker % N, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ideal_ndcg10(requests, qrels))
 
 
@@ -73,7 +73,7 @@ def test_malformed_reasoning_falls_back_to_the_label_logits(dl19_requests):
     requests, qrels = dl19_requests
     backend = compare_oracle(requests, qrels, malformed_every=3)
     reranker = build_method("setwise.reasoning", backend, k=K, reasoning_tokens=48)
-    result = rerank_requests(reranker, requests, top_k=N, progress=False)
+    result = run(reranker % N, requests)
     assert ndcg10(result.run(), requests, qrels) == pytest.approx(ideal_ndcg10(requests, qrels))
     assert result.usage.parse_failures == backend.generated // 3 > 0
     assert set(backend.max_new_tokens) == {48}  # the reasoning budget

@@ -8,7 +8,8 @@ import os
 # it takes effect only if rankwise is imported before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from rankwise.api import Reranker
 from rankwise.types import Candidate, Document, Query, Ranking, Request, Usage
 
-__all__ = ["Candidate", "Document", "Query", "Ranking", "Request", "Usage"]
+__all__ = ["Candidate", "Document", "Query", "Ranking", "Request", "Reranker", "Usage"]
 __version__ = "0.1.0"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 
 @dataclass(frozen=True)
 class Query:
     qid: str
     text: str
+
+    def to_dict(self) -> dict:
+        return {"qid": self.qid, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Query":
+        return cls(str(data["qid"]), str(data["text"]))
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,14 @@ class Candidate:
         """Title and text as one passage (what prompts show)."""
         return f"{self.title}\n{self.text}" if self.title else self.text
 
+    def to_dict(self) -> dict:
+        out = {"docid": self.docid, "text": self.text, "score": self.score}
+        return out | {"title": self.title} if self.title else out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
+        return cls(str(data["docid"]), str(data["text"]), float(data.get("score", 0.0)), str(data.get("title", "")))
+
 
 @dataclass(frozen=True)
 class Request:
@@ -40,6 +55,15 @@ class Request:
 
     query: Query
     candidates: tuple[Candidate, ...]
+
+    def to_dict(self) -> dict:
+        """``{"query": {"qid", "text"}, "candidates": [{"docid", "text", "score", "title"?}, ...]}``: the one
+        JSON shape of a request in files, on Ray and over HTTP."""
+        return {"query": self.query.to_dict(), "candidates": [c.to_dict() for c in self.candidates]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Request":
+        return cls(Query.from_dict(data["query"]), tuple(Candidate.from_dict(c) for c in data["candidates"]))
 
 
 _COUNTERS = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens",
@@ -63,7 +87,7 @@ class Usage:
     completion_tokens: int = 0
     parse_failures: int = 0
     cache_hits: int = 0
-    flagged: int = 0  # candidates the injection guard demoted (rankwise.guard)
+    flagged: int = 0  # candidates the injection guard demoted (rankwise.methods.guard)
     comparisons: int = 0
     inconsistent: int = 0
     seconds: float = 0.0
@@ -94,6 +118,16 @@ class Usage:
         d["seconds"] = round(d["seconds"], 4)
         return d
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Usage":
+        """Read ``to_dict``'s shape back; keys that are not Usage fields are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def counters(self) -> dict[str, float]:
+        """The counters alone (no engine, dtype or model): what two runs of the same work must agree on."""
+        return {name: getattr(self, name) for name in _COUNTERS if name != "seconds"}
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -120,6 +154,18 @@ class Ranking:
 
     def top_k(self, k: int) -> list[Candidate]:
         return list(self.candidates[:k])
+
+    def to_dict(self) -> dict:
+        """``{"query", "candidates" (in ranked order, each with the method's score), "usage"}``."""
+        return {"query": self.query.to_dict(),
+                "candidates": [Candidate.to_dict(c) | {"score": s} for c, s in self],
+                "usage": self.usage.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Ranking":
+        candidates = tuple(Candidate.from_dict(c) for c in data["candidates"])
+        return cls(Query.from_dict(data["query"]), candidates, tuple(c.score for c in candidates),
+                   Usage.from_dict(data.get("usage", {})))
 
     @classmethod
     def from_order(cls, query: Query, candidates: Sequence[Candidate], order: Sequence[int],

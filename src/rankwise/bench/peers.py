@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from rankwise.errors import InputError
 from rankwise.methods.base import with_tail
-from rankwise.pipeline import RerankResult
+from rankwise.pipeline import RunResult
 from rankwise.types import Candidate, Ranking, Request, Usage
 
 logger = logging.getLogger(__name__)
@@ -82,9 +82,9 @@ def peer_reranker(peer: str, method: str, model: str, options: dict[str, Any]) -
 
 
 def rerank_with_peer(rerank: Callable[[Request, int], Ranking], requests: Sequence[Request],
-                     top_k: int) -> RerankResult:
-    """Every request through a peer, timed like ``rankwise.pipeline.rerank_requests``."""
-    result = RerankResult()
+                     top_k: int) -> RunResult:
+    """Every request through a peer, timed like a rankwise run (``rankwise.pipeline.run``)."""
+    result = RunResult()
     started = time.perf_counter()
     for request in requests:
         ranking = rerank(request, top_k)

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rankwise.bench.config import BenchConfig, MethodSpec
-from rankwise.compose import Backends, Rerank
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.errors import InputError, RankwiseError
 from rankwise.eval import evaluate, evaluate_per_query
 from rankwise.eval.metrics import Qrels, Run
-from rankwise.pipeline import RerankResult, rerank_requests
+from rankwise.pipeline import Backends, Rerank, RunResult, run
 from rankwise.types import Candidate, Query, Request
 
 FIRST_STAGE = "first stage"
@@ -59,7 +58,7 @@ def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | 
     return requests[:max_queries] if max_queries else requests
 
 
-RerankFn = Callable[[MethodSpec, Sequence[Request], int], RerankResult]  # a method's spec, requests, top_k
+RerankFn = Callable[[MethodSpec, Sequence[Request], int], RunResult]  # a method's spec, requests, top_k
 
 
 def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankFn:
@@ -67,7 +66,7 @@ def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankF
     backends = Backends(cache=config.cache) if backends is None else backends
     peers: dict[tuple[str, str], Callable] = {}  # (label, model) -> the peer's reranker, loaded once
 
-    def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RerankResult:
+    def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RunResult:
         if spec.peer:
             from rankwise.bench.peers import peer_reranker, rerank_with_peer
 
@@ -76,12 +75,13 @@ def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankF
                 peers[key] = peer_reranker(spec.peer, spec.method, spec.model, spec.options)
                 peers[key](WARM_UP, len(WARM_UP.candidates))  # untimed, as rankwise's methods are
             return rerank_with_peer(peers[key], requests, top_k)
-        stage = Rerank(spec.method, spec.model, engine=config.engine, dtype=config.dtype, **spec.options)
+        stage = Rerank(spec.method, spec.model, top_k=top_k, engine=config.engine, dtype=config.dtype,
+                       **spec.options)
         reranker = backends.reranker(stage)[0]
         if id(reranker) not in warmed:  # kernels and allocations on first use are not the cell's cost
             reranker.rerank(WARM_UP.query, WARM_UP.candidates, len(WARM_UP.candidates))
             warmed.add(id(reranker))
-        return rerank_requests(reranker, requests, top_k)
+        return run(stage, requests, backends=backends)
 
     warmed: set[int] = set()
     return rerank
@@ -99,7 +99,7 @@ def on_ray(config: BenchConfig, **ray_options) -> RerankFn:
     from rankwise.executors import RerankJob
     from rankwise.executors.ray import rerank_ray
 
-    def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RerankResult:
+    def rerank(spec: MethodSpec, requests: Sequence[Request], top_k: int) -> RunResult:
         if spec.peer:
             from rankwise.errors import InputError
 
@@ -159,7 +159,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
     return cells
 
 
-def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], RerankResult],
+def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], RunResult],
               requests: list[Request], qrels: dict, repeats: int = 1) -> dict:
     result = rerank(requests, config.top_k)
     n = len(requests)

@@ -45,9 +45,7 @@ def demo(
     """BM25 then rerank on an embedded corpus: before/after rankings, nDCG@10 and cost."""
     from rankwise.data import load_beir, requests_from_run
     from rankwise.eval import evaluate
-    from rankwise.llm import load_backend
-    from rankwise.methods import build_method
-    from rankwise.pipeline import rerank_requests
+    from rankwise.pipeline import load_reranker, run
     from rankwise.retrieve.bm25 import BM25Retriever
 
     out = Console()
@@ -58,9 +56,9 @@ def demo(
     model = model or default_demo_model()
     out.print(f"[bold]rankwise demo[/]: {len(data.corpus)} passages, {len(requests)} queries; "
               f"BM25 top-{top_k}, then {method} on {model} (loading the model...)")
-    backend = load_backend(model, engine=engine, cache=cache)
-    out.print(f"engine={backend.engine} dtype={backend.dtype}")
-    result = rerank_requests(build_method(method, backend), requests, top_k)
+    reranker = load_reranker(method, model, engine=engine, cache=cache)
+    out.print(f"engine={reranker.backend.engine} dtype={reranker.backend.dtype}")
+    result = run(reranker % top_k, requests)
     reranked = result.run()
 
     table = Table("query", "BM25 (docid[grade])", f"{method} (docid[grade])", show_lines=True)

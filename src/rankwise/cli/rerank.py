@@ -1,4 +1,4 @@
-"""``rankwise rerank`` and ``rankwise methods list``."""
+"""``rankwise rerank``: one method on one model over candidates, as a one-stage pipeline."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from rankwise.cli.app import app, methods_app
+from rankwise.cli.app import app
 from rankwise.cli.common import cpu_name, guard_output, print_evaluation, write_json
 from rankwise.errors import InputError
 
@@ -74,13 +73,14 @@ def rerank(
     threads_per_worker: Optional[int] = typer.Option(None, help="--executor ray: torch threads (and CPUs "
                                                                 "reserved) per worker (default: CPUs / workers)."),
     gpus_per_worker: float = typer.Option(0.0, help="--executor ray: GPUs per worker (fractions share one)."),
+    query_batch: int = typer.Option(1, help="Queries reranked at once: the same step of all of them in one "
+                                            "backend call (worth it on a GPU; equal results)."),
+    rank_scores: bool = typer.Option(False, help="Write n, n-1, ..., 1 as scores instead of the method's own."),
 ) -> None:
     """Rerank candidates with a method on a model; write a TREC run (and the cost)."""
     from rankwise.data import write_run
-    from rankwise.executors import RerankJob
-    from rankwise.methods.base import method_info
+    from rankwise.pipeline import Rerank, run as run_stage
 
-    method_info(method)  # an unknown name fails before any model loads
     _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
     guard_output(output, overwrite, (candidates, run))
     if usage is not None:
@@ -95,28 +95,17 @@ def rerank(
     if max_passage_tokens:
         method_opts["max_passage_tokens"] = max_passage_tokens
     method_opts.update(parse_method_options(option or []))
-    job = RerankJob(method, model, top_k, backend_options, method_opts, cache=False if no_cache else (cache or True))
-    if executor == "ray":
-        from rankwise.executors.ray import rerank_ray
-
-        err.print(f"[bold]{method}[/] on [bold]{model}[/]: ray executor, {workers or 2} workers, "
-                  f"{len(requests)} queries, top-{top_k}")
-        result = rerank_ray(job, requests, workers=workers or 2, address=address,
-                            threads_per_worker=threads_per_worker, gpus_per_worker=gpus_per_worker)
-        loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
-    else:
-        from rankwise.executors.local import rerank_local
-
-        loaded = {}
-
-        def on_loaded(reranker) -> None:
-            backend = reranker.backend
-            loaded.update(engine=backend.engine, dtype=backend.dtype, model=backend.name)
-            err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} "
-                      f"dtype={backend.dtype}, {len(requests)} queries, top-{top_k}")
-
-        result = rerank_local(job, requests, on_loaded=on_loaded)
-    write_run(result.run(), output, tag=method)
+    backend_options.pop("engine"), backend_options.pop("dtype")
+    stage = Rerank(method, model, top_k=top_k, engine=engine, dtype=dtype, backend_options=backend_options,
+                   **method_opts)  # an unknown method or option fails here, before any model loads
+    where = f"ray executor, {workers or 2} workers" if executor == "ray" else "this process"
+    err.print(f"[bold]{stage}[/]: {len(requests)} queries, {where}")
+    ray_options = dict(workers=workers or 2, address=address, threads_per_worker=threads_per_worker,
+                       gpus_per_worker=gpus_per_worker) if executor == "ray" else {}
+    result = run_stage(stage, requests, executor=executor, cache=False if no_cache else (cache or True),
+                       query_batch=query_batch, progress=True, **ray_options)
+    write_run(result.run(rank_scores=rank_scores), output, tag=method)
+    loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
     report = result.usage_report(**loaded, method=method, top_k=top_k, cpu=cpu_name())
     if usage is not None:
         write_json(report, usage)
@@ -149,7 +138,7 @@ def parse_method_options(pairs: list[str]) -> dict:
 def _check_executor_options(executor: str, address: Optional[str], workers: Optional[int],
                             threads_per_worker: Optional[int], gpus_per_worker: float) -> None:
     """The executor exists, and options of the Ray executor are not given to another one."""
-    from rankwise.executors import EXECUTORS
+    from rankwise.pipeline import EXECUTORS
 
     if executor not in EXECUTORS:
         raise InputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -165,14 +154,3 @@ def _check_executor_options(executor: str, address: Optional[str], workers: Opti
                                       ("--gpus-per-worker", gpus_per_worker or None)) if value is not None]
     if given:
         raise InputError(f"{', '.join(given)} only apply to --executor ray")
-
-
-@methods_app.command("list")
-def methods_list() -> None:
-    """Every reranking method, with what it needs."""
-    from rankwise.methods.base import method_infos
-
-    table = Table("method", "needs", "description")
-    for info in method_infos():
-        table.add_row(info.name, info.needs, info.description)
-    Console().print(table)

@@ -30,10 +30,12 @@ def run_command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Compute everything, store nothing."),
     metrics: str = typer.Option("nDCG@10", help="Measures printed when the dataset has qrels."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    query_batch: int = typer.Option(1, help="Queries reranked at once (the same step in one backend call)."),
+    rank_scores: bool = typer.Option(False, help="Write n, n-1, ..., 1 as scores instead of the pipeline's own."),
 ) -> None:
     """Run a pipeline file (first stage, rerankers, fusion) over a dataset; write a TREC run and its cost."""
     from rankwise.cli.rerank import load_requests
-    from rankwise.compose import Backends, load_pipeline
+    from rankwise.pipeline import Backends, load_pipeline
     from rankwise.data import load_dataset, write_run
     from rankwise.types import Query
 
@@ -56,12 +58,12 @@ def run_command(
         if not selected:
             raise InputError("no queries to run")
         err.print(f"[bold]{stage}[/]: {len(selected)} queries")
-        result = stage.run(dataset=ds, queries=selected, backends=backends, progress=True)
+        result = stage.run(dataset=ds, queries=selected, backends=backends, progress=True, query_batch=query_batch)
     else:
         requests, ds = load_requests(candidates, dataset, run, max_queries, judged_only)
         err.print(f"[bold]{stage}[/]: {len(requests)} queries")
-        result = stage.run(requests, dataset=ds, backends=backends, progress=True)
-    write_run(result.run(), output, tag="".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in pipeline.stem))
+        result = stage.run(requests, dataset=ds, backends=backends, progress=True, query_batch=query_batch)
+    write_run(result.run(rank_scores=rank_scores), output, tag="".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in pipeline.stem))
     report = result.usage_report(file=str(pipeline), cpu=cpu_name())
     if usage is not None:
         write_json(report, usage)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rankwise.errors import ModelError
 from rankwise.llm.base import Backend, EmbeddingBackend
 
-__all__ = ["Backend", "EmbeddingBackend", "ENGINES", "load_backend"]
+__all__ = ["Backend", "EmbeddingBackend", "ENGINES", "KINDS", "load_backend", "load_backend_for"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,34 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
         store = cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
         backend = CachedBackend(backend, store, model_key=backend.name)
     return backend
+
+
+KINDS = ("llm", "embedding", "crossencoder", "attention")  # what a method needs (MethodInfo.needs)
+
+
+def load_backend_for(kind: str, model: str, *, engine: str = "auto", dtype: str = "auto",
+                     cache: "bool | str | Path | object" = False, **options):
+    """The backend of ``kind`` (what a method needs: an LLM, an embedding model, a cross-encoder, or an LLM
+    whose attention can be read) for ``model``. Options go to the engine."""
+    if kind == "llm":
+        return load_backend(model, engine=engine, dtype=dtype, cache=cache, **options)
+    if kind == "embedding":
+        from rankwise.llm.embeddings import SentenceTransformerBackend
+
+        return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
+    if kind == "crossencoder":
+        from rankwise.llm.crossencoder import CrossEncoderBackend
+
+        return CrossEncoderBackend(model, batch_size=options.pop("batch_size", 32), **options)
+    if kind == "attention":  # transformers in eager attention (its weights are read; no output cache applies)
+        from rankwise.errors import InputError
+
+        if engine not in ("auto", "transformers"):
+            raise InputError(f"attention methods run on the transformers engine only (got engine={engine!r})")
+        options.setdefault("batch_size", 16)
+        return load_backend(model, engine="transformers", dtype=dtype, cache=False,
+                            attn_implementation="eager", **options)
+    raise ModelError(f"no backend of kind {kind!r} (kinds: {', '.join(KINDS)})")
 
 
 def _resolve_if_known(model: str):

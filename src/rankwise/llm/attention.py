@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rankwise.errors import InputError, ModelError
+from rankwise.llm.base import answered, call_usage
 
 
 def select_layers(spec: Sequence[int] | str | None, n_layers: int) -> list[int]:
@@ -62,7 +63,7 @@ def prefix_attention(backend, segments: Sequence[str], suffixes: Sequence[str],
 
     Returns float64 [len(suffixes), prefix tokens]: the attention weights of the suffix's tokens (their mean
     over the suffix's tokens), summed over the heads and the chosen layers; and [start, end) per segment.
-    The backend's Usage counts 2 forward passes, one call per suffix, and the tokens.
+    The scores' usage counts 2 forward passes, one call per suffix, and the tokens.
     """
     start_time = time.perf_counter()
     def tokenize(text: str) -> list[int]:
@@ -81,8 +82,9 @@ def prefix_attention(backend, segments: Sequence[str], suffixes: Sequence[str],
     chosen = [modules[i] for i in select_layers(layers, len(modules))]
     model, n = backend.model, len(prefix)
 
+    used = call_usage(backend)
     with _implementation(model, "sdpa"):
-        cache = backend.encode_prefix(prefix)
+        cache = backend.encode_prefix(prefix, used)
 
     rows: list[torch.Tensor] = []
 
@@ -95,17 +97,17 @@ def prefix_attention(backend, segments: Sequence[str], suffixes: Sequence[str],
     hooks = [m.register_forward_hook(keep_suffix_rows) for m in chosen]
     try:
         with _implementation(model, "eager"):
-            backend.run_suffixes(suffix_ids, cache, n)
+            backend.run_suffixes(suffix_ids, cache, n, used)
     finally:
         for hook in hooks:
             hook.remove()
     total = torch.stack(rows).sum(dim=0)  # layers summed
     scores = torch.stack([total[i, : len(s), :n].mean(dim=0) for i, s in enumerate(suffix_ids)])
 
-    backend.usage.calls += len(suffixes)
-    backend.usage.prompt_tokens += len(suffixes) * n + sum(len(s) for s in suffix_ids)
-    backend.usage.seconds += time.perf_counter() - start_time
-    return scores.double().cpu().numpy(), spans
+    used.calls += len(suffixes)
+    used.prompt_tokens += len(suffixes) * n + sum(len(s) for s in suffix_ids)
+    used.seconds += time.perf_counter() - start_time
+    return answered(backend, scores.double().cpu().numpy(), used), spans
 
 
 @contextlib.contextmanager

@@ -1,4 +1,10 @@
-"""The language-model primitives every reranking method is built on, and what every engine shares."""
+"""The language-model primitives every reranking method is built on, and what every engine shares.
+
+Every primitive returns its answer together with what it cost: a :class:`Scores` array or a :class:`Texts`
+list whose ``usage`` is the :class:`~rankwise.types.Usage` of that one call. Methods add up the usage of
+their own calls, so cost travels with results and never through a counter shared on the backend
+(``backend.usage`` is only the engine's running total, for reports about the engine itself).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,61 @@ import numpy as np
 from rankwise.types import Usage
 
 
+class Scores(np.ndarray):
+    """A primitive's numeric answer (an ordinary numpy array) carrying the ``usage`` of the call."""
+
+    usage: Usage
+
+    def __new__(cls, values, usage: Usage) -> "Scores":
+        obj = np.asarray(values).view(cls)
+        obj.usage = usage
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self.usage = getattr(obj, "usage", None) or Usage()
+
+
+class Texts(list):
+    """A primitive's generated texts (an ordinary list) carrying the ``usage`` of the call."""
+
+    def __init__(self, texts: Sequence[str], usage: Usage):
+        super().__init__(texts)
+        self.usage = usage
+
+
+def usage_of(answer) -> Usage:
+    """The usage a primitive's answer carries (an empty Usage for a backend that returns plain values)."""
+    usage = getattr(answer, "usage", None)
+    return usage if isinstance(usage, Usage) else Usage()
+
+
+def answered(backend, value, used: Usage):
+    """Return ``value`` (an array or a list of texts) with the call's usage, and add it to the engine's
+    running total. Every engine ends each primitive with this."""
+    backend.usage.add(used)
+    return Scores(value, used) if isinstance(value, np.ndarray) else Texts(value, used)
+
+
+def call_usage(backend) -> Usage:
+    """A fresh Usage for one call of ``backend``, labelled with its engine, dtype and model."""
+    return Usage(engine=getattr(backend, "engine", ""), dtype=getattr(backend, "dtype", ""),
+                 model=getattr(backend, "name", ""))
+
+
 @runtime_checkable
 class Backend(Protocol):
     """An engine that runs one model. Methods only ever call these primitives.
 
-    Prompts are plain strings, already rendered (chat templates applied by ``format_chat``).
+    Prompts are plain strings, already rendered (chat templates applied by ``format_chat``). Each primitive
+    returns its answer with the Usage of the call (``Scores``/``Texts``, built by ``answered``).
+    Optional capabilities, declared by having the method: ``continuation_logprobs``
+    (:class:`ContinuationBackend`, query likelihood) and ``attention`` reading (:class:`AttentionBackend`).
     """
 
     name: str          # model name as resolved (for cache keys and reports)
     engine: str        # "transformers", "llamacpp", "openai", "sentence-transformers", ...
     dtype: str         # "float32", "bfloat16", "q4_k_m", ...
-    usage: Usage       # running totals, owned by the backend
+    usage: Usage       # the engine's running total (reports about the engine; methods read answers' usage)
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
         """Log-probability of each choice's first token as the next token after each prompt.
@@ -45,6 +95,50 @@ class Backend(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str:
         """Cut text to at most max_tokens tokens of this model's tokenizer."""
         ...
+
+
+@runtime_checkable
+class ContinuationBackend(Backend, Protocol):
+    """Optional capability: the log-probability of given continuations (``pointwise.qlm``)."""
+
+    def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
+        """Sum of log P(continuation tokens | prompt) per pair: float64 [n], with the call's usage."""
+        ...
+
+
+@runtime_checkable
+class AttentionBackend(Backend, Protocol):
+    """Optional capability: reading the model's attention (in-context reranking, ``attention.icr``)."""
+
+    model: object      # the torch model (its decoder layers' self_attn modules are read)
+    tokenizer: object
+
+    def encode_prefix(self, ids: list[int], used: Usage):
+        """Run a shared prefix once and return its KV cache; counts the pass in ``used``."""
+        ...
+
+    def run_suffixes(self, suffixes: list[list[int]], prefix_cache, shared: int, used: Usage):
+        """Run token suffixes as one batch after the prefix cache; counts the pass in ``used``."""
+        ...
+
+
+_CAPABILITY_METHODS = {"ContinuationBackend": "continuation_logprobs", "AttentionBackend": "run_suffixes"}
+
+
+def require(backend, capability: type, what: str) -> None:
+    """Raise a ModelError when the engine behind ``backend`` (through its cache or batching wrappers) lacks
+    an optional capability a method needs."""
+    from rankwise.errors import ModelError
+
+    engine = backend
+    while hasattr(engine, "backend") and not isinstance(getattr(engine, "engine", None), property):
+        inner = engine.__dict__.get("backend")
+        if inner is None:
+            break
+        engine = inner
+    if not callable(getattr(engine, _CAPABILITY_METHODS[capability.__name__], None)):
+        raise ModelError(f"{what} needs a backend with {capability.__name__} "
+                         f"(the {getattr(engine, 'engine', type(engine).__name__)} engine has not)")
 
 
 @runtime_checkable

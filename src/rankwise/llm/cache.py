@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from rankwise.llm.base import Scores, Texts, call_usage, usage_of
 from rankwise.types import Usage
 
 
@@ -115,33 +116,45 @@ class CachedBackend:
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
         keys = [_key("choice", self.model_key, p, list(choices)) for p in prompts]
-        rows = self._through_cache(keys, lambda todo: [row.tolist() for row in self.backend.choice_logprobs(
-            [prompts[i] for i in todo], choices)])
-        return np.array(rows, dtype=np.float32).reshape(len(prompts), len(choices))
+        rows, used = self._through_cache(keys, lambda todo: _rows(self.backend.choice_logprobs(
+            [prompts[i] for i in todo], choices), lambda row: row.tolist()))
+        return Scores(np.array(rows, dtype=np.float32).reshape(len(prompts), len(choices)), used)
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         keys = [_key("continuation", self.model_key, p, c) for p, c in zip(prompts, continuations)]
-        values = self._through_cache(keys, lambda todo: [float(v) for v in self.backend.continuation_logprobs(
-            [prompts[i] for i in todo], [continuations[i] for i in todo])])
-        return np.array(values, dtype=np.float64)
+        values, used = self._through_cache(keys, lambda todo: _rows(self.backend.continuation_logprobs(
+            [prompts[i] for i in todo], [continuations[i] for i in todo]), float))
+        return Scores(np.array(values, dtype=np.float64), used)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         keys = [_key("generate", self.model_key, p, max_new_tokens, list(stop or [])) for p in prompts]
-        return [str(x) for x in self._through_cache(
-            keys, lambda todo: list(self.backend.generate([prompts[i] for i in todo], max_new_tokens, stop)))]
+        texts, used = self._through_cache(keys, lambda todo: _rows(
+            self.backend.generate([prompts[i] for i in todo], max_new_tokens, stop), str))
+        return Texts([str(x) for x in texts], used)
 
-    def _through_cache(self, keys: Sequence[str], compute: Callable[[list[int]], list]) -> list:
+    def _through_cache(self, keys: Sequence[str], compute: Callable[[list[int]], tuple[list, Usage]]
+                       ) -> tuple[list, Usage]:
         """The value of each key: from the cache, or from ``compute(indices of the misses)`` (one value per
-        miss, in order), which are then stored; hits are counted in the backend's usage."""
+        miss, in order, and the usage of computing them), which are then stored. Returns the values and the
+        call's usage: the computed misses, plus the hits as calls and ``cache_hits``."""
         found = self.cache.get_many(keys)
         missing = [i for i, k in enumerate(keys) if k not in found]
-        fresh = dict(zip(missing, compute(missing))) if missing else {}
-        if fresh:
+        used = call_usage(self.backend)
+        fresh: dict[int, object] = {}
+        if missing:
+            values, computed = compute(missing)
+            fresh = dict(zip(missing, values))
+            used.add(computed)
             self.cache.put_many({keys[i]: value for i, value in fresh.items()})
-        self._count_hits(len(keys) - len(missing))
-        return [fresh[i] if i in fresh else found[k] for i, k in enumerate(keys)]
-
-    def _count_hits(self, hits: int) -> None:
+        hits = len(keys) - len(missing)
+        used.cache_hits += hits
+        used.calls += hits
         self.backend.usage.cache_hits += hits
         self.backend.usage.calls += hits
+        return [fresh[i] if i in fresh else found[k] for i, k in enumerate(keys)], used
+
+
+def _rows(answer, convert: Callable) -> tuple[list, Usage]:
+    """A primitive's answer as JSON-ready values, with the answer's usage."""
+    return [convert(x) for x in answer], usage_of(answer)

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
+from rankwise.llm.base import answered, call_usage
 from rankwise.types import Usage
 
 
@@ -48,20 +49,20 @@ class CrossEncoderBackend:
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """float32 [len(pairs)]: the model's score of each (query, text) pair, batched."""
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         if not pairs:
-            return np.zeros(0, dtype=np.float32)
+            return answered(self, np.zeros(0, dtype=np.float32), used)
         out = self.model.predict(list(pairs), batch_size=self.batch_size, convert_to_numpy=True,
                                  show_progress_bar=False)
         tokens = sum(len(ids) for ids in self.model.tokenizer(
             [q for q, _ in pairs], [t for _, t in pairs], truncation=True,
             max_length=self.model.max_seq_length)["input_ids"])
-        self.usage.calls += len(pairs)
-        self.usage.forward_passes += -(-len(pairs) // self.batch_size)
-        self.usage.prompt_tokens += tokens
-        self.usage.computed_tokens += tokens
-        self.usage.seconds += time.perf_counter() - start
-        return np.asarray(out, dtype=np.float32).reshape(len(pairs))
+        used.calls += len(pairs)
+        used.forward_passes += -(-len(pairs) // self.batch_size)
+        used.prompt_tokens += tokens
+        used.computed_tokens += tokens
+        used.seconds += time.perf_counter() - start
+        return answered(self, np.asarray(out, dtype=np.float32).reshape(len(pairs)), used)
 
 
 def _is_cross_encoder(resolved) -> bool:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
+from rankwise.llm.base import answered, call_usage
 from rankwise.types import Usage
 
 
@@ -46,7 +47,7 @@ class SentenceTransformerBackend:
         Texts embedded before (same kind) come from an in-memory store of up to ``memory`` vectors, so
         methods over the same candidates (cosine, E2Rank variants, a cascade) embed each passage once;
         they count as cache hits."""
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         texts = list(texts)
         missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._memory))
         if missing:
@@ -54,16 +55,16 @@ class SentenceTransformerBackend:
             out = encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                          show_progress_bar=self.show_progress)
             self._remember(kind, missing, np.asarray(out, dtype=np.float32))
-            self.usage.forward_passes += -(-len(missing) // self.batch_size)
+            used.forward_passes += -(-len(missing) // self.batch_size)
             tokens = sum(len(ids) for ids in self.model.tokenizer(missing, truncation=True,
                                                                   max_length=self.model.max_seq_length)["input_ids"])
-            self.usage.prompt_tokens += tokens
-            self.usage.computed_tokens += tokens
-        self.usage.calls += len(texts)
-        self.usage.cache_hits += len(texts) - len(missing)
+            used.prompt_tokens += tokens
+            used.computed_tokens += tokens
+        used.calls += len(texts)
+        used.cache_hits += len(texts) - len(missing)
         result = np.stack([self._memory[(kind, t)] for t in texts]) if texts else np.zeros((0, self.dimension))
-        self.usage.seconds += time.perf_counter() - start
-        return result.astype(np.float32)
+        used.seconds += time.perf_counter() - start
+        return answered(self, result.astype(np.float32), used)
 
     @property
     def max_tokens(self) -> int:

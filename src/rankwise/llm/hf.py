@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rankwise.llm.base import chat_messages, choice_token_ids, render_chat
+from rankwise.llm.base import answered, call_usage, chat_messages, choice_token_ids, render_chat
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -112,49 +112,49 @@ class TransformersBackend:
     # -- primitives -----------------------------------------------------------------------------
     @torch.inference_mode()
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         if not prompts:
-            return np.zeros((0, len(choices)), dtype=np.float32)
+            return answered(self, np.zeros((0, len(choices)), dtype=np.float32), used)
         ids = [self._tokenize(p) for p in prompts]
         choice_ids = choice_token_ids(self._tokenize, choices)
-        logprobs = self._logprobs(self._last_hidden_states(ids))
+        logprobs = self._logprobs(self._last_hidden_states(ids, used))
         cols = [torch.logsumexp(logprobs[:, c], dim=-1) for c in choice_ids]
         out = torch.stack(cols, dim=1).cpu().numpy().astype(np.float32)
-        self.usage.calls += len(prompts)
-        self.usage.prompt_tokens += sum(len(x) for x in ids)
-        self.usage.seconds += time.perf_counter() - start
-        return out
+        used.calls += len(prompts)
+        used.prompt_tokens += sum(len(x) for x in ids)
+        used.seconds += time.perf_counter() - start
+        return answered(self, out, used)
 
-    def _last_hidden_states(self, ids: list[list[int]]) -> torch.Tensor:
+    def _last_hidden_states(self, ids: list[list[int]], used: Usage) -> torch.Tensor:
         """Hidden state at the last token of every prompt, in input order: [n, hidden]."""
-        return torch.stack([h[0] for h in self._hidden_at(ids, [[len(x) - 1] for x in ids])])
+        return torch.stack([h[0] for h in self._hidden_at(ids, [[len(x) - 1] for x in ids], used)])
 
-    def _hidden_at(self, ids: list[list[int]], want: list[list[int]]) -> list[torch.Tensor]:
+    def _hidden_at(self, ids: list[list[int]], want: list[list[int]], used: Usage) -> list[torch.Tensor]:
         """Hidden states (fp32) of sequence i at positions want[i], in input order."""
         shared = _common_prefix_len(ids) if self.prefix_reuse and len(ids) > 1 else 0
         shared = min(shared, min(min(w) for w in want))  # wanted positions must be computed here
         prefix_cache = None
         if shared >= MIN_SHARED_PREFIX:
-            prefix_cache = self.encode_prefix(ids[0][:shared])
+            prefix_cache = self.encode_prefix(ids[0][:shared], used)
         else:
             shared = 0
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
         for b in range(0, len(order), self.batch_size):
             batch = order[b:b + self.batch_size]
-            hidden = self.run_suffixes([ids[i][shared:] for i in batch], prefix_cache, shared)
+            hidden = self.run_suffixes([ids[i][shared:] for i in batch], prefix_cache, shared, used)
             for row, i in enumerate(batch):
                 out[i] = hidden[row, [p - shared for p in want[i]]].to(torch.float32)
         return out
 
-    def encode_prefix(self, ids: list[int]):
+    def encode_prefix(self, ids: list[int], used: Usage):
         """Run a shared prefix once; its KV cache lets ``run_suffixes`` continue several texts from it."""
         out = self._decoder(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
-        self.usage.forward_passes += 1
-        self.usage.computed_tokens += len(ids)
+        used.forward_passes += 1
+        used.computed_tokens += len(ids)
         return getattr(out, self._cache_arg)
 
-    def run_suffixes(self, suffixes: list[list[int]], prefix_cache, shared: int) -> torch.Tensor:
+    def run_suffixes(self, suffixes: list[list[int]], prefix_cache, shared: int, used: Usage) -> torch.Tensor:
         """Run right-padded suffixes (one batch) after an optional shared prefix of ``shared`` tokens
         (``encode_prefix``'s cache, not modified); returns the last hidden states [n, width, hidden]."""
         n, width = len(suffixes), max(len(s) for s in suffixes)
@@ -173,8 +173,8 @@ class TransformersBackend:
         hidden = self._decoder(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                position_ids=positions.to(self.device), use_cache=prefix_cache is not None,
                                **kwargs).last_hidden_state
-        self.usage.forward_passes += 1
-        self.usage.computed_tokens += sum(len(s) for s in suffixes)
+        used.forward_passes += 1
+        used.computed_tokens += sum(len(s) for s in suffixes)
         return hidden
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -187,24 +187,24 @@ class TransformersBackend:
     @torch.inference_mode()
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         """Sum of log P(continuation tokens | prompt) per pair: float64 [n] (query likelihood)."""
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         prompt_ids = [self._tokenize(p) for p in prompts]
         cont_ids = [self._tokenize(c) for c in continuations]
         ids = [p + c for p, c in zip(prompt_ids, cont_ids)]
         want = [list(range(len(p) - 1, len(p) + len(c) - 1)) for p, c in zip(prompt_ids, cont_ids)]
         out = np.zeros(len(prompts))
-        for i, hidden in enumerate(self._hidden_at(ids, want)):
+        for i, hidden in enumerate(self._hidden_at(ids, want, used)):
             lp = self._logprobs(hidden)
             out[i] = lp[torch.arange(len(cont_ids[i])), torch.tensor(cont_ids[i])].sum().item()
-        self.usage.calls += len(prompts)
-        self.usage.prompt_tokens += sum(len(x) for x in ids)
-        self.usage.seconds += time.perf_counter() - start
-        return out
+        used.calls += len(prompts)
+        used.prompt_tokens += sum(len(x) for x in ids)
+        used.seconds += time.perf_counter() - start
+        return answered(self, out, used)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         outputs: list[str] = [""] * len(prompts)
         ids = [self._tokenize(p) for p in prompts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -224,13 +224,13 @@ class TransformersBackend:
             for row, i in enumerate(batch):
                 toks = [t for t in new[row].tolist() if t != self._pad_id]
                 outputs[i] = _cut_at_stop(self.tokenizer.decode(toks, skip_special_tokens=True), stop)
-                self.usage.completion_tokens += len(toks)
-            self.usage.forward_passes += new.shape[1]
-            self.usage.computed_tokens += sum(len(ids[i]) for i in batch) + new.numel()
-        self.usage.calls += len(prompts)
-        self.usage.prompt_tokens += sum(len(x) for x in ids)
-        self.usage.seconds += time.perf_counter() - start
-        return outputs
+                used.completion_tokens += len(toks)
+            used.forward_passes += new.shape[1]
+            used.computed_tokens += sum(len(ids[i]) for i in batch) + new.numel()
+        used.calls += len(prompts)
+        used.prompt_tokens += sum(len(x) for x in ids)
+        used.seconds += time.perf_counter() - start
+        return answered(self, outputs, used)
 
 
 def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:

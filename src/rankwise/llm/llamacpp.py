@@ -23,7 +23,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rankwise.errors import InputError, ModelError
-from rankwise.llm.base import chat_messages, choice_token_ids, gather_choice_logprobs, render_chat
+from rankwise.llm.base import (answered, call_usage, chat_messages, choice_token_ids, gather_choice_logprobs,
+                               render_chat)
 from rankwise.types import Usage
 
 AMX_FLAGS = frozenset({"amx_tile", "amx_bf16", "amx_int8"})
@@ -187,10 +188,10 @@ class LlamaCppBackend:
 
     # -- primitives -----------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         out = np.zeros((len(prompts), len(choices)), dtype=np.float32)
         if not prompts:
-            return out
+            return answered(self, out, used)
         choice_ids = choice_token_ids(self._tokenize, choices)
         ids = [self._prompt_ids(p) for p in prompts]
         self._check_length(ids)
@@ -203,19 +204,19 @@ class LlamaCppBackend:
                 computed += len(toks) - common
                 logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
                 out[i] = gather_choice_logprobs(_log_softmax(logits)[None, :], choice_ids)[0]
-        self.usage.calls += len(prompts)
-        self.usage.forward_passes += len(prompts)
-        self.usage.prompt_tokens += sum(len(t) for t in ids)
-        self.usage.computed_tokens += computed
-        self.usage.seconds += time.perf_counter() - start
-        return out
+        used.calls += len(prompts)
+        used.forward_passes += len(prompts)
+        used.prompt_tokens += sum(len(t) for t in ids)
+        used.computed_tokens += computed
+        used.seconds += time.perf_counter() - start
+        return answered(self, out, used)
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         """Sum of log P(continuation tokens | prompt) per pair: float64 [n] (query likelihood).
 
         llama.cpp keeps the logits of the last position only (``logits_all`` would hold n_ctx x vocab
         floats), so the prompt is evaluated once and the continuation token by token on the KV cache."""
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         out = np.zeros(len(prompts))
         prompt_ids = [self._prompt_ids(p) for p in prompts]
         cont_ids = [self._tokenize(c) for c in continuations]
@@ -235,17 +236,17 @@ class LlamaCppBackend:
                         self.llm.eval([token])
                         computed, passes = computed + 1, passes + 1
                 out[i] = total
-        self.usage.calls += len(prompts)
-        self.usage.forward_passes += passes
-        self.usage.prompt_tokens += sum(len(p) + len(c) for p, c in zip(prompt_ids, cont_ids))
-        self.usage.computed_tokens += computed
-        self.usage.seconds += time.perf_counter() - start
-        return out
+        used.calls += len(prompts)
+        used.forward_passes += passes
+        used.prompt_tokens += sum(len(p) + len(c) for p, c in zip(prompt_ids, cont_ids))
+        used.computed_tokens += computed
+        used.seconds += time.perf_counter() - start
+        return answered(self, out, used)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         """Greedy continuation (temperature 0, no penalties), cut before the first stop string."""
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         ids = [self._prompt_ids(p) for p in prompts]
         self._check_length(ids, room=max_new_tokens)
         outputs = [""] * len(prompts)
@@ -258,13 +259,13 @@ class LlamaCppBackend:
                                                     stop=list(stop) if stop else [])
                 outputs[i] = result["choices"][0]["text"]
                 made = result["usage"]["completion_tokens"]
-                self.usage.completion_tokens += made
-                self.usage.forward_passes += max(made, 1)
-                self.usage.computed_tokens += len(toks) - common + made
-        self.usage.calls += len(prompts)
-        self.usage.prompt_tokens += sum(len(t) for t in ids)
-        self.usage.seconds += time.perf_counter() - start
-        return outputs
+                used.completion_tokens += made
+                used.forward_passes += max(made, 1)
+                used.computed_tokens += len(toks) - common + made
+        used.calls += len(prompts)
+        used.prompt_tokens += sum(len(t) for t in ids)
+        used.seconds += time.perf_counter() - start
+        return answered(self, outputs, used)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

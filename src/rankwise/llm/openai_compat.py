@@ -40,7 +40,8 @@ import httpx
 import numpy as np
 
 from rankwise.errors import ModelError, RankwiseError
-from rankwise.llm.base import chat_messages, render_chat, score_from_top_logprobs, split_choice
+from rankwise.llm.base import (answered, call_usage, chat_messages, render_chat, score_from_top_logprobs,
+                               split_choice)
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -255,9 +256,9 @@ class OpenAICompatBackend:
         return out
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         if not prompts:
-            return np.zeros((0, len(choices)), dtype=np.float32)
+            return answered(self, np.zeros((0, len(choices)), dtype=np.float32), used)
         keys = self._variant_keys(choices)
 
         def score(prompt: str) -> tuple[list[float], dict]:
@@ -270,18 +271,18 @@ class OpenAICompatBackend:
 
         results = self._parallel(score, list(prompts))
         prompt_tokens = sum(u.get("prompt_tokens", 0) for _, u in results)
-        self.usage.calls += len(prompts)
-        self.usage.forward_passes += len(prompts)
-        self.usage.prompt_tokens += prompt_tokens
-        self.usage.computed_tokens += prompt_tokens
-        self.usage.completion_tokens += sum(u.get("completion_tokens", 0) for _, u in results)
-        self.usage.seconds += time.perf_counter() - start
-        return np.array([row for row, _ in results], dtype=np.float32).reshape(len(prompts), len(choices))
+        used.calls += len(prompts)
+        used.forward_passes += len(prompts)
+        used.prompt_tokens += prompt_tokens
+        used.computed_tokens += prompt_tokens
+        used.completion_tokens += sum(u.get("completion_tokens", 0) for _, u in results)
+        used.seconds += time.perf_counter() - start
+        return answered(self, np.array([row for row, _ in results], dtype=np.float32).reshape(len(prompts), len(choices)), used)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         """Greedy continuation of each prompt (temperature 0), cut by the server at ``stop``."""
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         options: dict = {"max_tokens": max_new_tokens}
         if stop:
             options["stop"] = list(stop)
@@ -293,13 +294,13 @@ class OpenAICompatBackend:
         results = self._parallel(one, list(prompts))
         prompt_tokens = sum(u.get("prompt_tokens", 0) for _, u in results)
         completion = [u.get("completion_tokens", 0) for _, u in results]
-        self.usage.calls += len(prompts)
-        self.usage.forward_passes += sum(max(c, 1) for c in completion)
-        self.usage.prompt_tokens += prompt_tokens
-        self.usage.computed_tokens += prompt_tokens + sum(completion)
-        self.usage.completion_tokens += sum(completion)
-        self.usage.seconds += time.perf_counter() - start
-        return [text for text, _ in results]
+        used.calls += len(prompts)
+        used.forward_passes += sum(max(c, 1) for c in completion)
+        used.prompt_tokens += prompt_tokens
+        used.computed_tokens += prompt_tokens + sum(completion)
+        used.completion_tokens += sum(completion)
+        used.seconds += time.perf_counter() - start
+        return answered(self, [text for text, _ in results], used)
 
 
 def first_token_top_logprobs(logprobs: dict) -> dict[str, float] | None:

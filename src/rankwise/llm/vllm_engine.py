@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
-from rankwise.llm.base import chat_messages, choice_token_ids, render_chat, score_from_top_logprobs
+from rankwise.llm.base import (answered, call_usage, chat_messages, choice_token_ids, render_chat,
+                               score_from_top_logprobs)
 from rankwise.types import Usage
 
 
@@ -78,42 +79,42 @@ class VLLMBackend:
         return render_chat(template, chat_messages(user, system), bos_token=self.tokenizer.bos_token or "",
                            eos_token=self.tokenizer.eos_token or "")
 
-    def _run(self, prompts: Sequence[str], params) -> list:
+    def _run(self, prompts: Sequence[str], params, used: Usage) -> list:
         ids = [self._tokenize(p) for p in prompts]
         outputs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
-        self.usage.calls += len(prompts)
-        self.usage.prompt_tokens += sum(map(len, ids))
+        used.calls += len(prompts)
+        used.prompt_tokens += sum(map(len, ids))
         cached = sum(getattr(o, "num_cached_tokens", 0) or 0 for o in outputs)
-        self.usage.computed_tokens += sum(map(len, ids)) - cached
+        used.computed_tokens += sum(map(len, ids)) - cached
         return outputs
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
         from vllm import SamplingParams
 
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         if not prompts:
-            return np.zeros((0, len(choices)), dtype=np.float32)
+            return answered(self, np.zeros((0, len(choices)), dtype=np.float32), used)
         keys = choice_token_ids(self._tokenize, choices)
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.top_logprobs)
         rows = []
-        for out in self._run(prompts, params):
+        for out in self._run(prompts, params, used):
             first = out.outputs[0].logprobs[0]
             rows.append(score_from_top_logprobs({tid: lp.logprob for tid, lp in first.items()}, keys))
-        self.usage.forward_passes += 1
-        self.usage.completion_tokens += len(prompts)
-        self.usage.seconds += time.perf_counter() - start
-        return np.asarray(rows, dtype=np.float32)
+        used.forward_passes += 1
+        used.completion_tokens += len(prompts)
+        used.seconds += time.perf_counter() - start
+        return answered(self, np.asarray(rows, dtype=np.float32), used)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         from vllm import SamplingParams
 
-        start = time.perf_counter()
+        start, used = time.perf_counter(), call_usage(self)
         params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop=list(stop) if stop else None)
         texts = []
-        for out in self._run(prompts, params):
+        for out in self._run(prompts, params, used):
             texts.append(out.outputs[0].text)
-            self.usage.completion_tokens += len(out.outputs[0].token_ids)
-        self.usage.forward_passes += max_new_tokens
-        self.usage.seconds += time.perf_counter() - start
-        return texts
+            used.completion_tokens += len(out.outputs[0].token_ids)
+        used.forward_passes += max_new_tokens
+        used.seconds += time.perf_counter() - start
+        return answered(self, texts, used)

@@ -1,5 +1,5 @@
 """Reranking methods: one module per paradigm, all built on the llm/ primitives."""
 
-from rankwise.methods.base import Reranker, build_method, load_reranker, method_names
+from rankwise.methods.base import Method, MethodInfo, Option, build_method, method_info, method_names
 
-__all__ = ["Reranker", "build_method", "load_reranker", "method_names"]
+__all__ = ["Method", "MethodInfo", "Option", "build_method", "method_info", "method_names"]

@@ -22,12 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import InputError
-from rankwise.llm.attention import prefix_attention
-from rankwise.methods.base import register, register_loader, usage_since, with_tail
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.llm.base import AttentionBackend, require
+from rankwise.methods.base import Method, Option, register, spend
+from rankwise.prompts import PromptTemplate, load_prompt
+from rankwise.types import Candidate, Query, Ranking, Usage
 
-INSTRUCTION = "Here are some paragraphs:"
-QUERY_INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
 CALIBRATION_QUERY = "N/A"
 CALIBRATIONS = ("masked", "subtract")
 DEFAULT_PASSAGE_TOKENS = 128
@@ -36,14 +35,24 @@ _SEPARATOR = "\n\n"
 _USER = "\x00rankwise-user\x00"
 
 
-class ICR:
-    """Rerank by calibrated attention; ``layers``: None (all), a slice "a:b", a list "3,5" or ints."""
+class ICR(Method):
+    """Rerank by calibrated attention; ``layers``: None (all), a slice "a:b", a list "3,5" or ints.
+
+    The prompt (``prompts/attention.icr.yaml``) has ``{passages}`` (its ``item`` per passage, blank lines
+    between) and, after them, ``{query}``: the text after the passages is what reads them."""
 
     name = "attention.icr"
 
     def __init__(self, backend, layers: Sequence[int] | str | None = None, calibration: str = "masked",
                  max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS,
-                 max_context_tokens: int = DEFAULT_CONTEXT_TOKENS, calibration_query: str = CALIBRATION_QUERY):
+                 max_context_tokens: int = DEFAULT_CONTEXT_TOKENS, calibration_query: str = CALIBRATION_QUERY,
+                 prompt: str | PromptTemplate = "attention.icr"):
+        require(backend, AttentionBackend, "attention.icr")
+        self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
+        opening, found, closing = self.template.user.partition("{passages}")
+        if not found or "{query}" not in closing or not self.template.item:
+            raise InputError(f"prompt {self.template.name!r} needs {{passages}}, then {{query}}, and an item line")
+        self._opening, self._closing = opening.removesuffix(_SEPARATOR), closing.removeprefix(_SEPARATOR)
         if calibration not in CALIBRATIONS:
             raise InputError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
         if max_passage_tokens < 1:
@@ -59,21 +68,22 @@ class ICR:
 
     def suffix(self, query: str) -> str:
         """What follows the passages: the closing instruction, the query, the assistant header."""
-        return f"{QUERY_INSTRUCTION}{_SEPARATOR}Query: {query}{self._chat_tail}"
+        return self._closing.format(query=query) + self._chat_tail
 
     def segments(self, passages: Sequence[str]) -> list[str]:
         """The prefix as pieces: the opening, a separator and "[i] passage" per passage, a separator."""
-        pieces = [self._chat_head + INSTRUCTION]
+        pieces = [self._chat_head + self._opening]
         for i, passage in enumerate(passages, start=1):
-            pieces += [_SEPARATOR, f"[{i}] {passage}"]
+            pieces += [_SEPARATOR, self.template.render_item(label=str(i), passage=passage)]
         return pieces + [_SEPARATOR]
 
     def chunks(self, query: str, passages: Sequence[str]) -> list[range]:
         """Consecutive index ranges whose prompts fit ``max_context_tokens``, of about equal size."""
         count = self.backend.count_tokens
         suffix = max(count(self.suffix(query)), count(self.suffix(self.calibration_query)))
-        fixed = count(self._chat_head + INSTRUCTION) + count(_SEPARATOR) + suffix
-        costs = [count(_SEPARATOR) + count(f"[{i + 1}] {p}") for i, p in enumerate(passages)]
+        fixed = count(self._chat_head + self._opening) + count(_SEPARATOR) + suffix
+        costs = [count(_SEPARATOR) + count(self.template.render_item(label=str(i + 1), passage=p))
+                 for i, p in enumerate(passages)]
         budget = self.max_context_tokens - fixed
         if costs and max(costs) > budget:
             raise InputError(f"max_context_tokens={self.max_context_tokens} leaves {budget} tokens for passages, "
@@ -81,13 +91,17 @@ class ICR:
         n_chunks = len(_pack(costs, budget, len(costs)))
         return _pack(costs, budget, -(-len(costs) // max(n_chunks, 1)))
 
-    def score(self, query: Query, candidates: Sequence[Candidate]) -> np.ndarray:
+    def score(self, query: Query, candidates: Sequence[Candidate], used: Usage) -> np.ndarray:
+        """One calibrated attention score per candidate; the passes' usage is added to ``used``."""
         passages = [self.backend.truncate(c.content, self.max_passage_tokens) for c in candidates]
         scores = np.zeros(len(passages))
         for chunk in self.chunks(query.text, passages):
+            from rankwise.llm.attention import prefix_attention  # torch: only when a model runs
+
             attention, spans = prefix_attention(
                 self.backend, self.segments([passages[i] for i in chunk]),
                 [self.suffix(query.text), self.suffix(self.calibration_query)], self.layers)
+            spend(used, attention)
             for j, i in enumerate(chunk):
                 start, end = spans[2 + 2 * j]  # segment 0 is the opening; then separator, passage, ...
                 scores[i] = self._calibrated(attention[0, start:end], attention[1, start:end])
@@ -99,11 +113,9 @@ class ICR:
             diff = diff[diff > diff.mean() - 2 * diff.std(ddof=1)]
         return float(diff.sum())
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
-        ranked = Ranking.from_scores(query, head, self.score(query, head).tolist())
-        return with_tail(query, candidates, ranked, usage_since(self.backend, before))
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
+        used = Usage()
+        return Ranking.from_scores(query, head, self.score(query, head, used).tolist(), used)
 
 
 def _pack(costs: Sequence[int], budget: int, max_items: int) -> list[range]:
@@ -120,19 +132,13 @@ def _pack(costs: Sequence[int], budget: int, max_items: int) -> list[range]:
     return chunks
 
 
-@register_loader("attention")
-def _load_attention(model: str, *, engine: str = "transformers", dtype: str = "auto", cache=None,
-                    batch_size: int = 16, **options):
-    """A transformers backend in eager attention (ICR reads attention weights; no output cache applies)."""
-    from rankwise.llm import load_backend
-
-    if engine not in ("auto", "transformers"):
-        raise InputError(f"attention methods run on the transformers engine only (got engine={engine!r})")
-    return load_backend(model, engine="transformers", dtype=dtype, cache=False, batch_size=batch_size,
-                        attn_implementation="eager", **options)
-
-
 @register("attention.icr", "attention",
-          "in-context reranking: calibrated attention from the query to each passage, 2 passes per chunk")
+          "in-context reranking: calibrated attention from the query to each passage, 2 passes per chunk", (
+    Option("layers", (str, list, type(None)), None, "layers read: all (None), a slice '12:', or a list '3,5'"),
+    Option("calibration", str, "masked", "masked (drop outlier tokens) or subtract", CALIBRATIONS),
+    Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"),
+    Option("max_context_tokens", int, DEFAULT_CONTEXT_TOKENS, "prompt budget; more passages go in chunks"),
+    Option("calibration_query", str, CALIBRATION_QUERY, "the content-free query"),
+    Option("prompt", (str, PromptTemplate), "attention.icr", "prompt template name or YAML file")))
 def icr(backend, **opts) -> ICR:
     return ICR(backend, **opts)

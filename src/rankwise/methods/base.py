@@ -1,41 +1,164 @@
-"""The method contract, the registry of method names, and what every method shares."""
+"""The method contract, the registry of method names with their declared options, and what every method shares.
+
+A method is a :class:`Method`: it orders the head of a candidate list with backend calls and returns the
+Ranking with the usage of those calls. The head/tail split, the usage and the stage contract are written
+here once; a method writes only ``rank`` (order the candidates it is given).
+"""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import pkgutil
-import re
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 from rankwise.errors import InputError
-from rankwise.types import Candidate, Query, Ranking, Usage
+from rankwise.llm.base import Backend, usage_of
+from rankwise.stage import Stage, StagePath, record_leaf, with_tail
+from rankwise.types import Candidate, Query, Ranking, Request, Usage
 
 
-class Reranker(Protocol):
+class Method(Stage):
+    """Base of every reranking method. A method IS a stage: ``bm25 >> method % 20`` composes directly.
+
+    Subclasses set ``name`` and ``backend`` and implement :meth:`rank`.
+    """
+
     name: str
+    backend: Backend
+    top_k: int | None = None  # set by ``method % k`` (a copy of the method that reranks only the top k)
+
+    def rank(self, query: Query, candidates: list[Candidate]) -> Ranking:
+        """Order every candidate given; the Ranking carries the usage of the backend calls made."""
+        raise NotImplementedError
 
     def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        """Reorder the first ``top_k`` candidates (all if None); the rest follow in input order."""
-        ...
+        """Reorder the first ``top_k`` candidates (all if None); the rest follow in input order, below."""
+        head = list(candidates[: top_k or len(candidates)])
+        ranked = self.rank(query, head) if head else Ranking(query, (), (), Usage())
+        return with_tail(query, candidates, ranked, ranked.usage)
+
+    def rerank_all(self, requests: Sequence[Request], top_k: int | None = None, *, query_batch: int = 1,
+                   on_done: Callable[[Ranking], None] | None = None) -> list[Ranking]:
+        """Rerank every request, in order. With ``query_batch`` > 1, that many queries run at once and the
+        backend calls they make at the same step go to the backend as one call (``llm.batching``): the
+        prompts of many queries in one batch, as a GPU wants them. Rankings and usage are those of the
+        one-query-at-a-time run on a batch-invariant engine (the transformers engine is one)."""
+        done = on_done or (lambda ranking: None)
+        if query_batch <= 1 or len(requests) <= 1:
+            out = []
+            for request in requests:
+                out.append(self.rerank(request.query, request.candidates, top_k))
+                done(out[-1])
+            return out
+        from rankwise.llm.batching import BatchingBackend
+
+        batcher = BatchingBackend(self.backend, max_wait_ms=50.0, max_batch_prompts=10**9)
+        twin = self.with_backend(batcher)
+
+        def one(request: Request) -> Ranking:
+            with batcher.request_scope():
+                ranking = twin.rerank(request.query, request.candidates, top_k)
+            done(ranking)
+            return ranking
+
+        try:
+            with ThreadPoolExecutor(query_batch, thread_name_prefix="rankwise-query") as pool:
+                return list(pool.map(one, requests))
+        finally:
+            batcher.close()
+
+    def with_backend(self, backend: Backend) -> "Method":
+        """This method over another backend (a batching or caching wrapper of its own)."""
+        twin = copy.copy(self)
+        twin.backend = backend
+        return twin
+
+    # -- as a stage ------------------------------------------------------------------------------
+    def _expr(self) -> str:
+        spec = getattr(self, "spec", None)
+        if spec is None:
+            return f"{self.name}({getattr(self.backend, 'name', type(self.backend).__name__)})"
+        from rankwise.stage import _call
+
+        return _call("Rerank", spec["method"], model=spec["model"], **spec.get("options", {}))
+
+    _own_top_k = True
+
+    def _apply(self, requests: list[Request], ctx, path: StagePath) -> list[Ranking]:
+        return self.apply_as(self, requests, ctx, path)
+
+    def apply_as(self, stage: Stage, requests: list[Request], ctx, path: StagePath) -> list[Ranking]:
+        """Rerank ``requests`` as ``stage`` of a running pipeline (this method, or the Rerank that loaded
+        it): the stage's top_k, the run's query batch, progress, and the stage's report."""
+        started = time.perf_counter()
+        out = self.rerank_all(requests, stage.top_k, query_batch=ctx.query_batch,
+                              on_done=ctx.progress_for(path, stage))
+        record_leaf(ctx, path, stage, started, out)
+        return out
+
+
+def spend(used: Usage, answer):
+    """Add the usage a primitive's answer carries to ``used``; return the answer."""
+    used.add(usage_of(answer))
+    return answer
+
+
+@dataclass(frozen=True)
+class Option:
+    """A method option, declared as data: shown by ``rankwise methods show``, checked before building."""
+
+    name: str
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    choices: tuple = ()
+
+    def check(self, method: str, value: Any) -> None:
+        """An InputError naming the method, the option and what it takes, when ``value`` does not fit."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        numeric = float in types and isinstance(value, int) and not isinstance(value, bool)
+        if value is not None and not numeric and (not isinstance(value, types) or
+                                                  (isinstance(value, bool) and bool not in types)):
+            names = "/".join(t.__name__ for t in types)
+            raise InputError(f"method {method}: option {self.name} takes a {names}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise InputError(f"method {method}: option {self.name} must be one of "
+                             f"{', '.join(map(str, self.choices))}, got {value!r}")
+
+
+GUARD = Option("guard", (bool, int, dict), False,
+               "demote candidates that instruct the ranker: true, a number of signals, or {threshold: N}")
 
 
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
-    factory: Callable[..., Reranker]
-    needs: str  # "llm" or "embedding"
+    factory: Callable[..., Method]
+    needs: str  # the kind of backend: "llm", "embedding", "crossencoder", "attention"
     description: str
+    options: tuple[Option, ...] = field(default=())
+
+    def option(self, name: str) -> Option:
+        for option in self.options + (GUARD,):
+            if option.name == name:
+                return option
+        valid = ", ".join(o.name for o in self.options + (GUARD,))
+        raise InputError(f"method {self.name} has no option {name!r} (its options: {valid})")
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
 # Modules of this package that hold no method; every other module registers its methods on import.
-_NOT_METHODS = {"base", "sorting", "permutation"}
+_NOT_METHODS = {"base", "sorting", "permutation", "guard"}
 
 
-def register(name: str, needs: str, description: str):
+def register(name: str, needs: str, description: str, options: Sequence[Option] = ()):
+    """Register a method factory ``factory(backend, **options)`` under ``name`` with its declared options."""
     def wrap(factory):
-        _REGISTRY[name] = MethodInfo(name, factory, needs, description)
+        _REGISTRY[name] = MethodInfo(name, factory, needs, description, tuple(options))
         return factory
 
     return wrap
@@ -55,6 +178,7 @@ def method_infos() -> list[MethodInfo]:
 
 
 def method_names() -> list[str]:
+    """Every registered method name (imports no model library)."""
     return [m.name for m in method_infos()]
 
 
@@ -70,27 +194,27 @@ def method_info(name: str) -> MethodInfo:
     return _REGISTRY[name]
 
 
-def build_method(name: str, backend, **options) -> Reranker:
+def check_options(name: str, options: dict) -> None:
+    """Every option is one the method declares, of the declared type; else an InputError naming the valid ones."""
+    info = method_info(name)
+    for key, value in options.items():
+        info.option(key).check(name, value)
+
+
+def build_method(name: str, backend: Backend, **options) -> Method:
     """Construct a registered method over a backend, e.g. ``build_method("pointwise.yes_no", llm)``;
-    an option the method does not take is an InputError naming it. ``guard=True`` (any method) demotes
-    candidates that instruct the ranker (``rankwise.guard``)."""
-    factory = method_info(name).factory
+    an option the method does not declare is an InputError naming the valid ones. ``guard=True`` (any
+    method) demotes candidates that instruct the ranker (``rankwise.methods.guard``)."""
+    check_options(name, options)
     guard = options.pop("guard", False)
-    try:
-        method = factory(backend, **options)
-    except TypeError as err:
-        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-        if unknown is None:
-            raise
-        raise InputError(f"method {name} has no option {unknown.group(1)!r}") from None
-    return _guarded(method, guard)
+    return _guarded(method_info(name).factory(backend, **options), guard)
 
 
-def _guarded(method: Reranker, guard: bool | int | dict) -> Reranker:
+def _guarded(method: Method, guard: bool | int | dict) -> Method:
     """``guard``: false (off), true (the default threshold), a number of signals, or {threshold: N}."""
     if guard is False or guard is None:
         return method
-    from rankwise.guard import DEFAULT_THRESHOLD, GuardedReranker
+    from rankwise.methods.guard import DEFAULT_THRESHOLD, GuardedReranker
 
     if guard is True:
         return GuardedReranker(method)
@@ -100,58 +224,3 @@ def _guarded(method: Reranker, guard: bool | int | dict) -> Reranker:
         return GuardedReranker(method, guard)
     raise InputError(f"option guard must be true, false, a number of signals or {{threshold: N}}, got {guard!r}")
 
-
-BackendLoader = Callable[..., object]
-_LOADERS: dict[str, BackendLoader] = {}
-
-
-def register_loader(needs: str):
-    """Declare how to load the backend of methods that need ``needs`` (a model name -> backend)."""
-
-    def wrap(loader: BackendLoader) -> BackendLoader:
-        _LOADERS[needs] = loader
-        return loader
-
-    return wrap
-
-
-@register_loader("llm")
-def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=True, **options):
-    from rankwise.llm import load_backend
-
-    return load_backend(model, engine=engine, dtype=dtype, cache=cache, **options)
-
-
-@register_loader("embedding")
-def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", cache=True, **options):
-    from rankwise.llm.embeddings import SentenceTransformerBackend
-
-    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
-
-
-def load_backend_for(method: str, model: str, **backend_options):
-    """The backend ``method`` runs on, loaded for ``model`` (an LLM, an embedding model, ...)."""
-    info = method_info(method)
-    if info.needs not in _LOADERS:
-        raise InputError(f"method {method!r} needs a {info.needs} backend, and none is registered")
-    return _LOADERS[info.needs](model, **backend_options)
-
-
-def load_reranker(method: str, model: str, *, backend_options: dict | None = None, **method_options) -> Reranker:
-    """Load ``model`` on the backend ``method`` needs and build the method, e.g.
-    ``load_reranker("pointwise.yes_no", "qwen2.5-0.5b", backend_options={"engine": "transformers"})``."""
-    backend = load_backend_for(method, model, **(backend_options or {}))
-    return build_method(method, backend, **method_options)
-
-
-def usage_since(backend, before: Usage) -> Usage:
-    """What the backend spent since the snapshot ``before``."""
-    return backend.usage.copy() - before
-
-
-def with_tail(query: Query, candidates: Sequence[Candidate], head: Ranking, usage: Usage) -> Ranking:
-    """Append the candidates past the reranked head, in their input order, scored below the head."""
-    tail = candidates[len(head.candidates):]
-    floor = min(head.scores, default=0.0)
-    tail_scores = tuple(floor - 1.0 - i for i in range(len(tail)))
-    return Ranking(query, head.candidates + tuple(tail), head.scores + tail_scores, usage)

@@ -1,15 +1,12 @@
-"""``crossencoder``: supervised pointwise reranking with a sentence-transformers CrossEncoder, one score per
-(query, passage) pair, in batches."""
+"""Cross-encoder reranking: a sentence-transformers CrossEncoder scores each (query, passage) pair."""
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from rankwise.methods.base import register, register_loader, usage_since, with_tail
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.methods.base import Method, register, spend
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 
-class CrossEncoderReranker:
+class CrossEncoderReranker(Method):
     """Score each of the top-k candidates with the cross-encoder; one batched backend call per query."""
 
     name = "crossencoder"
@@ -17,20 +14,10 @@ class CrossEncoderReranker:
     def __init__(self, backend):
         self.backend = backend
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
-        scores = self.backend.score(query.text, [c.content for c in head])
-        ranked = Ranking.from_scores(query, head, scores.tolist())
-        return with_tail(query, candidates, ranked, usage_since(self.backend, before))
-
-
-@register_loader("crossencoder")
-def _load_crossencoder(model: str, *, engine: str = "auto", dtype: str = "auto", cache=None,
-                       batch_size: int = 32, **options):
-    from rankwise.llm.crossencoder import CrossEncoderBackend
-
-    return CrossEncoderBackend(model, batch_size=batch_size, **options)
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
+        used = Usage()
+        scores = spend(used, self.backend.score_pairs([(query.text, c.content) for c in head]))
+        return Ranking.from_scores(query, head, [float(s) for s in scores], used)
 
 
 @register("crossencoder", "crossencoder", "sentence-transformers CrossEncoder: a relevance score per pair")

@@ -22,14 +22,14 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import InputError
-from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 DOC_LINE = "[{i}] {text}"
 
 
-class EmbeddingCosine:
+class EmbeddingCosine(Method):
     """Score each of the top-k candidates by the cosine of its embedding to the query's."""
 
     name = "embedding.cosine"
@@ -37,15 +37,12 @@ class EmbeddingCosine:
     def __init__(self, backend):
         self.backend = backend
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
-        scores = _cosines(self.backend, query.text, head) if head else np.zeros(0)
-        ranked = Ranking.from_scores(query, head, scores.tolist())
-        return with_tail(query, candidates, ranked, usage_since(self.backend, before))
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
+        used = Usage()
+        return Ranking.from_scores(query, head, _cosines(self.backend, query.text, head, used).tolist(), used)
 
 
-class E2Rank:
+class E2Rank(Method):
     """E2Rank over any embedding backend: ``m`` candidates form the pseudo query (``m`` >= 1)."""
 
     name = "embedding.e2rank"
@@ -87,25 +84,21 @@ class E2Rank:
         lines = "\n".join(DOC_LINE.format(i=i, text=t) for i, t in enumerate(texts, start=1))
         return self.template.render(query=query.text, documents=lines)
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
-        scores = np.zeros(0)
-        if head:
-            docs = self.backend.embed([c.content for c in head], kind="document")
-            queries = [self.pseudo_query(query, head)] + ([query.text] if self.query_weight else [])
-            q = self.backend.embed(queries, kind="query")
-            scores = (1.0 - self.query_weight) * (docs @ q[0])
-            if self.query_weight:
-                scores = scores + self.query_weight * (docs @ q[1])
-        ranked = Ranking.from_scores(query, head, scores.tolist())
-        return with_tail(query, candidates, ranked, usage_since(self.backend, before))
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
+        used = Usage()
+        docs = np.asarray(spend(used, self.backend.embed([c.content for c in head], kind="document")))
+        queries = [self.pseudo_query(query, head)] + ([query.text] if self.query_weight else [])
+        q = np.asarray(spend(used, self.backend.embed(queries, kind="query")))
+        scores = (1.0 - self.query_weight) * (docs @ q[0])
+        if self.query_weight:
+            scores = scores + self.query_weight * (docs @ q[1])
+        return Ranking.from_scores(query, head, scores.tolist(), used)
 
 
-def _cosines(backend, query: str, candidates: Sequence[Candidate]) -> np.ndarray:
+def _cosines(backend, query: str, candidates: Sequence[Candidate], used: Usage) -> np.ndarray:
     """Cosines of the (normalised) embeddings: the query's against each candidate's."""
-    docs = backend.embed([c.content for c in candidates], kind="document")
-    return docs @ backend.embed([query], kind="query")[0]
+    docs = np.asarray(spend(used, backend.embed([c.content for c in candidates], kind="document")))
+    return docs @ np.asarray(spend(used, backend.embed([query], kind="query")))[0]
 
 
 
@@ -115,6 +108,9 @@ def cosine(backend) -> EmbeddingCosine:
 
 
 @register("embedding.e2rank", "embedding",
-          "E2Rank: the listwise prompt of the top-m candidates embedded as a PRF query, cosine to it")
+          "E2Rank: the listwise prompt of the top-m candidates embedded as a PRF query, cosine to it", (
+              Option("m", int, 5, "candidates in the pseudo query"),
+              Option("prompt", (str, PromptTemplate), "embedding.e2rank", "prompt template name or YAML file"),
+              Option("query_weight", float, 0.5, "weight of the plain query's cosine (0: pseudo query only)")))
 def e2rank(backend, **opts) -> E2Rank:
     return E2Rank(backend, **opts)

@@ -24,10 +24,10 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import InputError
-from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.methods.base import Method, Option, register, spend
 from rankwise.methods.listwise import labels_for, render_list
 from rankwise.prompts import PromptTemplate, load_prompt
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 DEFAULT_PASSAGE_TOKENS = 128
 MODES = ("generate", "logits")
@@ -73,7 +73,7 @@ def expected_scores(digit_logprobs: np.ndarray, zero_after_one: np.ndarray | Non
     return p @ np.arange(p.shape[1], dtype=np.float64)
 
 
-class Groupwise:
+class Groupwise(Method):
     """GroupRank over a backend: groups of ``group_size``, scored by ``mode``, ``rounds`` averaged.
 
     ``score_prefix`` is what the answer says before a document's score (logits mode and the fallback of
@@ -115,30 +115,27 @@ class Groupwise:
                                     passages=render_list(self.template, labels, passages))
         return self.backend.format_chat(user, system=self.template.system)
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
+        used = Usage()
         passages = [self.backend.truncate(c.content, self.max_passage_tokens) for c in head]
         totals = np.zeros(len(head))
         failures = 0
         for r in range(self.rounds if len(head) > 1 else 0):
             groups = make_groups(len(head), self.group_size, None if r == 0 else self.seed + r)
             prompts = [self.prompt(query.text, [passages[i] for i in g]) for g in groups]
-            scores, failed = self._score_groups(prompts, [len(g) for g in groups])
+            scores, failed = self._score_groups(prompts, [len(g) for g in groups], used)
             failures += failed
             for g, s in zip(groups, scores):
                 totals[g] += s
-        ranked = Ranking.from_scores(query, head, (totals / self.rounds).tolist())
-        usage = usage_since(self.backend, before)
-        usage.parse_failures += failures
-        return with_tail(query, candidates, ranked, usage)
+        used.parse_failures += failures
+        return Ranking.from_scores(query, head, (totals / self.rounds).tolist(), used)
 
-    def _score_groups(self, prompts: list[str], sizes: list[int]) -> tuple[list[np.ndarray], int]:
+    def _score_groups(self, prompts: list[str], sizes: list[int], used: Usage) -> tuple[list[np.ndarray], int]:
         """Scores of every group (in its shown order) and the number of answers that needed a fallback."""
         if self.mode == "logits":
-            return [self._logit_scores(p, range(n)) for p, n in zip(prompts, sizes)], 0
+            return [self._logit_scores(p, range(n), used) for p, n in zip(prompts, sizes)], 0
         budget = self.tokens_per_item * max(sizes) + 8
-        texts = self.backend.generate(prompts, max_new_tokens=budget, stop=["\n\n"])
+        texts = spend(used, self.backend.generate(prompts, max_new_tokens=budget, stop=["\n\n"]))
         out, failures = [], 0
         for prompt, n, text in zip(prompts, sizes, texts):
             parsed = parse_scores(text, n, self.template.answer_regex)
@@ -146,25 +143,38 @@ class Groupwise:
             missing = [i for i in range(n) if i not in parsed]
             if missing:
                 failures += 1
-                scores[missing] = self._logit_scores(prompt, missing)
+                scores[missing] = self._logit_scores(prompt, missing, used)
             out.append(scores)
         return out, failures
 
-    def _logit_scores(self, prompt: str, positions: Sequence[int]) -> np.ndarray:
+    def _logit_scores(self, prompt: str, positions: Sequence[int], used: Usage) -> np.ndarray:
         """Expected scores of the documents at ``positions`` of one group: one backend call."""
         prompts = [prompt + self.score_prefix.format(label=i + 1) for i in positions]
         if self.ten_is_one_token:
-            return expected_scores(self.backend.choice_logprobs(prompts, DIGITS + [str(MAX_SCORE)]))
-        lp = self.backend.choice_logprobs(prompts + [p + "1" for p in prompts], DIGITS)
+            return expected_scores(np.asarray(spend(used, self.backend.choice_logprobs(
+                prompts, DIGITS + [str(MAX_SCORE)]))))
+        lp = np.asarray(spend(used, self.backend.choice_logprobs(prompts + [p + "1" for p in prompts], DIGITS)))
         m = len(prompts)
         return expected_scores(lp[:m], lp[m:, 0])
 
 
-@register("groupwise.generate", "llm", "GroupRank: groups of 10 in one prompt, generated 0..10 scores, merged")
+OPTIONS = (
+    Option("prompt", (str, PromptTemplate), "groupwise.score", "prompt template name or YAML file"),
+    Option("group_size", int, 10, "documents per prompt"),
+    Option("rounds", int, 1, "scorings over reshuffled groups, averaged"),
+    Option("seed", int, 0, "seed of the reshuffles"),
+    Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"),
+    Option("score_prefix", str, "Document [{label}] score: ", "logits: the text before each document's score"),
+    Option("tokens_per_item", int, 12, "generate: generation budget per document"))
+
+
+@register("groupwise.generate", "llm", "GroupRank: groups of 10 in one prompt, generated 0..10 scores, merged",
+          OPTIONS)
 def generate(backend, **opts) -> Groupwise:
     return Groupwise(backend, "generate", **opts)
 
 
-@register("groupwise.logits", "llm", "GroupRank: expected 0..10 score per document from digit logits, group computed once")
+@register("groupwise.logits", "llm", "GroupRank: expected 0..10 score per document from digit logits, group computed once",
+          OPTIONS)
 def logits(backend, **opts) -> Groupwise:
     return Groupwise(backend, "logits", **opts)

@@ -23,9 +23,9 @@ from typing import Sequence
 
 from rankwise.errors import InputError
 from rankwise.methods import permutation
-from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def render_list(template: PromptTemplate, labels: Sequence[str], passages: Seque
                      for label, passage, score in zip(labels, passages, scores))
 
 
-class Listwise:
+class Listwise(Method):
     """A listwise reranker: an algorithm (window, full, tdpart) over a window ranker (generate, first).
 
     ``window_size``/``step``: sliding windows; ``cutoff``/``buffer``: TDPart's pivot position and candidate
@@ -151,9 +151,7 @@ class Listwise:
     def max_new_tokens(self, n: int) -> int:
         return self.tokens_per_item * n + 4
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
         ranker = _WindowRanker(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens)
                                                   for c in head], [c.score for c in head])
         n = len(head)
@@ -163,9 +161,8 @@ class Listwise:
             order = ranker(list(range(n))) if n > 1 else list(range(n))
         else:
             order = permutation.sliding_windows(n, self.window_size, self.step, ranker)
-        usage = usage_since(self.backend, before)
-        usage.parse_failures += ranker.failures
-        return with_tail(query, candidates, Ranking.from_order(query, head, order), usage)
+        ranker.used.parse_failures += ranker.failures
+        return Ranking.from_order(query, head, order, ranker.used)
 
     def _fits(self, ranker: "_WindowRanker", query: str) -> bool:
         """Whether all candidates fit one window; if not, an error or (overflow="window") windows."""
@@ -191,15 +188,17 @@ class _WindowRanker:
         self.passages = passages
         self.scores = scores
         self.failures = 0
+        self.used = Usage()
 
     def __call__(self, items: list[int]) -> list[int]:
         m = self.method
         prompt = m.prompt(self.query, [self.passages[i] for i in items], [self.scores[i] for i in items])
         if m.mode == "first":
-            logprobs = m.backend.choice_logprobs([prompt], m.choices[: len(items)])[0]
+            logprobs = spend(self.used, m.backend.choice_logprobs([prompt], m.choices[: len(items)]))[0]
             positions = sorted(range(len(items)), key=lambda j: -logprobs[j])  # ties: window order
         else:
-            text = m.backend.generate([prompt], max_new_tokens=m.max_new_tokens(len(items)), stop=["\n\n"])[0]
+            text = spend(self.used, m.backend.generate([prompt], max_new_tokens=m.max_new_tokens(len(items)),
+                                                       stop=["\n\n"]))[0]
             parsed = permutation.parse_permutation(m.answer_prefix + text, labels_for(len(items), m.labels),
                                                    m.template.answer_regex)
             positions = parsed.order
@@ -211,26 +210,54 @@ class _WindowRanker:
         return [items[j] for j in positions]
 
 
-@register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations")
+def _options(*, algorithm: bool = True, prompt: str | None = None, mode: bool = True) -> tuple[Option, ...]:
+    """The options of a listwise name (``algorithm`` and ``mode`` only where the name does not fix them)."""
+    chosen = (Option("algorithm", str, "window", "window (sliding windows), full or tdpart", ALGORITHMS),) \
+        if algorithm else ()
+    if mode:
+        chosen += (Option("mode", str, "generate", "generate (parse the permutation) or first (identifier logits)",
+                          MODES),)
+    return chosen + (
+        Option("prompt", (str, PromptTemplate), prompt, "prompt template name or YAML file (default by labels)"),
+        Option("labels", str, None, "identifiers: numeric [1].. or alpha [A].. (default: alpha for first)",
+               (None, *DEFAULT_PROMPTS)),
+        Option("window_size", int, 20, "passages per window"),
+        Option("step", int, 10, "how far each window moves (back to front)"),
+        Option("cutoff", int, 10, "tdpart: the pivot's position"),
+        Option("buffer", int, 20, "tdpart: candidates kept around the pivot"),
+        Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"),
+        Option("max_context", int, DEFAULT_MAX_CONTEXT, "the model's context in tokens (listwise.full)"),
+        Option("overflow", str, "error", "listwise.full when the list does not fit: error or window", OVERFLOW),
+        Option("tokens_per_item", int, 5, "generation budget per identifier"),
+        Option("countdown", str, "keep_input", "a window answered in reversed input order: keep_input or accept",
+               COUNTDOWN))
+
+
+@register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations",
+          _options())
 def window(backend, algorithm: str = "window", **opts) -> Listwise:
     return Listwise(backend, algorithm, name="listwise.window", **opts)
 
 
-@register("listwise.first", "llm", "FIRST: windows ordered by the logits of single-token identifiers, one pass each")
+@register("listwise.first", "llm", "FIRST: windows ordered by the logits of single-token identifiers, one pass each",
+          _options(mode=False))
 def first(backend, algorithm: str = "window", **opts) -> Listwise:
     return Listwise(backend, algorithm, name="listwise.first", mode="first", **opts)
 
 
-@register("listwise.full", "llm", "the whole candidate list in one window, when it fits max_context")
+@register("listwise.full", "llm", "the whole candidate list in one window, when it fits max_context",
+          _options(algorithm=False))
 def full(backend, **opts) -> Listwise:
     return Listwise(backend, "full", name="listwise.full", **opts)
 
 
-@register("listwise.insertrank", "llm", "InsertRank: sliding windows whose prompt shows the first-stage scores")
+@register("listwise.insertrank", "llm", "InsertRank: sliding windows whose prompt shows the first-stage scores",
+          _options(prompt="listwise.insertrank"))
 def insertrank(backend, algorithm: str = "window", prompt: str = "listwise.insertrank", **opts) -> Listwise:
     return Listwise(backend, algorithm, name="listwise.insertrank", prompt=prompt, **opts)
 
 
-@register("listwise.tdpart", "llm", "top-down partitioning: a pivot window, the rest partitioned, the head refined")
+@register("listwise.tdpart", "llm", "top-down partitioning: a pivot window, the rest partitioned, the head refined",
+          _options(algorithm=False))
 def tdpart(backend, **opts) -> Listwise:
     return Listwise(backend, "tdpart", name="listwise.tdpart", **opts)

@@ -29,9 +29,9 @@ from scipy.special import expit
 
 from rankwise.errors import InputError
 from rankwise.methods import sorting
-from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 DEFAULT_PASSAGE_TOKENS = 128
 ALGORITHMS = ("allpairs", "heapsort", "sliding")
@@ -39,7 +39,7 @@ MODES = ("scoring", "generation")
 RULES = ("prp", "probability")
 
 
-class Pairwise:
+class Pairwise(Method):
     """PRP over a backend; ``algorithm`` picks which pairs are compared.
 
     ``k``: the depth heap sort extracts and the number of sliding passes (all-pairs ranks everything).
@@ -81,24 +81,23 @@ class Pairwise:
         user = self.template.render(query=query, passage_a=passage_a, passage_b=passage_b)
         return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
         judge = _Judge(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens) for c in head])
         n = len(head)
         if self.algorithm == "allpairs":
-            ranked = Ranking.from_scores(query, head, sorting.allpairs_scores(n, judge))
+            scores = sorting.allpairs_scores(n, judge)
         else:
             if self.algorithm == "heapsort":
                 order = sorting.heap_top_k(n, sorting.knockout(judge), self.k, bottom_up=True)
             else:
                 order = sorting.sliding_order(n, judge, min(self.k, max(n - 1, 0)))
-            ranked = Ranking.from_order(query, head, order)
-        usage = usage_since(self.backend, before)
+        usage = judge.used
         usage.parse_failures += judge.failures
         usage.comparisons += judge.comparisons
         usage.inconsistent += judge.inconsistent
-        return with_tail(query, candidates, ranked, usage)
+        if self.algorithm == "allpairs":
+            return Ranking.from_scores(query, head, scores, usage)
+        return Ranking.from_order(query, head, order, usage)
 
 
 class _Judge:
@@ -109,6 +108,7 @@ class _Judge:
         self.query = query
         self.passages = passages
         self.failures = 0
+        self.used = Usage()
         self.comparisons = 0
         self.inconsistent = 0  # comparisons whose two orders did not pick the same passage
         self.known: dict[tuple[int, int], float] = {}  # (a, b) with a < b -> a's share
@@ -134,12 +134,12 @@ class _Judge:
         scoring mode: P(A) normalised over A and B)."""
         m = self.method
         if m.mode == "scoring":
-            lp = np.asarray(m.backend.choice_logprobs(prompts, m.template.choices), dtype=np.float64)
+            lp = np.asarray(spend(self.used, m.backend.choice_logprobs(prompts, m.template.choices)), dtype=np.float64)
             if m.rule == "probability":
                 return expit(lp[:, 0] - lp[:, 1]).tolist()
             return np.where(lp[:, 0] > lp[:, 1], 1.0, np.where(lp[:, 0] < lp[:, 1], 0.0, 0.5)).tolist()
         votes = []
-        for text in m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=["\n\n"]):
+        for text in spend(self.used, m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=["\n\n"])):
             match = m.template.parse(text)
             label = match.group(1).upper() if match else None
             if label not in ("A", "B"):
@@ -163,16 +163,27 @@ def _mean_share(first: float, second: float) -> float:
     return round((first + second) / 2, 9)
 
 
-@register("pairwise.allpairs", "llm", "PRP all pairs in both orders, one batch; score = wins")
+OPTIONS = (
+    Option("prompt", (str, PromptTemplate), "pairwise.prp", "prompt template name or YAML file"),
+    Option("mode", str, "scoring", "scoring (P(A) vs P(B)) or generation (parse the answer)", MODES),
+    Option("k", int, 10, "heapsort/sliding: how many of the top to sort"),
+    Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"),
+    Option("answer_prefix", str, "Passage", "text the answer starts with"),
+    Option("max_new_tokens", int, 8, "generation mode: tokens per answer"),
+    Option("reuse_comparisons", bool, True, "ask each pair once per query"),
+    Option("rule", str, "prp", "prp (both orders must agree, else a draw) or probability (mean P(A))", RULES))
+
+
+@register("pairwise.allpairs", "llm", "PRP all pairs in both orders, one batch; score = wins", OPTIONS)
 def allpairs(backend, **opts) -> Pairwise:
     return Pairwise(backend, "allpairs", **opts)
 
 
-@register("pairwise.heapsort", "llm", "PRP top-k by heap sort, comparisons of one heap depth batched")
+@register("pairwise.heapsort", "llm", "PRP top-k by heap sort, comparisons of one heap depth batched", OPTIONS)
 def heapsort(backend, **opts) -> Pairwise:
     return Pairwise(backend, "heapsort", **opts)
 
 
-@register("pairwise.sliding", "llm", "PRP sliding window: K bubble-sort passes from the bottom")
+@register("pairwise.sliding", "llm", "PRP sliding window: K bubble-sort passes from the bottom", OPTIONS)
 def sliding(backend, **opts) -> Pairwise:
     return Pairwise(backend, "sliding", **opts)

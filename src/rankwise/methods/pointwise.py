@@ -11,14 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
-from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.llm.base import ContinuationBackend, require
+from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 DEFAULT_PASSAGE_TOKENS = 300
 
 
-class Pointwise:
+class Pointwise(Method):
     """Score each of the top-k candidates independently; one batched backend call per query."""
 
     def __init__(self, backend, prompt: str | PromptTemplate, mode: str,
@@ -28,31 +29,29 @@ class Pointwise:
         self.mode = mode
         self.max_passage_tokens = max_passage_tokens
         self.name = f"pointwise.{mode}"
+        if mode == "qlm":
+            require(backend, ContinuationBackend, "pointwise.qlm (query likelihood)")
 
     def prompts(self, query: Query, candidates: Sequence[Candidate]) -> list[str]:
         return [self.backend.format_chat(self.template.render(
             query=query.text, passage=self.backend.truncate(c.content, self.max_passage_tokens)),
             system=self.template.system) for c in candidates]
 
-    def score(self, query: Query, candidates: Sequence[Candidate]) -> np.ndarray:
-        if not candidates:
-            return np.zeros(0)
+    def score(self, query: Query, candidates: Sequence[Candidate], used: Usage) -> np.ndarray:
+        """One score per candidate (one backend call); the call's usage is added to ``used``."""
         prompts = self.prompts(query, candidates)
         if self.mode == "qlm":
-            return self.backend.continuation_logprobs(prompts, [query.text] * len(prompts))
-        logprobs = self.backend.choice_logprobs(prompts, self.template.choices)
-        probs = _softmax(logprobs)
+            return np.asarray(spend(used, self.backend.continuation_logprobs(prompts, [query.text] * len(prompts))))
+        logprobs = spend(used, self.backend.choice_logprobs(prompts, self.template.choices))
+        probs = _softmax(np.asarray(logprobs))
         if self.mode == "yes_no":
             return probs[:, 0]
         grades = np.array([float(c.split("|")[0]) for c in self.template.choices])
         return probs @ grades
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
-        scores = self.score(query, head)
-        ranked = Ranking.from_scores(query, head, scores.tolist())
-        return with_tail(query, candidates, ranked, usage_since(self.backend, before))
+    def rank(self, query: Query, candidates: list[Candidate]) -> Ranking:
+        used = Usage()
+        return Ranking.from_scores(query, candidates, self.score(query, candidates, used).tolist(), used)
 
 
 def _softmax(logprobs: np.ndarray) -> np.ndarray:
@@ -61,16 +60,22 @@ def _softmax(logprobs: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-@register("pointwise.yes_no", "llm", "P(Yes) of the next token, per candidate")
+def _options(prompt: str) -> tuple[Option, ...]:
+    return (Option("prompt", (str, PromptTemplate), prompt, "prompt template name or YAML file"),
+            Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"))
+
+
+@register("pointwise.yes_no", "llm", "P(Yes) of the next token, per candidate", _options("pointwise.yes_no"))
 def yes_no(backend, prompt: str = "pointwise.yes_no", **opts) -> Pointwise:
     return Pointwise(backend, prompt, "yes_no", **opts)
 
 
-@register("pointwise.graded", "llm", "expected relevance 0..k over digit tokens (ERank/ProRank)")
+@register("pointwise.graded", "llm", "expected relevance 0..k over digit tokens (ERank/ProRank)",
+          _options("pointwise.graded"))
 def graded(backend, prompt: str = "pointwise.graded", **opts) -> Pointwise:
     return Pointwise(backend, prompt, "graded", **opts)
 
 
-@register("pointwise.qlm", "llm", "query likelihood log P(query | passage)")
+@register("pointwise.qlm", "llm", "query likelihood log P(query | passage)", _options("pointwise.qlm"))
 def qlm(backend, prompt: str = "pointwise.qlm", **opts) -> Pointwise:
     return Pointwise(backend, prompt, "qlm", **opts)

@@ -23,9 +23,9 @@ import numpy as np
 
 from rankwise.errors import InputError
 from rankwise.methods import sorting
-from rankwise.methods.base import register, usage_since, with_tail
+from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
-from rankwise.types import Candidate, Query, Ranking
+from rankwise.types import Candidate, Query, Ranking, Usage
 
 DEFAULT_PASSAGE_TOKENS = 128
 # As llm-rankers: X, Y, Z are left out (several tokens after "Passage" in some tokenizers).
@@ -37,7 +37,7 @@ THINK_CLOSE = "</think>"
 ANSWER_OPEN = "<answer>"
 
 
-class Setwise:
+class Setwise(Method):
     """Setwise selection over a backend inside heap sort or bubble sort.
 
     ``set_size`` (c): candidates per prompt; ``k``: the depth sorted. ``answer_prefix`` is appended after
@@ -80,18 +80,15 @@ class Setwise:
         user = self.template.render(query=query, passages=block)
         return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
 
-    def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
-        before = self.backend.usage.copy()
-        head = list(candidates[: top_k or len(candidates)])
+    def rank(self, query: Query, head: list[Candidate]) -> Ranking:
         select = _Selector(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens)
                                               for c in head])
         if self.algorithm == "heapsort":
             order = sorting.heap_top_k(len(head), select, self.k, arity=self.set_size - 1)
         else:
             order = sorting.bubble_top_k(len(head), select, self.k, window=self.set_size)
-        usage = usage_since(self.backend, before)
-        usage.parse_failures += select.failures
-        return with_tail(query, candidates, Ranking.from_order(query, head, order), usage)
+        select.used.parse_failures += select.failures
+        return Ranking.from_order(query, head, order, select.used)
 
 
 def label_choices(n: int) -> list[str]:
@@ -117,6 +114,7 @@ class _Selector:
         self.query = query
         self.passages = passages
         self.failures = 0
+        self.used = Usage()
 
     def __call__(self, groups: Sequence[Sequence[int]]) -> list[int]:
         m = self.method
@@ -131,7 +129,7 @@ class _Selector:
     def _from_generation(self, prompts: list[str], groups: Sequence[Sequence[int]]) -> list[int]:
         m = self.method
         stop = ["</answer>"] if m.mode == "reasoning" else ["\n\n"]
-        texts = m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=stop)
+        texts = spend(self.used, m.backend.generate(prompts, max_new_tokens=m.max_new_tokens, stop=stop))
         picks: list[int | None] = [parse_label(m.template, m.answer_prefix + t, len(g))
                                    for t, g in zip(texts, groups)]
         failed = [i for i, p in enumerate(picks) if p is None]
@@ -152,7 +150,7 @@ class _Selector:
         """Per group, the position of the most likely label; equal log-probabilities go to the
         candidate earliest in the input."""
         width = max(len(g) for g in groups)
-        lp = self.method.backend.choice_logprobs(prompts, label_choices(width))
+        lp = spend(self.used, self.method.backend.choice_logprobs(prompts, label_choices(width)))
         picks = []
         for row, g in zip(lp, groups):
             scores = row[: len(g)]
@@ -161,16 +159,34 @@ class _Selector:
         return picks
 
 
-@register("setwise.heapsort", "llm", "setwise top-k by heap sort, c candidates per prompt, labels from logits")
+def _options(*, mode: bool = True, algorithm: bool = False) -> tuple[Option, ...]:
+    chosen = (Option("algorithm", str, "heapsort", "heapsort or bubblesort", ALGORITHMS),) if algorithm else ()
+    if mode:
+        chosen += (Option("mode", str, "scoring", "scoring (label logits) or generation (parse the answer)",
+                          MODES[:2]),)
+    return chosen + (
+        Option("prompt", (str, PromptTemplate), None, "prompt template name or YAML file (default by mode)"),
+        Option("set_size", int, 4, "candidates per prompt (c)"),
+        Option("k", int, 10, "how many of the top to sort"),
+        Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"),
+        Option("answer_prefix", str, None, "text the answer starts with (default: Passage, or <think>)"),
+        Option("max_new_tokens", int, 8, "generation mode: tokens per answer"),
+        Option("reasoning_tokens", int, 256, "reasoning mode: tokens per answer"))
+
+
+@register("setwise.heapsort", "llm", "setwise top-k by heap sort, c candidates per prompt, labels from logits",
+          _options())
 def heapsort(backend, **opts) -> Setwise:
     return Setwise(backend, "heapsort", **opts)
 
 
-@register("setwise.bubblesort", "llm", "setwise bubble sort, windows of c candidates sliding up by c-1")
+@register("setwise.bubblesort", "llm", "setwise bubble sort, windows of c candidates sliding up by c-1",
+          _options())
 def bubblesort(backend, **opts) -> Setwise:
     return Setwise(backend, "bubblesort", **opts)
 
 
-@register("setwise.reasoning", "llm", "Rank-R1: <think> then <answer>LABEL</answer>, heap sort, token budget")
+@register("setwise.reasoning", "llm", "Rank-R1: <think> then <answer>LABEL</answer>, heap sort, token budget",
+          _options(mode=False, algorithm=True))
 def reasoning(backend, algorithm: str = "heapsort", **opts) -> Setwise:
     return Setwise(backend, algorithm, mode="reasoning", **opts)

@@ -16,15 +16,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
+from rankwise.llm.batching import BatchingBackend, RequestTimeout
 from rankwise.llm.cache import CachedBackend, OutputCache
-from rankwise.methods import build_method
-from rankwise.serve.batching import BatchingBackend, RequestTimeout
+from rankwise.pipeline import load_reranker
+from rankwise.pipeline import run as run_stage
 from rankwise.serve.errors import ApiError, install_error_handlers
 from rankwise.serve.limits import RequestGuard, ServeConfig, document_texts
 from rankwise.serve.metrics import MetricsMiddleware, ServeMetrics
 from rankwise.serve.schemas import (DocumentOut, ErrorResponse, Health, RerankRequest, RerankResponse,
                                     RerankResult, RerankUsage)
-from rankwise.types import Candidate, Query, Ranking, Usage
+from rankwise.types import Candidate, Query, Ranking, Request, Usage
 
 RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")  # /v2/rerank: where Cohere's ClientV2 posts
 _ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in (
@@ -45,7 +46,7 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
     batcher = BatchingBackend(backend, config.batch_wait_ms, config.max_batch_prompts, metrics.observe_batch)
     served = CachedBackend(batcher, cache, model_key=backend.name) if cache is not None else batcher
     try:
-        reranker = build_method(method, served, **(method_options or {}))
+        reranker = load_reranker(method, backend.name, backend=served, **(method_options or {}))
     except Exception:
         batcher.close()
         raise
@@ -63,8 +64,9 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
     install_error_handlers(app)
 
     def run(query: str, texts: list[str], deadline: float) -> Ranking:
+        request = Request(Query("request", query), tuple(Candidate(str(i), t) for i, t in enumerate(texts)))
         with batcher.request_scope(deadline):
-            return reranker.rerank(Query("request", query), [Candidate(str(i), t) for i, t in enumerate(texts)])
+            return run_stage(reranker, [request]).rankings["request"]
 
     async def rerank(body: RerankRequest) -> RerankResponse:
         texts = document_texts(body, config)

@@ -1,6 +1,6 @@
-"""Pipeline stages as values, PyTerrier-style: compose with ``>>``, restrict with ``%``, fuse with ``|``.
+"""Stages: the composition algebra every reranker, first stage and pipeline shares (PyTerrier-style).
 
-    FirstStage("bm25") % 100 >> Rerank("embedding.e2rank", model="minilm-l6") % 100
+    FirstStage("bm25") % 100 >> load_reranker("embedding.e2rank", "minilm-l6") % 100
         >> Rerank("pointwise.yes_no", model="qwen2.5-0.5b") % 30
 
 - ``a >> b``: b reorders what a returns (a :class:`Chain`).
@@ -12,8 +12,9 @@
 - ``Identity()``: the input as it arrives, scores kept. Fused with a reranker it interpolates the previous
   stage's scores with the new ones: ``Fuse(Identity(), Rerank(...), method="interpolate") % 30``.
 
-Stages compare by value and print as the expression that builds them. They hold no model: a run loads
-each model once (:class:`rankwise.compose.runner.Backends`) and shares it between stages.
+Every reranking method is a Stage (:class:`rankwise.methods.base.Method`), so a built reranker composes
+directly. The stages that need data or loading (FirstStage, BM25, Rerank by name) live in
+:mod:`rankwise.pipeline.stages`; running is :func:`rankwise.pipeline.run`. This module imports neither.
 """
 
 from __future__ import annotations
@@ -24,17 +25,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from tqdm.auto import tqdm
-
 from rankwise.errors import InputError
 from rankwise.fusion import RRF_K, check_params, fuse_rankings
-from rankwise.methods.base import Reranker, method_info, with_tail
-from rankwise.pipeline import PipelineResult, check_complete
-from rankwise.types import Query, Ranking, Request, Usage
+from rankwise.types import Candidate, Query, Ranking, Request, Usage
 
 if TYPE_CHECKING:
-    from rankwise.compose.runner import Backends, RunContext
     from rankwise.data import Dataset
+    from rankwise.pipeline.result import RunResult
+    from rankwise.pipeline.run import Backends, RunContext
 
 StagePath = tuple[int, ...]
 
@@ -111,173 +109,59 @@ class Stage:
                 check_complete(request, ranking)
         return out
 
-    def run(self, requests: Sequence[Request] | None = None, *, dataset: "Dataset | str | None" = None,
-            queries: Sequence[Query] | None = None, backends: "Backends | None" = None,
-            progress: bool = False) -> PipelineResult:
-        """Run the pipeline over ``requests`` (a pipeline that starts with a first stage takes only their
-        queries; it can instead take ``queries``, or every judged query of ``dataset``)."""
-        from rankwise.compose.runner import run_pipeline
+    def run(self, requests: Sequence[Request] | None = None, **options: Any) -> "RunResult":
+        """``rankwise.pipeline.run(self, requests, **options)``: the one way anything is run."""
+        from rankwise.pipeline.run import run
 
-        return run_pipeline(self, requests, dataset=dataset, queries=queries, backends=backends, progress=progress)
+        return run(self, requests, **options)
 
     # -- files -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The pipeline as plain data (``{"pipeline": [stage, ...]}``), as a YAML/JSON file holds it."""
-        from rankwise.compose.spec import to_dict
+        from rankwise.pipeline.spec import to_dict
 
         return to_dict(self)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The pipeline as YAML text, also written to ``path`` when given."""
-        from rankwise.compose.spec import to_yaml
+        from rankwise.pipeline.spec import to_yaml
 
         return to_yaml(self, path)
 
     @staticmethod
     def from_dict(data: dict) -> "Stage":
-        from rankwise.compose.spec import from_dict
+        from rankwise.pipeline.spec import from_dict
 
         return from_dict(data)
 
     @staticmethod
     def from_yaml(path: str | Path) -> "Stage":
         """Read a pipeline file (YAML or JSON); a bad file is an InputError naming it and the field."""
-        from rankwise.compose.spec import load_pipeline
+        from rankwise.pipeline.spec import load_pipeline
 
         return load_pipeline(path)
 
 
-def _timed_leaf(ctx: "RunContext", path: StagePath, stage: Stage, started: float, rankings: list[Ranking]) -> None:
+def record_leaf(ctx: "RunContext", path: StagePath, stage: Stage, started: float, rankings: list[Ranking]) -> None:
+    """Add what a stage that does work spent on these rankings (its usage and seconds) to the run's report."""
     usage = Usage()
     for r in rankings:
         usage.add(r.usage)
     ctx.record(path, stage, usage, time.perf_counter() - started, len(rankings))
 
 
-@dataclass(frozen=True, repr=False)
-class FirstStage(Stage):
-    """A first-stage run the dataset ships (``"bm25"``, ``"splade_pp_ensemble_distil"``...): its top_k."""
-
-    name: str
-    top_k: int | None = None
-    is_source = True
-    _own_top_k = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise InputError(f"a first stage is named by a string, got {self.name!r}")
-        _check_top_k(self.top_k)
-
-    def _expr(self) -> str:
-        return _call("FirstStage", self.name)
-
-    def _apply(self, requests: list[Request], ctx: "RunContext", path: StagePath) -> list[Ranking]:
-        started = time.perf_counter()
-        found = {r.query.qid: r for r in ctx.require_dataset(self).requests(self.name, self.top_k)}
-        out = []
-        for request in requests:
-            got = found.get(request.query.qid)
-            cands = got.candidates if got is not None else ()
-            out.append(Ranking.from_scores(request.query, cands, [c.score for c in cands]))
-        _timed_leaf(ctx, path, self, started, out)
-        return out
+def with_tail(query: Query, candidates: Sequence[Candidate], head: Ranking, usage: Usage) -> Ranking:
+    """Append the candidates past the reranked head, in their input order, scored below the head."""
+    tail = candidates[len(head.candidates):]
+    floor = min(head.scores, default=0.0)
+    tail_scores = tuple(floor - 1.0 - i for i in range(len(tail)))
+    return Ranking(query, head.candidates + tuple(tail), head.scores + tail_scores, usage)
 
 
-@dataclass(frozen=True, repr=False)
-class BM25(Stage):
-    """BM25 (rankwise.retrieve.bm25.BM25Retriever) over the dataset's documents, indexed once per run."""
-
-    k1: float = 0.9
-    b: float = 0.4
-    top_k: int = 100
-    is_source = True
-    _own_top_k = True
-
-    def __post_init__(self) -> None:
-        _check_top_k(self.top_k)
-        for name in ("k1", "b"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InputError(f"BM25 {name} must be a number >= 0, got {value!r}")
-
-    def _expr(self) -> str:
-        params = {k: v for k, v in (("k1", self.k1), ("b", self.b)) if v != getattr(BM25, k)}
-        return _call("BM25", **params)
-
-    def _apply(self, requests: list[Request], ctx: "RunContext", path: StagePath) -> list[Ranking]:
-        from rankwise.data import requests_from_run
-
-        ds = ctx.require_dataset(self)
-        started = time.perf_counter()
-        retriever = ctx.bm25(self.k1, self.b)
-        queries = {r.query.qid: r.query.text for r in requests}
-        found = {r.query.qid: r for r in requests_from_run(retriever.retrieve(queries, self.top_k), queries, ds.docs)}
-        out = []
-        for request in requests:
-            cands = found[request.query.qid].candidates if request.query.qid in found else ()
-            out.append(Ranking.from_scores(request.query, cands, [c.score for c in cands]))
-        _timed_leaf(ctx, path, self, started, out)
-        return out
-
-
-@dataclass(frozen=True, repr=False, init=False)
-class Rerank(Stage):
-    """Rerank with a registered method on a model, e.g. ``Rerank("pointwise.yes_no", model="qwen2.5-0.5b")``;
-    keyword options go to the method (``k=10``, ``max_passage_tokens=128``...), ``backend_options`` to the
-    engine (``batch_size``...). ``method`` may also be an already built Reranker (then no model)."""
-
-    method: str | Reranker
-    model: str | None = None
-    top_k: int | None = None
-    engine: str = "auto"
-    dtype: str = "auto"
-    options: dict = field(default_factory=dict)
-    backend_options: dict = field(default_factory=dict)
-    _own_top_k = True
-
-    def __init__(self, method: str | Reranker, model: str | None = None, *, top_k: int | None = None,
-                 engine: str = "auto", dtype: str = "auto", backend_options: dict | None = None, **options: Any):
-        if isinstance(method, str):
-            method_info(method)  # an unknown name fails here, naming close ones
-            if not isinstance(model, str) or not model:
-                raise InputError(f"Rerank({method!r}) needs a model name")
-        elif not callable(getattr(method, "rerank", None)):
-            raise InputError(f"Rerank takes a method name or a Reranker, got {method!r}")
-        elif model is not None:
-            raise InputError("Rerank of a built Reranker takes no model (it has its backend)")
-        _check_top_k(top_k)
-        for name, value in (("engine", engine), ("dtype", dtype)):
-            if not isinstance(value, str):
-                raise InputError(f"Rerank {name} must be a string, got {value!r}")
-        for name, value in (("options", options), ("backend_options", backend_options or {})):
-            if not isinstance(value, dict):
-                raise InputError(f"Rerank {name} must be a mapping, got {value!r}")
-        for name, value in (("method", method), ("model", model), ("top_k", top_k), ("engine", engine),
-                            ("dtype", dtype), ("options", dict(options)),
-                            ("backend_options", dict(backend_options or {}))):
-            object.__setattr__(self, name, value)
-
-    @property
-    def method_name(self) -> str:
-        return self.method if isinstance(self.method, str) else self.method.name
-
-    def _expr(self) -> str:
-        if not isinstance(self.method, str):
-            return f"Rerank({self.method.name}: {type(self.method).__name__})"
-        params: dict[str, Any] = {"model": self.model}
-        params.update({k: v for k, v in (("engine", self.engine), ("dtype", self.dtype)) if v != "auto"})
-        if self.backend_options:
-            params["backend_options"] = self.backend_options
-        return _call("Rerank", self.method, **params, **self.options)
-
-    def _apply(self, requests: list[Request], ctx: "RunContext", path: StagePath) -> list[Ranking]:
-        reranker = ctx.reranker(self)
-        started = time.perf_counter()
-        out = [reranker.rerank(r.query, r.candidates, self.top_k)
-               for r in tqdm(requests, desc=f"{'.'.join(map(str, path)) or 1} {self.method_name}", unit="query",
-                             disable=not ctx.progress)]
-        _timed_leaf(ctx, path, self, started, out)
-        return out
+def check_complete(request: Request, ranking: Ranking) -> None:
+    """Raise if ``ranking`` does not hold exactly the request's candidates."""
+    if sorted(c.docid for c in request.candidates) != sorted(ranking.docids):
+        raise RuntimeError(f"method dropped or duplicated candidates for query {request.query.qid}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -407,4 +291,4 @@ class Fuse(Stage):
                 for per_query in zip(*outs)]
 
 
-__all__ = ["BM25", "Chain", "FirstStage", "Fuse", "Identity", "Rerank", "Stage", "as_request"]
+__all__ = ["Chain", "Fuse", "Identity", "Stage", "as_request", "check_complete", "record_leaf", "with_tail"]

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from rankwise.serve.batching import BatchingBackend, RequestTimeout
+from rankwise.llm.batching import BatchingBackend, RequestTimeout
 from tests.tiny_lm import tiny_backend
 
 CHOICES = ["Yes|yes", "No|no"]

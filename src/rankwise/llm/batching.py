@@ -7,8 +7,10 @@ prompts are waiting, or every request in flight has submitted), merges the calls
 rows. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
 transformers engine also shares the common prompt prefix across the merged requests.
 
-Usage is kept per request: inside ``request_scope`` the ``usage`` attribute is that request's own
-counter, so methods that read ``backend.usage`` before and after report what their request cost.
+Each caller's answer carries its share of the merged call's usage (its own prompts, tokens in proportion,
+every forward pass it took part in), so the cost of a request is what its answers say, whatever ran beside
+it. The HTTP service uses it for concurrent requests, and a pipeline run for the queries it reranks
+together (``rankwise.pipeline``: the same step of many queries in one backend call).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from rankwise.llm.base import Scores, Texts, call_usage, usage_of
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,6 @@ class _Job:
     kind: str           # "choice_logprobs", "generate", "continuation_logprobs"
     key: tuple          # jobs with equal (kind, key) can be merged
     items: list         # prompts (or (prompt, continuation) pairs)
-    usage: Usage | None
     enqueued: float = field(default_factory=time.perf_counter)
     future: Future = field(default_factory=Future)
 
@@ -87,48 +89,47 @@ class BatchingBackend:
 
     @property
     def usage(self) -> Usage:
-        """The current request's usage inside ``request_scope``; the engine's totals elsewhere."""
-        scoped = getattr(self._local, "usage", None)
-        return scoped if scoped is not None else self.backend.usage
+        """The engine's running total."""
+        return self.backend.usage
 
     @contextmanager
-    def request_scope(self, deadline: float | None = None) -> Iterator[Usage]:
-        """Mark this thread as serving one request until the block ends; yields that request's Usage.
+    def request_scope(self, deadline: float | None = None) -> Iterator[None]:
+        """Mark this thread as working on one request (or query) until the block ends: the worker merges
+        what the threads in flight submit, and runs as soon as every one of them has submitted.
 
         ``deadline`` (a ``time.perf_counter()`` value): waiting for the model past it raises RequestTimeout
         and withdraws the request's queued work.
         """
-        usage = Usage(engine=self.backend.engine, dtype=self.backend.dtype, model=self.backend.name)
-        outer = getattr(self._local, "usage", None), getattr(self._local, "deadline", None)
-        self._local.usage, self._local.deadline = usage, deadline
+        outer = getattr(self._local, "deadline", None)
+        self._local.deadline = deadline
         with self._active_lock:
             self._active += 1
         try:
-            yield usage
+            yield
         finally:
             with self._active_lock:
                 self._active -= 1
-            self._local.usage, self._local.deadline = outer
+            self._local.deadline = outer
 
     # -- primitives --------------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
         if not prompts:
-            return np.zeros((0, len(choices)), dtype=np.float32)
+            return Scores(np.zeros((0, len(choices)), dtype=np.float32), call_usage(self.backend))
         return self._submit("choice_logprobs", (tuple(choices),), list(prompts))
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         if not prompts:
-            return []
+            return Texts([], call_usage(self.backend))
         return self._submit("generate", (max_new_tokens, tuple(stop) if stop else None), list(prompts))
 
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         if not prompts:
-            return np.zeros(0)
+            return Scores(np.zeros(0), call_usage(self.backend))
         return self._submit("continuation_logprobs", (), list(zip(prompts, continuations)))
 
     def _submit(self, kind: str, key: tuple, items: list):
-        job = _Job(kind, key, items, getattr(self._local, "usage", None))
+        job = _Job(kind, key, items)
         with self._close_lock:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
@@ -186,7 +187,6 @@ class BatchingBackend:
         kind, key = jobs[0].kind, jobs[0].key
         items = [x for job in jobs for x in job.items]
         start = time.perf_counter()
-        before = self.backend.usage.copy()
         try:
             if kind == "continuation_logprobs":
                 result = self.backend.continuation_logprobs([p for p, _ in items], [c for _, c in items])
@@ -199,24 +199,26 @@ class BatchingBackend:
             for job in jobs:
                 job.future.set_exception(exc)
             return
-        spent = self.backend.usage.copy() - before
+        spent = usage_of(result)
         offset = 0
         for job in jobs:
             n = len(job.items)
-            if job.usage is not None:
-                _charge(job.usage, spent, n, len(items))
-            job.future.set_result(result[offset:offset + n])
+            share = _share(spent, n, len(items))
+            rows = result[offset:offset + n]
+            job.future.set_result(Texts(list(rows), share) if kind == "generate" else Scores(np.asarray(rows), share))
             offset += n
         if self.observer is not None:
             self.observer(BatchStats(kind, len(jobs), len(items), tuple(start - j.enqueued for j in jobs),
                                      time.perf_counter() - start))
 
 
-def _charge(usage: Usage, spent: Usage, n: int, total: int) -> None:
-    """Add a caller's share of a merged call to its usage."""
+def _share(spent: Usage, n: int, total: int) -> Usage:
+    """A caller's share of a merged call's usage (all of it when the call was the caller's alone)."""
+    usage = Usage(engine=spent.engine, dtype=spent.dtype, model=spent.model)
     usage.calls += n
+    usage.cache_hits += round(spent.cache_hits * n / total)
     usage.forward_passes += spent.forward_passes
     usage.seconds += spent.seconds * n / total
     for name in _SHARED:
         setattr(usage, name, getattr(usage, name) + round(getattr(spent, name) * n / total))
-
+    return usage

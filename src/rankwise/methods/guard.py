@@ -16,9 +16,9 @@ passage win against the others, are the other.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Sequence
 
+from rankwise.methods.base import Method
 from rankwise.types import Candidate, Query, Ranking, Usage
 
 # Each signal is one kind of evidence; a passage is flagged on ``threshold`` distinct kinds.
@@ -59,18 +59,21 @@ def is_injection(text: str, threshold: int = DEFAULT_THRESHOLD) -> bool:
     return len(injection_signals(text)) >= threshold
 
 
-@dataclass
-class GuardedReranker:
+class GuardedReranker(Method):
     """``inner`` reranks the head without the flagged passages, which follow the reranked ones."""
 
-    inner: object
-    threshold: int = DEFAULT_THRESHOLD
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.threshold, int) or isinstance(self.threshold, bool) or self.threshold < 1:
+    def __init__(self, inner: Method, threshold: int = DEFAULT_THRESHOLD):
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
             from rankwise.errors import InputError
 
-            raise InputError(f"guard threshold must be a whole number of signals >= 1, got {self.threshold!r}")
+            raise InputError(f"guard threshold must be a whole number of signals >= 1, got {threshold!r}")
+        self.inner = inner
+        self.threshold = threshold
+        self.name = inner.name
+        self.backend = inner.backend
+
+    def with_backend(self, backend) -> "GuardedReranker":
+        return GuardedReranker(self.inner.with_backend(backend), self.threshold)
 
     def rerank(self, query: Query, candidates: Sequence[Candidate], top_k: int | None = None) -> Ranking:
         """Rerank the first ``top_k`` candidates (all if None) with the flagged ones demoted."""
@@ -95,7 +98,7 @@ class GuardedReranker:
                        tuple(ranked.scores[:len(clean)]) + demoted_scores + tail_scores, usage)
 
     def __getattr__(self, name: str):
-        """Everything else (``backend``, options) is the inner method's."""
+        """Everything else (options, templates) is the inner method's."""
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)

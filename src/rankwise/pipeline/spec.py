@@ -29,7 +29,9 @@ from typing import Any, Callable
 
 import yaml
 
-from rankwise.compose.stages import BM25, Chain, FirstStage, Fuse, Identity, Rerank, Stage
+from rankwise.methods.base import Method
+from rankwise.pipeline.stages import BM25, FirstStage, Rerank
+from rankwise.stage import Chain, Fuse, Identity, Stage
 from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 from rankwise.fusion import RRF_K
@@ -53,10 +55,15 @@ def _stage_dict(stage: Stage) -> dict[str, Any]:
     elif isinstance(stage, BM25):
         out = {"retrieve": "bm25"}
         out.update({k: getattr(stage, k) for k in ("k1", "b") if getattr(stage, k) != getattr(BM25, k)})
+    elif isinstance(stage, Method):
+        spec = getattr(stage, "spec", None)
+        if spec is None:
+            raise InputError(f"{stage} was built by hand: only a reranker loaded by name (load_reranker or "
+                             "Rerank) can be written to a file")
+        out = {"rerank": spec["method"], "model": spec["model"]}
+        if spec.get("options"):
+            out["options"] = dict(spec["options"])
     elif isinstance(stage, Rerank):
-        if not isinstance(stage.method, str):
-            raise InputError(f"{stage} holds a Python object: only a Rerank built from a method name and a "
-                             "model name can be written to a file")
         out = {"rerank": stage.method, "model": stage.model}
         out.update({k: getattr(stage, k) for k in ("engine", "dtype") if getattr(stage, k) != "auto"})
         out.update({k: dict(getattr(stage, k)) for k in ("options", "backend_options") if getattr(stage, k)})
