@@ -29,9 +29,10 @@ def _concurrently(batcher: BatchingBackend, n: int, call) -> list:
 
     def worker(i: int) -> None:
         try:
-            with batcher.request_scope() as usage:
+            with batcher.request_scope():
                 barrier.wait()
-                results[i] = (call(i), usage)
+                answer = call(i)
+                results[i] = (answer, answer.usage)
         except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 

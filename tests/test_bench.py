@@ -225,8 +225,8 @@ def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) ->
     # the oracle grades the adversary 0: it never reaches the top
     assert yes_no["adversarial"]["top1"] == 0.0 and len(yes_no["adversarial"]["ranks"]) == 3
     assert len(list((tmp_path / "cells").glob("*.json"))) == 3
-    built = backends.built  # each cell: the run, 2 shuffles and the adversary
-    assert built == 2 * 4
+    built = backends.built  # each cell: a warm-up, the run, 2 shuffles and the adversary
+    assert built == 2 * 5
     again = run_bench(cfg, tmp_path, log=lambda _: None, rerank=in_process(cfg, backends))
     assert backends.built == built and again == cells  # resumed: nothing ran twice
     table = markdown_table(cells)
@@ -383,16 +383,17 @@ def test_a_failing_peer_is_a_failed_cell_not_a_crash(dl19, dl19_requests, tmp_pa
 
 
 def test_a_failing_rankwise_cell_is_recorded_and_the_matrix_goes_on(dl19, dl19_requests, tmp_path: Path) -> None:
-    """The oracle has no continuation_logprobs (as llama.cpp lacked once): qlm fails, graded still runs."""
+    """The oracle has no continuation_logprobs (an optional capability): qlm fails, graded still runs."""
     ds, requests = dl19_requests
     cfg = BenchConfig.from_dict({"datasets": [str(dl19)], "top_k": 10, "max_queries": 3, "models": ["oracle"],
                                  "methods": ["pointwise.qlm", "pointwise.graded"]})
     logged: list[str] = []
     cells = run_bench(cfg, tmp_path, log=logged.append, rerank=in_process(cfg, OracleBackends(requests, ds.qrels)))
     failed, graded = cells[1], cells[2]
-    assert failed["error"].startswith("AttributeError") and "(at methods/pointwise.py:" in failed["error"]
+    assert failed["error"].startswith("ModelError: pointwise.qlm (query likelihood) needs a backend with "
+                                      "ContinuationBackend")
     assert "metrics" in graded and any("failed in rankwise" in line for line in logged)
-    assert "| pointwise.qlm | oracle | failed: AttributeError" in markdown_table(cells)
+    assert "| pointwise.qlm | oracle | failed: ModelError" in markdown_table(cells)
 
 
 def test_cli_bench_exits_1_when_a_cell_failed(dl19, tmp_path: Path, capsys, monkeypatch) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from rankwise.cli import main
 from rankwise.data import load_dataset, read_run, write_candidates_jsonl
+from rankwise import llm
 from rankwise.methods import base
 from rankwise.methods.pointwise import Pointwise
 from rankwise.types import Candidate, Query, Request
@@ -28,7 +29,7 @@ def judge_method(monkeypatch, dl19):
     """A method ``test.judge`` on an ``oracle`` backend that answers from the DL19 qrels (this process only)."""
     ds = load_dataset(str(dl19))
     requests = ds.requests("bm25", top_k=20)
-    monkeypatch.setitem(base._LOADERS, "oracle", lambda model, **_: oracle_from_qrels(requests, ds.qrels))
+    monkeypatch.setitem(llm.KINDS, "oracle", lambda model, **_: oracle_from_qrels(requests, ds.qrels))
     monkeypatch.setitem(base._REGISTRY, "test.judge", base.MethodInfo(
         "test.judge", lambda backend, **o: Pointwise(backend, "pointwise.yes_no", "yes_no", **o), "oracle", "judge"))
     return ds, requests

@@ -9,6 +9,7 @@ import torch
 from rankwise.errors import InputError
 from rankwise.llm.attention import prefix_attention, select_layers
 from rankwise.methods import build_method
+from rankwise.types import Usage
 from rankwise.types import Candidate, Query
 from tests.tiny_lm import tiny_backend
 
@@ -85,15 +86,15 @@ def test_calibration_subtracts_the_content_free_pass(tiny):
 
 
 def test_masked_calibration_drops_outlier_tokens_only(tiny):
-    subtract = build_method("attention.icr", tiny, calibration="subtract").score(QUERY, CANDIDATES)
-    masked = build_method("attention.icr", tiny).score(QUERY, CANDIDATES)
+    subtract = build_method("attention.icr", tiny, calibration="subtract").score(QUERY, CANDIDATES, Usage())
+    masked = build_method("attention.icr", tiny).score(QUERY, CANDIDATES, Usage())
     assert masked.shape == subtract.shape and np.all(masked >= subtract - 1e-12)  # only low tokens are dropped
 
 
 def test_layers_add_up(tiny):
-    per_layer = [build_method("attention.icr", tiny, calibration="subtract", layers=str(i)).score(QUERY, CANDIDATES)
+    per_layer = [build_method("attention.icr", tiny, calibration="subtract", layers=str(i)).score(QUERY, CANDIDATES, Usage())
                  for i in (0, 1)]
-    both = build_method("attention.icr", tiny, calibration="subtract").score(QUERY, CANDIDATES)
+    both = build_method("attention.icr", tiny, calibration="subtract").score(QUERY, CANDIDATES, Usage())
     np.testing.assert_allclose(both, per_layer[0] + per_layer[1], atol=1e-6)  # fp32 sums in another order
     assert not np.allclose(per_layer[0], per_layer[1], atol=1e-7)
 

@@ -10,7 +10,7 @@ from rankwise.pipeline import BM25, Backends, Chain, FirstStage, Fuse, Identity,
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.fusion import fuse_rankings, rrf
-from rankwise.methods import build_method
+from rankwise.methods import Method, build_method
 from rankwise.stage import with_tail
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 from tests.oracle import OracleBackend, ideal_run, ndcg10, oracle_from_qrels
@@ -19,7 +19,7 @@ DEMO = "src/rankwise/demo_data"
 GRADES = [0, 3, 1, 0, 2, 0, 3, 1]  # of candidates c0..c7, given in this (first-stage) order
 
 
-class Reverse:
+class Reverse(Method):
     """A deterministic double: reverses the top k it receives and remembers what it saw."""
 
     name = "reverse"
@@ -29,8 +29,10 @@ class Reverse:
 
     def rerank(self, query, candidates, top_k=None):
         self.seen.append(list(candidates))
-        head = list(candidates[: top_k or len(candidates)])[::-1]
-        return with_tail(query, candidates, Ranking.from_order(query, head, range(len(head))), Usage(calls=len(head)))
+        return super().rerank(query, candidates, top_k)
+
+    def rank(self, query, head):
+        return Ranking.from_order(query, head[::-1], range(len(head)), Usage(calls=len(head)))
 
 
 @pytest.fixture()
@@ -62,7 +64,8 @@ def test_chains_flatten_and_print_as_their_expression():
 
 
 def test_equality_is_by_value():
-    assert Rerank("pointwise.yes_no", model="m", k=3) == Rerank("pointwise.yes_no", model="m", k=3)
+    assert Rerank("pointwise.yes_no", model="m", max_passage_tokens=3) == \
+        Rerank("pointwise.yes_no", model="m", max_passage_tokens=3)
     assert Rerank("pointwise.yes_no", model="m") % 30 != Rerank("pointwise.yes_no", model="m") % 20
     assert Rerank("pointwise.yes_no", model="m") != Rerank("pointwise.yes_no", model="m", engine="llamacpp")
     assert FirstStage("bm25") % 10 == FirstStage("bm25", top_k=10)
@@ -103,7 +106,7 @@ def test_bad_pipelines_fail_when_built(build, message):
 # -- running -------------------------------------------------------------------------------------------
 def test_percent_reranks_the_head_and_keeps_the_tail_in_order(toy):
     requests, judge = toy
-    ranking = (Rerank(judge) % 3).run(requests).rankings["q"]
+    ranking = (judge % 3).run(requests).rankings["q"]
     assert ranking.docids == _by_grade(requests[0].candidates[:3]) + [f"c{i}" for i in range(3, 8)]
     assert list(ranking.scores) == sorted(ranking.scores, reverse=True)
 
@@ -111,20 +114,20 @@ def test_percent_reranks_the_head_and_keeps_the_tail_in_order(toy):
 def test_stages_run_in_order_and_each_sees_the_previous_order_and_scores(toy):
     requests, judge = toy
     reverse = Reverse()
-    result = (Rerank(judge) >> Rerank(reverse) % 2).run(requests)
+    result = (judge >> reverse % 2).run(requests)
     judged = _by_grade(requests[0].candidates)
     assert result.rankings["q"].docids == [judged[1], judged[0], *judged[2:]]
     seen = reverse.seen[0]
     assert [c.docid for c in seen] == judged  # the judge's order...
     assert seen[0].score > seen[-1].score and seen[0].score != requests[0].candidates[0].score  # ...and scores
-    swapped = (Rerank(reverse) % 2 >> Rerank(judge)).run(requests).rankings["q"]
+    swapped = (reverse % 2 >> judge).run(requests).rankings["q"]
     assert swapped.docids == judged  # the judge sorts everything last: order of stages matters
 
 
 def test_a_restricted_chain_sees_only_the_head(toy):
     requests, judge = toy
     reverse = Reverse()
-    ranking = ((Rerank(reverse) >> Rerank(judge)) % 4).run(requests).rankings["q"]
+    ranking = ((reverse >> judge) % 4).run(requests).rankings["q"]
     assert len(reverse.seen[0]) == 4
     head = requests[0].candidates[:4][::-1]  # as the judge got them (ties keep that order)
     assert ranking.docids == _by_grade(head) + [f"c{i}" for i in range(4, 8)]
@@ -133,12 +136,12 @@ def test_a_restricted_chain_sees_only_the_head(toy):
 def test_fusion_stage_equals_fusing_the_branches_by_hand(toy):
     requests, judge = toy
     reverse = Reverse()
-    fused = Fuse(Rerank(judge), Rerank(reverse), method="interpolate", weights=[0.25, 0.75]).run(requests)
+    fused = Fuse(judge, reverse, method="interpolate", weights=[0.25, 0.75]).run(requests)
     q, cands = requests[0].query, requests[0].candidates
     by_hand = fuse_rankings([judge.rerank(q, cands), Reverse().rerank(q, cands)], "interpolate", weights=[0.25, 0.75])
     assert fused.rankings["q"].docids == by_hand.docids
     assert fused.rankings["q"].scores == pytest.approx(by_hand.scores)
-    assert (Rerank(judge) | Rerank(reverse)).run(requests).rankings["q"].docids == \
+    assert (judge | reverse).run(requests).rankings["q"].docids == \
         fuse_rankings([judge.rerank(q, cands), Reverse().rerank(q, cands)]).docids
 
 
@@ -148,7 +151,7 @@ def test_identity_keeps_the_input_and_interpolates_the_previous_scores(toy):
     kept = Identity().run(requests).rankings["q"]
     assert kept.docids == [c.docid for c in cands] and kept.scores == tuple(c.score for c in cands)
     reverse = Reverse()
-    mixed = (Rerank(reverse) >> Fuse(Identity(), Rerank(judge), method="interpolate", weights=[0.5, 0.5]) % 4)
+    mixed = (reverse >> Fuse(Identity(), judge, method="interpolate", weights=[0.5, 0.5]) % 4)
     result = mixed.run(requests)
     reversed_ranking = Reverse().rerank(q, cands)  # what Identity sees: the reversed order and its scores
     head = [replace(c, score=s) for c, s in zip(reversed_ranking.candidates[:4], reversed_ranking.scores[:4])]
@@ -156,7 +159,7 @@ def test_identity_keeps_the_input_and_interpolates_the_previous_scores(toy):
                             "interpolate", weights=[0.5, 0.5])
     assert result.rankings["q"].docids == by_hand.docids + reversed_ranking.docids[4:]
     assert result.rankings["q"].scores[:4] == pytest.approx(by_hand.scores)
-    assert str(mixed) == "Rerank(reverse: Reverse) >> Fuse(Identity(), Rerank(pointwise.yes_no: Pointwise), " \
+    assert str(mixed) == "Reverse('reverse') >> Fuse(Identity(), Pointwise('pointwise.yes_no'), " \
                          "method='interpolate', weights=(0.5, 0.5)) % 4"
     assert [r.path for r in result.stages] == ["1", "2.2"]  # Identity does no work: no stage report
 
@@ -164,12 +167,12 @@ def test_identity_keeps_the_input_and_interpolates_the_previous_scores(toy):
 def test_usage_is_summed_per_stage_and_in_total(toy):
     requests, judge = toy
     many = requests * 1 + [Request(Query("q2", "other"), requests[0].candidates[:5])]
-    result = (Rerank(judge) % 6 >> Rerank(Reverse()) % 4 >> Fuse(Rerank(judge), Rerank(Reverse()) % 2)).run(many)
+    result = (judge % 6 >> Reverse() % 4 >> Fuse(judge, Reverse() % 2)).run(many)
     stages = {s.path: s for s in result.stages}
     assert list(stages) == ["1", "2", "3.1", "3.2"]
     assert stages["1"].usage.calls == 6 + 5 and stages["2"].usage.calls == 4 + 4
     assert stages["3.1"].usage.calls == 8 + 5 and stages["3.2"].usage.calls == 2 + 2
-    assert stages["2"].stage == "Rerank(reverse: Reverse) % 4"
+    assert stages["2"].stage == "Reverse('reverse') % 4"
     assert all(s.queries == 2 and s.wall_seconds > 0 for s in stages.values())
     assert result.usage.calls == sum(s.usage.calls for s in stages.values()) == 36
     assert result.rankings["q2"].usage.calls == 5 + 4 + 5 + 2  # each query's Usage sums its stages
@@ -181,7 +184,7 @@ def test_usage_is_summed_per_stage_and_in_total(toy):
 
 def test_a_pipeline_without_a_first_stage_needs_requests(toy):
     with pytest.raises(InputError, match="has no first stage"):
-        Rerank(toy[1]).run()
+        toy[1].run()
     with pytest.raises(InputError, match="retrieves from a dataset"):
         FirstStage("bm25").run()
 
@@ -196,7 +199,7 @@ def test_first_stage_then_a_perfect_judge_on_dl19(dl19_ds):
     requests = [r for r in dl19_ds.requests("bm25", top_k=20) if r.query.qid in dl19_ds.qrels][:3]
     judge = build_method("pointwise.yes_no", oracle_from_qrels(requests, dl19_ds.qrels))
     queries = [r.query for r in requests]
-    result = (FirstStage("bm25") % 20 >> Rerank(judge) % 20).run(dataset=dl19_ds, queries=queries)
+    result = (FirstStage("bm25") % 20 >> judge % 20).run(dataset=dl19_ds, queries=queries)
     assert ndcg10(result.run(), requests, dl19_ds.qrels) == \
         pytest.approx(ndcg10(ideal_run(requests, dl19_ds.qrels), requests, dl19_ds.qrels))
     assert [s.usage.calls for s in result.stages] == [0, 60]
@@ -224,7 +227,7 @@ def test_bm25_over_the_demo_corpus_then_a_judge():
     assert set(first.rankings) == set(ds.queries) and all(len(r) <= 5 for r in first.rankings.values())
     requests = [Request(r.query, r.candidates) for r in first.rankings.values()]
     judge = build_method("pointwise.yes_no", oracle_from_qrels(requests, ds.qrels))
-    result = (BM25() % 5 >> Rerank(judge)).run(dataset=ds)
+    result = (BM25() % 5 >> judge).run(dataset=ds)
     assert ndcg10(result.run(), requests, ds.qrels) >= ndcg10(first.run(), requests, ds.qrels)
     assert result.stages[0].stage == "BM25() % 5"
 

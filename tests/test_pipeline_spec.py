@@ -60,9 +60,9 @@ def test_a_branch_may_be_one_stage_mapping():
     assert from_dict(data) == Fuse(FirstStage("a"), FirstStage("b")) % 5
 
 
-def test_a_python_reranker_cannot_be_saved():
-    with pytest.raises(InputError, match="only a Rerank built from a method name"):
-        to_dict(Rerank(build_method("pointwise.yes_no", OracleBackend({}))))
+def test_a_reranker_built_by_hand_cannot_be_saved():
+    with pytest.raises(InputError, match="only a reranker loaded by name"):
+        to_dict(build_method("pointwise.yes_no", OracleBackend({})))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -18,10 +18,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'rankwise[ray]')")
 
 from rankwise.data import load_dataset, read_run, write_candidates_jsonl  # noqa: E402
-from rankwise.executors import RerankJob  # noqa: E402
-from rankwise.executors.local import rerank_local  # noqa: E402
-from rankwise.executors.ray import request_from_json, request_to_json  # noqa: E402
 from rankwise.llm.cache import OutputCache  # noqa: E402
+from rankwise.pipeline import Rerank, run  # noqa: E402
 from rankwise.types import Candidate, Query, Request  # noqa: E402
 
 MODEL, METHOD, TOP_K, QUERIES, BATCH = "smollm2-135m", "pointwise.yes_no", 10, 4, 4
@@ -31,7 +29,10 @@ PROMPTS = QUERIES * TOP_K
 def test_requests_travel_to_workers_unchanged():
     request = Request(Query("q1", "what is é?"),
                       (Candidate("d1", "text\n1", 12.25, "Title"), Candidate("d2", "", -0.1)))
-    assert request_from_json(request_to_json(request)) == request
+    assert Request.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+
+
+STAGE = Rerank(METHOD, MODEL, top_k=TOP_K, engine="transformers", dtype="float32", backend_options={"batch_size": BATCH})
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,7 @@ def subset(dl19, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(subset, tmp_path_factory):
     """The run of the single-process path."""
-    job = RerankJob(METHOD, MODEL, TOP_K, {"engine": "transformers", "dtype": "float32", "batch_size": BATCH},
-                    cache=tmp_path_factory.mktemp("ref") / "cache.sqlite")
-    return rerank_local(job, subset[1], progress=False).run()
+    return run(STAGE, subset[1], cache=tmp_path_factory.mktemp("ref") / "cache.sqlite").run()
 
 
 def _cli(*args: str) -> list[str]:
@@ -132,15 +131,11 @@ def _kill_a_worker_mid_task(shards: Path, stop: threading.Event, killed: dict) -
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_is_restarted_and_its_finished_query_is_not_recomputed(cluster, subset,
                                                                                          reference, tmp_path):
-    from rankwise.executors.ray import rerank_ray
-
-    job = RerankJob(METHOD, MODEL, TOP_K, {"engine": "transformers", "dtype": "float32", "batch_size": BATCH},
-                    cache=tmp_path / "cache.sqlite")
     stop, killed = threading.Event(), {}
     killer = threading.Thread(target=_kill_a_worker_mid_task, args=(tmp_path / "cache.sqlite.shards", stop, killed))
     killer.start()
     try:  # two tasks of two queries: each worker dies, if at all, with one query of its task finished
-        result = rerank_ray(job, subset[1], workers=2, queries_per_task=2, progress=False)
+        result = run(STAGE, subset[1], executor="ray", cache=tmp_path / "cache.sqlite", workers=2, queries_per_task=2)
     finally:
         stop.set()
         killer.join()

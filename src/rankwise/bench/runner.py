@@ -77,13 +77,12 @@ def in_process(config: BenchConfig, backends: Backends | None = None) -> RerankF
             return rerank_with_peer(peers[key], requests, top_k)
         stage = Rerank(spec.method, spec.model, top_k=top_k, engine=config.engine, dtype=config.dtype,
                        **spec.options)
-        reranker = backends.reranker(stage)[0]
-        if id(reranker) not in warmed:  # kernels and allocations on first use are not the cell's cost
-            reranker.rerank(WARM_UP.query, WARM_UP.candidates, len(WARM_UP.candidates))
-            warmed.add(id(reranker))
+        if (spec.name, spec.model) not in warmed:  # kernels and allocations on first use are not the cell's cost
+            run(stage, [WARM_UP], backends=backends)
+            warmed.add((spec.name, spec.model))
         return run(stage, requests, backends=backends)
 
-    warmed: set[int] = set()
+    warmed: set[tuple[str, str]] = set()
     return rerank
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from rankwise.errors import ModelError
 from rankwise.llm.base import Backend, EmbeddingBackend
@@ -44,32 +45,45 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
     return backend
 
 
-KINDS = ("llm", "embedding", "crossencoder", "attention")  # what a method needs (MethodInfo.needs)
+def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options) -> Backend:
+    return load_backend(model, engine=engine, dtype=dtype, cache=cache, **options)
+
+
+def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
+    from rankwise.llm.embeddings import SentenceTransformerBackend
+
+    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
+
+
+def _load_crossencoder(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
+    from rankwise.llm.crossencoder import CrossEncoderBackend
+
+    return CrossEncoderBackend(model, batch_size=options.pop("batch_size", 32), **options)
+
+
+def _load_attention(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options) -> Backend:
+    """transformers in eager attention: its weights are read, so no output cache applies."""
+    from rankwise.errors import InputError
+
+    if engine not in ("auto", "transformers"):
+        raise InputError(f"attention methods run on the transformers engine only (got engine={engine!r})")
+    options.setdefault("batch_size", 16)
+    return load_backend(model, engine="transformers", dtype=dtype, cache=False, attn_implementation="eager",
+                        **options)
+
+
+KINDS: dict[str, Callable[..., object]] = {"llm": _load_llm, "embedding": _load_embedding,
+                                           "crossencoder": _load_crossencoder, "attention": _load_attention}
+"""What a method can need (``MethodInfo.needs``) and how to load it; add an entry for a kind of your own."""
 
 
 def load_backend_for(kind: str, model: str, *, engine: str = "auto", dtype: str = "auto",
                      cache: "bool | str | Path | object" = False, **options):
     """The backend of ``kind`` (what a method needs: an LLM, an embedding model, a cross-encoder, or an LLM
     whose attention can be read) for ``model``. Options go to the engine."""
-    if kind == "llm":
-        return load_backend(model, engine=engine, dtype=dtype, cache=cache, **options)
-    if kind == "embedding":
-        from rankwise.llm.embeddings import SentenceTransformerBackend
-
-        return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
-    if kind == "crossencoder":
-        from rankwise.llm.crossencoder import CrossEncoderBackend
-
-        return CrossEncoderBackend(model, batch_size=options.pop("batch_size", 32), **options)
-    if kind == "attention":  # transformers in eager attention (its weights are read; no output cache applies)
-        from rankwise.errors import InputError
-
-        if engine not in ("auto", "transformers"):
-            raise InputError(f"attention methods run on the transformers engine only (got engine={engine!r})")
-        options.setdefault("batch_size", 16)
-        return load_backend(model, engine="transformers", dtype=dtype, cache=False,
-                            attn_implementation="eager", **options)
-    raise ModelError(f"no backend of kind {kind!r} (kinds: {', '.join(KINDS)})")
+    if kind not in KINDS:
+        raise ModelError(f"no backend of kind {kind!r} (kinds: {', '.join(KINDS)})")
+    return KINDS[kind](model, engine=engine, dtype=dtype, cache=cache, **options)
 
 
 def _resolve_if_known(model: str):

@@ -80,8 +80,8 @@ class Method(Stage):
     # -- as a stage ------------------------------------------------------------------------------
     def _expr(self) -> str:
         spec = getattr(self, "spec", None)
-        if spec is None:
-            return f"{self.name}({getattr(self.backend, 'name', type(self.backend).__name__)})"
+        if spec is None:  # built by hand: it runs, but only a loaded reranker prints as what rebuilds it
+            return f"{type(self).__name__}({self.name!r})"
         from rankwise.stage import _call
 
         return _call("Rerank", spec["method"], model=spec["model"], **spec.get("options", {}))

@@ -100,7 +100,7 @@ class Rerank(Stage):
     backend_options: dict = field(default_factory=dict)
     _own_top_k = True
 
-    def __init__(self, method: str, model: str, *, top_k: int | None = None, engine: str = "auto",
+    def __init__(self, method: str, model: str | None = None, *, top_k: int | None = None, engine: str = "auto",
                  dtype: str = "auto", backend_options: dict | None = None, **options: Any):
         if not isinstance(method, str):
             raise InputError(f"Rerank takes a method name (a built reranker is a stage itself), got {method!r}")

@@ -9,7 +9,6 @@ import textwrap
 import pytest
 
 from rankwise.cli import main
-from rankwise.executors import RerankJob
 from rankwise.pipeline.executors.shards import (ShardCache, claim_slot, merge_shards, shard_dir_for, shard_path,
                                        worker_cache)
 from rankwise.llm.cache import OutputCache
@@ -95,10 +94,13 @@ def test_merge_recovers_the_shard_of_a_worker_killed_before_any_checkpoint(tmp_p
     assert user.get_many(["q1-p1"]) == {"q1-p1": [-0.5, -1.5]}
 
 
-def test_a_job_names_its_cache():
-    assert RerankJob("m", "x", cache=False).cache_path() is None
-    assert RerankJob("m", "x", cache="/tmp/c.sqlite").cache_path().name == "c.sqlite"
-    assert RerankJob("m", "x").cache_path().name == "outputs.sqlite"
+def test_a_run_names_its_cache():
+    pytest.importorskip("ray")
+    from rankwise.pipeline.executors.ray import _cache_path
+
+    assert _cache_path(False) is None
+    assert _cache_path("/tmp/c.sqlite").name == "c.sqlite"
+    assert _cache_path(True).name == "outputs.sqlite"
 
 
 @pytest.mark.parametrize("args, message", [

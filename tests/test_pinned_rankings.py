@@ -1,0 +1,31 @@
+"""Regression: pointwise.yes_no on SmolLM2-135M (float32, transformers) over DL19 BM25 top-20, 3 queries: the
+rankings the code gave before the run-path redesign (tests/fixtures/pinned_smollm2_yes_no_dl19.json, made
+with that code), and the scores written to the TREC run are the model's P(yes) to 4 decimals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rankwise.data import load_dataset, read_run
+
+PINNED = json.loads((Path(__file__).parent / "fixtures" / "pinned_smollm2_yes_no_dl19.json").read_text())
+
+
+@pytest.mark.slow
+def test_rerank_writes_the_pinned_rankings_with_the_models_scores(dl19, gguf, tmp_path):
+    from rankwise.cli import main
+
+    out = tmp_path / "r.trec"
+    main(["rerank", "--dataset", str(dl19), "--run", "bm25", "--method", "pointwise.yes_no", "--model",
+          "smollm2-135m", "--engine", "transformers", "--dtype", "float32", "--top-k", "20", "--max-queries", "3",
+          "--output", str(out), "--no-cache"])
+    run = read_run(out)
+    assert list(run) == list(PINNED)
+    for qid, pinned in PINNED.items():
+        head = list(run[qid].items())[:20]
+        assert [d for d, _ in head] == [d for d, _ in pinned]
+        assert [round(s, 4) for _, s in head] == [round(s, 4) for _, s in pinned]
+        assert len(run[qid]) == len(load_dataset(str(dl19)).requests("bm25")[0].candidates)
