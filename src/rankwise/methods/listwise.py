@@ -22,6 +22,7 @@ import string
 from typing import Sequence
 
 from rankwise.errors import InputError
+from rankwise.llm.profiles import profile_options
 from rankwise.methods import permutation
 from rankwise.methods.base import register, usage_since, with_tail
 from rankwise.prompts import PromptTemplate, load_prompt
@@ -213,17 +214,18 @@ class _WindowRanker:
 
 @register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations")
 def window(backend, algorithm: str = "window", **opts) -> Listwise:
-    return Listwise(backend, algorithm, name="listwise.window", **opts)
+    return Listwise(backend, algorithm, name="listwise.window", **profile_options(backend, "listwise.window", opts))
 
 
 @register("listwise.first", "llm", "FIRST: windows ordered by the logits of single-token identifiers, one pass each")
 def first(backend, algorithm: str = "window", **opts) -> Listwise:
-    return Listwise(backend, algorithm, name="listwise.first", mode="first", **opts)
+    return Listwise(backend, algorithm, name="listwise.first", mode="first",
+                    **profile_options(backend, "listwise.first", opts))
 
 
 @register("listwise.full", "llm", "the whole candidate list in one window, when it fits max_context")
 def full(backend, **opts) -> Listwise:
-    return Listwise(backend, "full", name="listwise.full", **opts)
+    return Listwise(backend, "full", name="listwise.full", **profile_options(backend, "listwise.full", opts))
 
 
 @register("listwise.insertrank", "llm", "InsertRank: sliding windows whose prompt shows the first-stage scores")
@@ -233,4 +235,4 @@ def insertrank(backend, algorithm: str = "window", prompt: str = "listwise.inser
 
 @register("listwise.tdpart", "llm", "top-down partitioning: a pivot window, the rest partitioned, the head refined")
 def tdpart(backend, **opts) -> Listwise:
-    return Listwise(backend, "tdpart", name="listwise.tdpart", **opts)
+    return Listwise(backend, "tdpart", name="listwise.tdpart", **profile_options(backend, "listwise.tdpart", opts))

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rankwise.llm.profiles import profile_options
 from rankwise.methods.base import register, usage_since, with_tail
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking
@@ -62,8 +63,9 @@ def _softmax(logprobs: np.ndarray) -> np.ndarray:
 
 
 @register("pointwise.yes_no", "llm", "P(Yes) of the next token, per candidate")
-def yes_no(backend, prompt: str = "pointwise.yes_no", **opts) -> Pointwise:
-    return Pointwise(backend, prompt, "yes_no", **opts)
+def yes_no(backend, **opts) -> Pointwise:
+    opts = profile_options(backend, "pointwise.yes_no", opts)  # a known reranker's own prompt
+    return Pointwise(backend, opts.pop("prompt", "pointwise.yes_no"), "yes_no", **opts)
 
 
 @register("pointwise.graded", "llm", "expected relevance 0..k over digit tokens (ERank/ProRank)")
