@@ -15,7 +15,7 @@ from rankwise.llm import ENGINES
 from rankwise.llm.profiles import FramedBackend, apply_profile, load_profile, profile_for, profiles
 from rankwise.llm.seq2seq import DECODER
 from rankwise.methods import build_method, method_names
-from rankwise.methods.listwise import labels_for, render_list
+from rankwise.methods.setwise import parse_label
 from rankwise.types import Candidate, Query, Usage
 from tests.tiny_seq2seq import qwen_tokenizer, tiny_causal
 
@@ -150,11 +150,10 @@ def test_golden_rank_r1():
     prompt_user = '''Given the query: "{query}", which of the following documents is most relevant?
 {docs}
 After completing the reasoning process, please provide only the label of the most relevant document to the query, enclosed in square brackets, within the answer tags. For example, if the third document is the most relevant, the answer should be: <think> reasoning process here </think> <answer>[3]</answer>.'''
-    template = profile_for("ielabgroup/Rank-R1-7B-v0.1").template()
-    rendered = template.render(query=Q, passages=render_list(template, labels_for(2, "numeric"), [P1, P2]))
-    assert template.system == system
-    assert rendered == prompt_user.format(query=Q, docs="\n".join([f"[1] {P1}", f"[2] {P2}"]))
-    assert template.parse("<think> the second </think> <answer>[2]</answer>").group(1) == "2"
+    method = build_method("setwise.reasoning", Stub("ielabgroup/Rank-R1-7B-v0.1"))
+    expected = prompt_user.format(query=Q, docs="\n".join([f"[1] {P1}", f"[2] {P2}"]))
+    assert method.prompt(Q, [P1, P2]) == system + "\n\n" + expected  # no answer prefix: the model opens <think>
+    assert parse_label(method.template, "<think> the second </think> <answer>[2]</answer>", 2) == 1
 
 
 # -- the profiles as data -------------------------------------------------------------------------
@@ -253,6 +252,17 @@ def test_bge_reranker_gemma_on_a_tiny_gemma2(qwen_tok):
 
 def test_mxbai_on_a_tiny_qwen3(qwen_tok):
     _check_yes_no(_causal("qwen3", "mixedbread-ai/mxbai-rerank-base-v2", qwen_tok), CANDIDATES)
+
+
+def test_rank_r1_on_a_tiny_qwen3(qwen_tok):
+    backend = _causal("qwen3", "ielabgroup/Rank-R1-7B-v0.1", qwen_tok)
+    method = build_method("setwise.reasoning", backend, set_size=3, k=2, reasoning_tokens=6)
+    candidates = [Candidate(f"d{i}", f"{P1} ({i})") for i in range(5)]
+    ranking = method.rerank(QUERY, candidates)
+    assert sorted(c.docid for c in ranking.candidates) == [c.docid for c in candidates]
+    assert ranking.usage.parse_failures >= 1  # six random tokens name no document: decided by input order
+    with pytest.raises(InputError, match="numbers its passages"):
+        build_method("setwise.heapsort", backend, prompt="setwise.rank_r1")
 
 
 def test_listwise_profiles_on_a_tiny_mistral(qwen_tok):
