@@ -188,14 +188,15 @@ def test_matching_by_name_and_config(tmp_path):
     assert profile_for(local("monot5-in-a-llama", {"model_type": "llama"})) is None
 
 
+_HEAD = "name: x\nfamily: x\nsource: x\nreadout: x\n"
+
+
 @pytest.mark.parametrize("text, error", [
-    ("name: x\nfamily: x\nsource: x\nmatch: {names: [x]}\nprompt: pointwise.monot5\nmethods: [pointwise.yes_no]\n"
-     "readout: x\ncolour: red\n", "unknown field.*colour"),
-    ("name: x\nfamily: x\nsource: x\nmatch: {names: [x]}\nprompt: pointwise.monot5\nreadout: x\n",
-     "missing field.*methods"),
-    ("name: x\nfamily: x\nsource: x\nmatch: {name: [x]}\nprompt: p\nmethods: [m]\nreadout: x\n", "match takes"),
-    ("name: x\nfamily: x\nsource: x\nmatch: {names: [x]}\nprompt: p\nmethods: [m]\nreadout: x\nchat: '{system}'\n",
-     "chat must contain"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\nmethods: [m]\ncolour: red\n", "unknown field.*colour"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\n", "missing field.*methods"),
+    (_HEAD + "match: {name: [x]}\nprompt: p\nmethods: [m]\n", "match takes"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\nmethods: []\n", "at least one method"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\nmethods: [m]\nchat: '{system}'\n", "chat must contain"),
 ])
 def test_loader_errors_name_the_problem(tmp_path, text, error):
     path = tmp_path / "bad.yaml"

@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import (Gemma2Config, Gemma2ForCausalLM, MistralConfig, MistralForCausalLM,
-                          PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, T5Config,
-                          T5ForConditionalGeneration)
+from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 T5_SPECIAL = ["<pad>", "</s>", "<unk>"]
 SENTENCES = [
@@ -58,8 +66,8 @@ def save_tiny_t5(path) -> None:
     tok.save_pretrained(path)
 
 
-_SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False)
+_SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 4096, "tie_word_embeddings": False}
 
 
 def tiny_causal(arch: str, vocab_size: int, seed: int = 0) -> torch.nn.Module:
