@@ -13,7 +13,7 @@ __all__ = ["Backend", "EmbeddingBackend", "ENGINES", "KINDS", "load_backend", "l
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "transformers", "llamacpp", "openai", "vllm")
+ENGINES = ("auto", "transformers", "seq2seq", "llamacpp", "openai", "vllm")
 
 
 def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
@@ -30,13 +30,17 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     resolved = resolve_model(model) if engine != "openai" else _resolve_if_known(model)
+    if engine == "auto" and _is_seq2seq(model, resolved):
+        engine = "seq2seq"
     if engine == "auto":
         from rankwise.llm.auto import choose_engine
 
         engine, auto_dtype = choose_engine(model)
         dtype = auto_dtype if dtype == "auto" else dtype
         log.info("engine=auto chose %s (%s) for %s", engine, dtype, model)
-    backend = _build(engine, model, resolved, dtype, options)
+    from rankwise.llm.profiles import apply_profile
+
+    backend = apply_profile(_build(engine, model, resolved, dtype, options))
     if cache is not False and cache is not None:
         from rankwise.llm.cache import CachedBackend, OutputCache
 
@@ -96,6 +100,21 @@ def _resolve_if_known(model: str):
         return None
 
 
+def _is_seq2seq(model: str, resolved) -> bool:
+    """An encoder-decoder model: by its config.json where it is on disk, else by its profile's engine."""
+    import json
+
+    from rankwise.llm.models import hub_snapshot
+    from rankwise.llm.profiles import profile_for
+    from rankwise.llm.seq2seq import is_encoder_decoder
+
+    folder = resolved.hf_dir or (hub_snapshot(resolved.hub_id) if resolved.hub_id else None)
+    if folder is not None and (folder / "config.json").is_file():
+        return is_encoder_decoder(json.loads((folder / "config.json").read_text()))
+    profile = profile_for(model)
+    return profile is not None and profile.engine == "seq2seq"
+
+
 def _hf_source(model: str, resolved):
     """A Hugging Face directory (a GGUF file converted once) or hub id for the in-process engines."""
     from rankwise.llm.models import hf_dir_for_gguf
@@ -107,6 +126,11 @@ def _hf_source(model: str, resolved):
 
 
 def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Backend:
+    if engine == "seq2seq":
+        from rankwise.llm.seq2seq import Seq2SeqBackend
+
+        options.pop("prefix_reuse", None)  # the encoder sees every prompt whole
+        return Seq2SeqBackend(_hf_source(model, resolved), name=resolved.name, dtype=dtype, **options)
     if engine == "transformers":
         from rankwise.llm.hf import TransformersBackend
 

@@ -197,6 +197,14 @@ def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_to
                                             bos_token=bos_token, eos_token=eos_token)
 
 
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """``text`` up to the first of the stop strings (engines that generate past a stop cut here)."""
+    if not stop:
+        return text
+    cut = min((text.find(s) for s in stop if s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
 def chat_messages(user: str, system: str | None = None) -> list[dict]:
     msgs = [{"role": "system", "content": system}] if system else []
     return msgs + [{"role": "user", "content": user}]

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rankwise.llm.base import answered, call_usage, chat_messages, choice_token_ids, render_chat
+from rankwise.llm.base import answered, call_usage, chat_messages, choice_token_ids, cut_at_stop, render_chat
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class TransformersBackend:
             new = gen[:, width:]
             for row, i in enumerate(batch):
                 toks = [t for t in new[row].tolist() if t != self._pad_id]
-                outputs[i] = _cut_at_stop(self.tokenizer.decode(toks, skip_special_tokens=True), stop)
+                outputs[i] = cut_at_stop(self.tokenizer.decode(toks, skip_special_tokens=True), stop)
                 used.completion_tokens += len(toks)
             used.forward_passes += new.shape[1]
             used.computed_tokens += sum(len(ids[i]) for i in batch) + new.numel()
@@ -231,10 +231,3 @@ class TransformersBackend:
         used.prompt_tokens += sum(len(x) for x in ids)
         used.seconds += time.perf_counter() - start
         return answered(self, outputs, used)
-
-
-def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
-    if not stop:
-        return text
-    cut = min((text.find(s) for s in stop if s in text), default=-1)
-    return text[:cut] if cut >= 0 else text

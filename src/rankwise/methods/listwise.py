@@ -22,6 +22,7 @@ import string
 from typing import Sequence
 
 from rankwise.errors import InputError
+from rankwise.llm.profiles import profile_options
 from rankwise.methods import permutation
 from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
@@ -236,19 +237,20 @@ def _options(*, algorithm: bool = True, prompt: str | None = None, mode: bool = 
 @register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations",
           _options())
 def window(backend, algorithm: str = "window", **opts) -> Listwise:
-    return Listwise(backend, algorithm, name="listwise.window", **opts)
+    return Listwise(backend, algorithm, name="listwise.window", **profile_options(backend, "listwise.window", opts))
 
 
 @register("listwise.first", "llm", "FIRST: windows ordered by the logits of single-token identifiers, one pass each",
           _options(mode=False))
 def first(backend, algorithm: str = "window", **opts) -> Listwise:
-    return Listwise(backend, algorithm, name="listwise.first", mode="first", **opts)
+    return Listwise(backend, algorithm, name="listwise.first", mode="first",
+                    **profile_options(backend, "listwise.first", opts))
 
 
 @register("listwise.full", "llm", "the whole candidate list in one window, when it fits max_context",
           _options(algorithm=False))
 def full(backend, **opts) -> Listwise:
-    return Listwise(backend, "full", name="listwise.full", **opts)
+    return Listwise(backend, "full", name="listwise.full", **profile_options(backend, "listwise.full", opts))
 
 
 @register("listwise.insertrank", "llm", "InsertRank: sliding windows whose prompt shows the first-stage scores",
@@ -260,4 +262,4 @@ def insertrank(backend, algorithm: str = "window", prompt: str = "listwise.inser
 @register("listwise.tdpart", "llm", "top-down partitioning: a pivot window, the rest partitioned, the head refined",
           _options(algorithm=False))
 def tdpart(backend, **opts) -> Listwise:
-    return Listwise(backend, "tdpart", name="listwise.tdpart", **opts)
+    return Listwise(backend, "tdpart", name="listwise.tdpart", **profile_options(backend, "listwise.tdpart", opts))

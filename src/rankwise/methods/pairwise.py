@@ -28,6 +28,7 @@ import numpy as np
 from scipy.special import expit
 
 from rankwise.errors import InputError
+from rankwise.llm.profiles import profile_options
 from rankwise.methods import sorting
 from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
@@ -176,14 +177,14 @@ OPTIONS = (
 
 @register("pairwise.allpairs", "llm", "PRP all pairs in both orders, one batch; score = wins", OPTIONS)
 def allpairs(backend, **opts) -> Pairwise:
-    return Pairwise(backend, "allpairs", **opts)
+    return Pairwise(backend, "allpairs", **profile_options(backend, "pairwise.allpairs", opts))
 
 
 @register("pairwise.heapsort", "llm", "PRP top-k by heap sort, comparisons of one heap depth batched", OPTIONS)
 def heapsort(backend, **opts) -> Pairwise:
-    return Pairwise(backend, "heapsort", **opts)
+    return Pairwise(backend, "heapsort", **profile_options(backend, "pairwise.heapsort", opts))
 
 
 @register("pairwise.sliding", "llm", "PRP sliding window: K bubble-sort passes from the bottom", OPTIONS)
 def sliding(backend, **opts) -> Pairwise:
-    return Pairwise(backend, "sliding", **opts)
+    return Pairwise(backend, "sliding", **profile_options(backend, "pairwise.sliding", opts))

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.llm.base import ContinuationBackend, require
+from rankwise.llm.profiles import profile_options
 from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking, Usage
@@ -61,13 +62,15 @@ def _softmax(logprobs: np.ndarray) -> np.ndarray:
 
 
 def _options(prompt: str) -> tuple[Option, ...]:
-    return (Option("prompt", (str, PromptTemplate), prompt, "prompt template name or YAML file"),
+    return (Option("prompt", (str, PromptTemplate), prompt,
+                   "prompt template name or YAML file (default: the model's profile, else this)"),
             Option("max_passage_tokens", int, DEFAULT_PASSAGE_TOKENS, "cut each passage to this many tokens"))
 
 
 @register("pointwise.yes_no", "llm", "P(Yes) of the next token, per candidate", _options("pointwise.yes_no"))
-def yes_no(backend, prompt: str = "pointwise.yes_no", **opts) -> Pointwise:
-    return Pointwise(backend, prompt, "yes_no", **opts)
+def yes_no(backend, **opts) -> Pointwise:
+    opts = profile_options(backend, "pointwise.yes_no", opts)  # a known reranker's own prompt
+    return Pointwise(backend, opts.pop("prompt", "pointwise.yes_no"), "yes_no", **opts)
 
 
 @register("pointwise.graded", "llm", "expected relevance 0..k over digit tokens (ERank/ProRank)",

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import InputError
+from rankwise.llm.profiles import profile_options
 from rankwise.methods import sorting
 from rankwise.methods.base import Method, Option, register, spend
 from rankwise.prompts import PromptTemplate, load_prompt
@@ -64,6 +65,8 @@ class Setwise(Method):
         self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
         if mode != "scoring" and not self.template.answer_regex:
             raise InputError(f"prompt {self.template.name!r} needs an answer_regex for {mode} mode")
+        if mode == "scoring" and self.template.item:
+            raise InputError(f"prompt {self.template.name!r} numbers its passages: use mode generation or reasoning")
         self.backend = backend
         self.algorithm = algorithm
         self.mode = mode
@@ -75,8 +78,12 @@ class Setwise(Method):
         self.name = "setwise.reasoning" if reasoning else f"setwise.{algorithm}"
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:
-        """The rendered prompt for passages labelled A, B, ..., ending with the answer prefix."""
-        block = "\n\n".join(PASSAGE_LINE.format(label=LABELS[i], passage=p) for i, p in enumerate(passages))
+        """The rendered prompt for passages labelled A, B, ... (numbered 1, 2, ... one per line when the
+        template has an ``item`` line, as Rank-R1's), ending with the answer prefix."""
+        if self.template.item:
+            block = "\n".join(self.template.render_item(label=str(i + 1), passage=p) for i, p in enumerate(passages))
+        else:
+            block = "\n\n".join(PASSAGE_LINE.format(label=LABELS[i], passage=p) for i, p in enumerate(passages))
         user = self.template.render(query=query, passages=block)
         return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
 
@@ -102,7 +109,7 @@ def parse_label(template: PromptTemplate, text: str, n: int) -> int | None:
     if not match:
         return None
     label = match.group(1).upper()
-    index = LABELS.find(label)
+    index = int(label) - 1 if label.isdigit() else LABELS.find(label)
     return index if 0 <= index < n else None
 
 
@@ -133,6 +140,9 @@ class _Selector:
         picks: list[int | None] = [parse_label(m.template, m.answer_prefix + t, len(g))
                                    for t, g in zip(texts, groups)]
         failed = [i for i, p in enumerate(picks) if p is None]
+        if failed and m.template.item:  # numbered labels share first tokens ("1", "10"): no logit read-out
+            self.failures += len(failed)
+            return [0 if p is None else p for p in picks]  # undecided: the candidate earliest in the input
         if failed:
             self.failures += len(failed)
             retry = [self._fallback_prompt(prompts[i], texts[i]) for i in failed]
@@ -189,4 +199,4 @@ def bubblesort(backend, **opts) -> Setwise:
 @register("setwise.reasoning", "llm", "Rank-R1: <think> then <answer>LABEL</answer>, heap sort, token budget",
           _options(mode=False, algorithm=True))
 def reasoning(backend, algorithm: str = "heapsort", **opts) -> Setwise:
-    return Setwise(backend, algorithm, mode="reasoning", **opts)
+    return Setwise(backend, algorithm, mode="reasoning", **profile_options(backend, "setwise.reasoning", opts))

