@@ -32,7 +32,7 @@ from rankwise.errors import InputError
 from rankwise.eval import evaluate
 from rankwise.llm import load_backend
 from rankwise.methods import build_method
-from rankwise.pipeline import run
+from rankwise.pipeline import run as run_stage
 from rankwise.types import Request
 
 METHODS = ["listwise.window", "listwise.first", "listwise.full", "listwise.insertrank", "listwise.tdpart",
@@ -81,7 +81,7 @@ def _cell(args, backend, model: str, dataset: str, method: str, requests: list[R
     name, opts = _options(method, args, backend)
     load0, cpu0 = os.getloadavg()[0], time.process_time()
     try:
-        result = run(build_method(name, backend, **opts) % args.top_k, requests)
+        result = run_stage(build_method(name, backend, **opts) % args.top_k, requests)
     except InputError as err:  # e.g. the full list does not fit the context: say so, go on
         print(f"skipped {dataset} {model} {method}: {err}", flush=True)
         return

@@ -19,7 +19,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from common import MEASURE, add_output_options, set_up, write_report
 

@@ -29,8 +29,8 @@ import yaml
 from rankwise.cli.common import cpu_name
 from rankwise.data import Run, load_dataset, read_run, requests_from_run, write_run
 from rankwise.eval import evaluate
-from rankwise.train.crossencoder import RESULTS_FILE, rerank_run
-from rankwise.train.data import cached_bm25_run, load_source
+from rankwise.train.crossencoder_trainer import RESULTS_FILE, rerank_run
+from rankwise.train.groups import cached_bm25_run, load_source
 
 ROOT = Path(__file__).resolve().parents[1]
 RANKWISE = Path(sys.executable).with_name("rankwise")
@@ -59,7 +59,7 @@ def score(model_dir: Path, requests, qrels, top_k: int, max_length: int) -> tupl
     ``max_length`` tokens the model was trained with."""
     import torch
 
-    from rankwise.train.crossencoder import load_crossencoder, use_bf16
+    from rankwise.train.crossencoder_trainer import load_crossencoder, use_bf16
 
     model = load_crossencoder(str(model_dir), max_length)
     if use_bf16("auto"):  # inference in bf16 where the hardware has it (2-3x faster on such CPUs)
@@ -80,8 +80,8 @@ def bi_encoder_teacher(work: Path, config: dict) -> Path:
         return path
     import numpy as np
 
-    from rankwise.llm.embeddings import SentenceTransformerBackend
-    from rankwise.train.data import doc_text
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
+    from rankwise.train.groups import doc_text
 
     d = config["data"]
     source = load_source(d["dataset"], d["queries"], None, d["first_stage"], d["depth"])

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rankwise.llm.base import answered, call_usage
+from rankwise.llm.protocol import answered
 
 from tests.oracle_compare import CompareOracle
 

@@ -1,10 +1,10 @@
-"""The llama.cpp server for tests (``rankwise.llm.llama_server``) and the GGUF file the tests serve."""
+"""The llama.cpp server for tests (``rankwise.llm.engines.llama_server``) and the GGUF file the tests serve."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rankwise.llm.llama_server import free_port, llama_server
+from rankwise.llm.engines.llama_server import free_port, llama_server
 
 __all__ = ["free_port", "llama_server", "smollm2_gguf"]
 

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from rankwise.llm.base import answered, call_usage
+from rankwise.llm.protocol import answered, call_usage
 from rankwise.types import Usage
 
 

@@ -315,7 +315,7 @@ def test_config_needs_labels_for_variants() -> None:
 def test_a_peer_cell_runs_through_the_peer_and_sits_beside_ours(dl19, dl19_requests, tmp_path: Path,
                                                                   monkeypatch) -> None:
     from rankwise.bench import peer_table, peers
-    from rankwise.types import Ranking, Usage
+    from rankwise.types import Usage
 
     ds, requests = dl19_requests
     seen, asked = [], []

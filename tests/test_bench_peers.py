@@ -88,7 +88,7 @@ def test_llama_view_refuses_other_architectures(tmp_path: Path) -> None:
 def test_rerankers_orders_like_rankwise_on_the_same_crossencoder(tmp_path: Path) -> None:
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from rankwise.llm.crossencoder import CrossEncoderBackend
+    from rankwise.llm.engines.sentence_transformers import CrossEncoderBackend
     from rankwise.llm.models import resolve_model
     from rankwise.methods import build_method
 

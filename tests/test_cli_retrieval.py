@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rankwise.cli import main
-from rankwise.cli.retrieval import gather_metrics
+from rankwise.cli.measures import gather_metrics
 from rankwise.data import read_candidates, read_run
 
 

@@ -13,7 +13,7 @@ import pytest
 from rankwise.cli import main
 from rankwise.data import load_dataset, read_run, write_candidates_jsonl
 from rankwise import llm
-from rankwise.methods import base
+from rankwise.methods import registry
 from rankwise.methods.pointwise import Pointwise
 from rankwise.types import Candidate, Query, Request
 from tests.oracle import ideal_run, ndcg10, oracle_from_qrels
@@ -30,7 +30,7 @@ def judge_method(monkeypatch, dl19):
     ds = load_dataset(str(dl19))
     requests = ds.requests("bm25", top_k=20)
     monkeypatch.setitem(llm.KINDS, "oracle", lambda model, **_: oracle_from_qrels(requests, ds.qrels))
-    monkeypatch.setitem(base._REGISTRY, "test.judge", base.MethodInfo(
+    monkeypatch.setitem(registry._REGISTRY, "test.judge", registry.MethodInfo(
         "test.judge", lambda backend, **o: Pointwise(backend, "pointwise.yes_no", "yes_no", **o), "oracle", "judge"))
     return ds, requests
 

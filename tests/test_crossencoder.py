@@ -58,7 +58,7 @@ def test_top_k_scores_the_head_and_keeps_the_tail_in_order(saved_cross_encoder):
 
 
 def test_an_embedding_model_is_not_a_cross_encoder(saved_cross_encoder):
-    from rankwise.llm.crossencoder import CrossEncoderBackend
+    from rankwise.llm.engines.sentence_transformers import CrossEncoderBackend
 
     with pytest.raises(ModelError, match="not a cross-encoder"):
         CrossEncoderBackend("minilm-l6")

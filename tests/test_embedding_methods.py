@@ -17,7 +17,7 @@ CANDIDATES = [Candidate(f"d{i}", t) for i, t in enumerate(TEXTS)]
 
 @pytest.fixture(scope="module")
 def minilm():
-    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
     from rankwise.llm.models import get_spec, is_installed
 
     if not is_installed(get_spec("minilm-l6")):

@@ -10,7 +10,7 @@ from rankwise.errors import ModelError
 
 @pytest.fixture(scope="module")
 def minilm():
-    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
     from rankwise.llm.models import get_spec, is_installed
 
     if not is_installed(get_spec("minilm-l6")):
@@ -34,7 +34,7 @@ def test_usage_counts_texts_and_tokens(minilm):
 
 
 def test_a_language_model_is_not_an_embedding_model():
-    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
     from rankwise.llm.models import get_spec, is_installed
 
     if not is_installed(get_spec("smollm2-135m")):
@@ -44,7 +44,7 @@ def test_a_language_model_is_not_an_embedding_model():
 
 
 def test_a_text_is_embedded_once_per_kind():
-    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
 
     backend = SentenceTransformerBackend("minilm-l6", memory=3)
     first = backend.embed(["a cat", "a dog"])

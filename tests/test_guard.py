@@ -8,7 +8,7 @@ from rankwise.bench.robustness import ADVERSARIAL_DOCID, ADVERSARIAL_TEXTS, with
 from rankwise.data.dataset import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods.guard import GuardedReranker, injection_signals, is_injection
-from rankwise.methods.base import build_method
+from rankwise.methods.registry import build_method
 from rankwise.pipeline import load_reranker
 from tests.oracle import OracleBackend, assert_head_reranked
 

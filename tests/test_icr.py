@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rankwise.errors import InputError
-from rankwise.llm.attention import prefix_attention, select_layers
+from rankwise.llm.engines.attention import prefix_attention, select_layers
 from rankwise.methods import build_method
 from rankwise.types import Usage
 from rankwise.types import Candidate, Query

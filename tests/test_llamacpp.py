@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from rankwise.errors import InputError, ModelError  # noqa: E402
-from rankwise.llm.base import chat_messages, render_chat  # noqa: E402
-from rankwise.llm.llamacpp import (  # noqa: E402
+from rankwise.llm.protocol import chat_messages, render_chat  # noqa: E402
+from rankwise.llm.engines.llamacpp import (  # noqa: E402
     LlamaCppBackend, cpu_has_amx, extra_buffer_types_off, quant_type_name)
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]

@@ -15,6 +15,7 @@ import pytest
 
 from rankwise.errors import ModelError
 from rankwise.llm import models
+from rankwise.llm.models import conversion, fetching
 from rankwise.llm.models import (ModelSpec, PackageFile, ResolvedModel, assemble_gguf, cache_dir,
                                  file_sha256, get_spec, hf_dir_for_gguf, list_models, resolve_model)
 
@@ -53,7 +54,7 @@ def fake_parts(tmp_path, monkeypatch):
 
 
 def _installed(module: str) -> bool:
-    return models._package_dir(module) is not None
+    return fetching._package_dir(module) is not None
 
 
 # --- registry ---------------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def test_two_processes_assemble_safely(cache, fake_parts):
 def test_single_file_package_is_used_in_place_and_checked(cache, fake_parts):
     spec, _ = fake_parts
     first = spec.files[0]
-    data = models._package_dir(first.module) / first.path
+    data = fetching._package_dir(first.module) / first.path
     single = replace(spec, files=(first,), sha256=hashlib.sha256(data.read_bytes()).hexdigest(), size=None)
     assert assemble_gguf(single) == data
     data.write_bytes(b"corrupted")
@@ -195,7 +196,7 @@ def test_file_sha256_is_remembered_per_path_size_and_mtime(cache, tmp_path, monk
     f = tmp_path / "w.bin"
     f.write_bytes(b"abc")
     assert file_sha256(f) == hashlib.sha256(b"abc").hexdigest()
-    monkeypatch.setattr(models, "_hash_file", lambda p: pytest.fail("hashed twice"))
+    monkeypatch.setattr(fetching, "_hash_file", lambda p: pytest.fail("hashed twice"))
     assert file_sha256(f) == hashlib.sha256(b"abc").hexdigest()
 
 
@@ -260,7 +261,7 @@ def test_hf_dir_for_gguf_reuses_the_converted_directory(cache, tmp_path, monkeyp
     done = cache / "hf" / f"tiny-{file_sha256(f)[:8]}"
     done.mkdir(parents=True)
     (done / "config.json").write_text("{}")
-    monkeypatch.setattr(models, "_convert_gguf", lambda *a: pytest.fail("converted again"))
+    monkeypatch.setattr(conversion, "_convert_gguf", lambda *a: pytest.fail("converted again"))
     assert hf_dir_for_gguf(f) == done
 
 

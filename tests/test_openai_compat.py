@@ -16,10 +16,10 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 
 from rankwise.errors import RankwiseError  # noqa: E402
-from rankwise.llm.llamacpp import LlamaCppBackend  # noqa: E402
-from rankwise.llm.openai_compat import (  # noqa: E402
+from rankwise.llm.engines.llamacpp import LlamaCppBackend  # noqa: E402
+from rankwise.llm.engines.openai import (  # noqa: E402
     OpenAICompatBackend, first_token_top_logprobs)
-from rankwise.llm.base import score_from_top_logprobs
+from rankwise.llm.protocol import score_from_top_logprobs
 from tests.llm_server import free_port, llama_server  # noqa: E402
 
 YES_NO = ["Yes|yes| Yes", "No|no| No"]

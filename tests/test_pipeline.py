@@ -11,7 +11,6 @@ from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.fusion import fuse_rankings, rrf
 from rankwise.methods import Method, build_method
-from rankwise.stage import with_tail
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 from tests.oracle import OracleBackend, ideal_run, ndcg10, oracle_from_qrels
 

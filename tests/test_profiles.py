@@ -13,7 +13,7 @@ import torch
 from rankwise.errors import InputError
 from rankwise.llm import ENGINES
 from rankwise.llm.profiles import FramedBackend, apply_profile, load_profile, profile_for, profiles
-from rankwise.llm.seq2seq import DECODER
+from rankwise.llm.engines.seq2seq import DECODER
 from rankwise.methods import build_method, method_names
 from rankwise.methods.setwise import parse_label
 from rankwise.types import Candidate, Query, Usage
@@ -216,7 +216,7 @@ def qwen_tok():
 
 
 def _causal(arch: str, name: str, tok, **options):
-    from rankwise.llm.hf import TransformersBackend
+    from rankwise.llm.engines.transformers import TransformersBackend
 
     return apply_profile(TransformersBackend(name, name=name, torch_model=tiny_causal(arch, len(tok)), tokenizer=tok,
                                              device="cpu", dtype="float32", **options))

@@ -170,7 +170,7 @@ def test_declared_defaults_are_the_methods_own():
     """An option's declared default is what the method uses when the option is not given."""
     import inspect
 
-    from rankwise.methods.base import method_infos
+    from rankwise.methods.registry import method_infos
 
     classes = {}
     for info in method_infos():

@@ -9,7 +9,7 @@ import torch
 
 from rankwise.errors import ModelError
 from rankwise.llm.cache import CachedBackend, OutputCache
-from rankwise.llm.seq2seq import DECODER, Seq2SeqBackend
+from rankwise.llm.engines.seq2seq import DECODER, Seq2SeqBackend
 from rankwise.methods import build_method
 from rankwise.types import Candidate, Query
 from tests.tiny_lm import save_tiny_model

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from rankwise.train.config import parse_config
-from rankwise.train.crossencoder import (CONFIG_FILE, RESULTS_FILE, objective_dataset, objective_loss, rerank_run,
+from rankwise.train.crossencoder_trainer import (CONFIG_FILE, RESULTS_FILE, objective_dataset, objective_loss, rerank_run,
                                          train_crossencoder)
-from rankwise.train.data import Group
+from rankwise.train.groups import Group
 from rankwise.types import Candidate, Query, Request
 
 TOPICS = ["bread yeast rises", "plants light food", "bitcoin mining energy", "capital of france paris"]
@@ -94,7 +94,7 @@ def test_each_objective_reads_its_columns():
 def test_bce_weighs_positives_by_the_negatives_per_positive(tiny_ce):
     import torch
 
-    from rankwise.train.crossencoder import balancing_pos_weight, load_crossencoder
+    from rankwise.train.crossencoder_trainer import balancing_pos_weight, load_crossencoder
 
     dataset = objective_dataset("bce", _groups())  # labels 1, 0, .5 | 1, 0, 0: 3 positive pairs, 3 negative
     assert balancing_pos_weight(dataset) == 1.0
@@ -110,7 +110,7 @@ def test_bce_weighs_positives_by_the_negatives_per_positive(tiny_ce):
 def test_every_objective_computes_a_finite_loss_with_gradients(tiny_ce, objective):
     import torch
 
-    from rankwise.train.crossencoder import load_crossencoder
+    from rankwise.train.crossencoder_trainer import load_crossencoder
 
     model = load_crossencoder(str(tiny_ce), 32)
     teacher = {"q1": {"a": 3.0, "b": 1.0}, "q2": {"d": 2.0}}
@@ -128,7 +128,7 @@ def test_every_objective_computes_a_finite_loss_with_gradients(tiny_ce, objectiv
 
 
 def test_rerank_run_scores_the_head_and_keeps_the_tail(tiny_ce):
-    from rankwise.train.crossencoder import load_crossencoder
+    from rankwise.train.crossencoder_trainer import load_crossencoder
 
     model = load_crossencoder(str(tiny_ce), 32)
     request = Request(Query("q", "bread"), tuple(Candidate(f"d{i}", f"text {i}", 9.0 - i) for i in range(5)))

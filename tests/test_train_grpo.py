@@ -11,7 +11,7 @@ import torch
 
 from tests.tiny_lm import save_tiny_model, tiny_tokenizer
 from rankwise.train.config import parse_config
-from rankwise.train.data import Group
+from rankwise.train.groups import Group
 from rankwise.train.grpo import (ANSWER_PREFIX, groupwise_messages, groupwise_prompt, groupwise_rerank,
                                  grpo_dataset, moving_average, render_prompt, train_grpo)
 from rankwise.types import Candidate, Query, Request

@@ -68,7 +68,7 @@ def test_a_real_model_writes_queries_once_then_the_cache_answers(tmp_path: Path,
 def test_training_source_from_synthetic_queries(tmp_path: Path, monkeypatch) -> None:
     import json
 
-    from rankwise.train.data import build_groups, load_source
+    from rankwise.train.groups import build_groups, load_source
 
     monkeypatch.setattr("rankwise.train.synthetic.cache_root", lambda: tmp_path / "synthetic")
     root = tmp_path / "beir"

@@ -44,7 +44,7 @@ def save_tiny_model(path) -> None:
 
 
 def tiny_backend(**options):
-    from rankwise.llm.hf import TransformersBackend
+    from rankwise.llm.engines.transformers import TransformersBackend
 
     tok = tiny_tokenizer()
     return TransformersBackend("tiny-random-llama", name="tiny-random-llama", torch_model=tiny_model(len(tok)),

@@ -52,7 +52,7 @@ def tiny_t5(vocab_size: int, seed: int = 0) -> T5ForConditionalGeneration:
 
 
 def tiny_t5_backend(name: str = "tiny-random-t5", **options):
-    from rankwise.llm.seq2seq import Seq2SeqBackend
+    from rankwise.llm.engines.seq2seq import Seq2SeqBackend
 
     tok = tiny_t5_tokenizer()
     options.setdefault("dtype", "float32")

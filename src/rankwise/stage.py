@@ -12,7 +12,7 @@
 - ``Identity()``: the input as it arrives, scores kept. Fused with a reranker it interpolates the previous
   stage's scores with the new ones: ``Fuse(Identity(), Rerank(...), method="interpolate") % 30``.
 
-Every reranking method is a Stage (:class:`rankwise.methods.base.Method`), so a built reranker composes
+Every reranking method is a Stage (:class:`rankwise.methods.registry.Method`), so a built reranker composes
 directly. The stages that need data or loading (FirstStage, BM25, Rerank by name) live in
 :mod:`rankwise.pipeline.stages`; running is :func:`rankwise.pipeline.run`. This module imports neither.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -30,9 +30,8 @@ from rankwise.fusion import RRF_K, check_params, fuse_rankings
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 
 if TYPE_CHECKING:
-    from rankwise.data import Dataset
     from rankwise.pipeline.result import RunResult
-    from rankwise.pipeline.run import Backends, RunContext
+    from rankwise.pipeline.run import RunContext
 
 StagePath = tuple[int, ...]
 

@@ -76,7 +76,7 @@ class BenchConfig:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str | Path = "<config>") -> "BenchConfig":
-        from rankwise.methods.base import method_info
+        from rankwise.methods.registry import method_info
 
         def fail(message: str) -> InputError:
             return InputError(message, source)

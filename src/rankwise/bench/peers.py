@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rankwise.errors import InputError
-from rankwise.methods.base import with_tail
+from rankwise.stage import with_tail
 from rankwise.pipeline import RunResult
 from rankwise.types import Candidate, Ranking, Request, Usage
 
@@ -294,9 +294,9 @@ def _rerankers_rankgpt(model: str, options: dict[str, Any]) -> Callable[[Request
 
 
 def _llama_cpp_server(model: str) -> tuple[str, str]:
-    """Serve the model's GGUF file with ``rankwise.llm.llama_server`` until this process exits; returns its /v1
+    """Serve the model's GGUF file with ``rankwise.llm.engines.llama_server`` until this process exits; returns its /v1
     address and the GGUF's quantisation (the peer's "dtype")."""
-    from rankwise.llm.llama_server import llama_server
+    from rankwise.llm.engines.llama_server import llama_server
     from rankwise.llm.models import resolve_model
 
     gguf = resolve_model(model).gguf_file

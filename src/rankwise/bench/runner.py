@@ -44,7 +44,7 @@ def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | 
         if stored.exists():
             requests = read_candidates(stored)
         else:
-            from rankwise.retrieve.base import retrieve_candidates
+            from rankwise.retrieve.retriever import retrieve_candidates
             from rankwise.retrieve.bm25 import BM25Retriever
 
             _, requests = retrieve_candidates(BM25Retriever().index(ds.docs), judged, ds.docs, max(top_k, 100))

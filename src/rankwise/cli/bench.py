@@ -30,8 +30,16 @@ def bench(
     top_k: Optional[int] = typer.Option(None, help="Replace the config's top_k."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
-    from rankwise.bench import (BenchConfig, markdown_table, on_ray, peer_table, plot, robustness_table, run_bench,
-                                summary_table)
+    from rankwise.bench import (
+        BenchConfig,
+        markdown_table,
+        on_ray,
+        peer_table,
+        plot,
+        robustness_table,
+        run_bench,
+        summary_table,
+    )
     from rankwise.errors import InputError
 
     overrides = {"datasets": _split(datasets), "models": _split(models), "max_queries": max_queries, "top_k": top_k}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import platform
 from pathlib import Path
 
@@ -45,3 +47,25 @@ def print_evaluation(run: dict, dataset, metrics: str, console) -> None:
     qrels = {q: dataset.qrels[q] for q in run if q in dataset.qrels}
     scores = evaluate(run, qrels, metrics.replace(",", " ").split())
     console.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each message."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def notices_to_stderr() -> None:
+    """Show rankwise's progress notices (assembling, converting) on stderr."""
+    log = logging.getLogger("rankwise")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("rankwise: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)

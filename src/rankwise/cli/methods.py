@@ -12,7 +12,7 @@ from rankwise.cli.app import methods_app
 @methods_app.command("list")
 def methods_list() -> None:
     """Every reranking method, with what it needs."""
-    from rankwise.methods.base import method_infos
+    from rankwise.methods.registry import method_infos
 
     table = Table("method", "needs", "description")
     for info in method_infos():
@@ -23,7 +23,7 @@ def methods_list() -> None:
 @methods_app.command("show")
 def methods_show(name: str = typer.Argument(..., help="A method name (rankwise methods list).")) -> None:
     """A method's description, the backend it needs, and its options (name, type, default, help)."""
-    from rankwise.methods.base import GUARD, method_info
+    from rankwise.methods.registry import GUARD, method_info
 
     info = method_info(name)
     console = Console()

@@ -79,7 +79,8 @@ def rerank(
 ) -> None:
     """Rerank candidates with a method on a model; write a TREC run (and the cost)."""
     from rankwise.data import write_run
-    from rankwise.pipeline import Rerank, run as run_stage
+    from rankwise.pipeline import Rerank
+    from rankwise.pipeline import run as run_stage
 
     _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
     guard_output(output, overwrite, (candidates, run))

@@ -35,8 +35,8 @@ def run_command(
 ) -> None:
     """Run a pipeline file (first stage, rerankers, fusion) over a dataset; write a TREC run and its cost."""
     from rankwise.cli.rerank import load_requests
-    from rankwise.pipeline import Backends, load_pipeline
     from rankwise.data import load_dataset, write_run
+    from rankwise.pipeline import Backends, load_pipeline
     from rankwise.types import Query
 
     stage = load_pipeline(pipeline)  # a bad file fails before any data or model loads

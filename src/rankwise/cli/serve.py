@@ -47,7 +47,7 @@ def serve(
 
     from rankwise.llm import load_backend
     from rankwise.llm.cache import OutputCache
-    from rankwise.methods.base import method_info
+    from rankwise.methods.registry import method_info
     from rankwise.serve import ServeConfig, create_app
 
     config = ServeConfig(max_documents=max_documents, max_document_chars=max_document_chars,

@@ -18,7 +18,7 @@ err = Console(stderr=True)
 def prepare_output(output: Path, overwrite: bool, resume: bool) -> Path:
     """A fresh (or, with --resume, an existing) training directory; never overwrite without --overwrite,
     and only ever delete a directory that an earlier ``rankwise train`` wrote."""
-    from rankwise.train.crossencoder import CONFIG_FILE
+    from rankwise.train.crossencoder_trainer import CONFIG_FILE
 
     if not output.exists() or resume:
         return output
@@ -69,7 +69,7 @@ def train(
     prepare_output(target, overwrite, resume)
     err.print(f"[bold]train {cfg.kind}[/] from {cfg.model} -> {target}")
     if cfg.kind == "crossencoder":
-        from rankwise.train.crossencoder import train_crossencoder
+        from rankwise.train.crossencoder_trainer import train_crossencoder
 
         results = train_crossencoder(cfg, target, resume=resume)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from rankwise.errors import ModelError
-from rankwise.llm.base import Backend, EmbeddingBackend
+from rankwise.llm.protocol import Backend, EmbeddingBackend
 
 __all__ = ["Backend", "EmbeddingBackend", "ENGINES", "KINDS", "load_backend", "load_backend_for"]
 
@@ -54,13 +54,13 @@ def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=Fa
 
 
 def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
-    from rankwise.llm.embeddings import SentenceTransformerBackend
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
 
     return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
 
 
 def _load_crossencoder(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
-    from rankwise.llm.crossencoder import CrossEncoderBackend
+    from rankwise.llm.engines.sentence_transformers import CrossEncoderBackend
 
     return CrossEncoderBackend(model, batch_size=options.pop("batch_size", 32), **options)
 
@@ -106,7 +106,7 @@ def _is_seq2seq(model: str, resolved) -> bool:
 
     from rankwise.llm.models import hub_snapshot
     from rankwise.llm.profiles import profile_for
-    from rankwise.llm.seq2seq import is_encoder_decoder
+    from rankwise.llm.engines.seq2seq import is_encoder_decoder
 
     folder = resolved.hf_dir or (hub_snapshot(resolved.hub_id) if resolved.hub_id else None)
     if folder is not None and (folder / "config.json").is_file():
@@ -127,16 +127,16 @@ def _hf_source(model: str, resolved):
 
 def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Backend:
     if engine == "seq2seq":
-        from rankwise.llm.seq2seq import Seq2SeqBackend
+        from rankwise.llm.engines.seq2seq import Seq2SeqBackend
 
         options.pop("prefix_reuse", None)  # the encoder sees every prompt whole
         return Seq2SeqBackend(_hf_source(model, resolved), name=resolved.name, dtype=dtype, **options)
     if engine == "transformers":
-        from rankwise.llm.hf import TransformersBackend
+        from rankwise.llm.engines.transformers import TransformersBackend
 
         return TransformersBackend(_hf_source(model, resolved), name=resolved.name, dtype=dtype, **options)
     if engine == "vllm":
-        from rankwise.llm.vllm_engine import VLLMBackend
+        from rankwise.llm.engines.vllm import VLLMBackend
 
         options.pop("batch_size", None)  # vLLM schedules its own batches
         options.pop("prefix_reuse", None)
@@ -146,14 +146,14 @@ def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Back
             raise ModelError(f"{model}: the llamacpp engine needs a GGUF file; this model has none "
                              "(use --engine transformers)")
         try:
-            from rankwise.llm.llamacpp import LlamaCppBackend
+            from rankwise.llm.engines.llamacpp import LlamaCppBackend
         except ImportError as exc:
             raise ModelError("the llamacpp engine needs llama-cpp-python: "
                              "pip install 'rankwise[llamacpp]'") from exc
         options.pop("batch_size", None)
         options.pop("prefix_reuse", None)
         return LlamaCppBackend(resolved.gguf_file, name=resolved.name, **options)
-    from rankwise.llm.openai_compat import OpenAICompatBackend
+    from rankwise.llm.engines.openai import OpenAICompatBackend
 
     if "base_url" not in options:
         raise ModelError("the openai engine needs --base-url (an OpenAI-compatible server, e.g. "

@@ -24,7 +24,7 @@ import torch
 from filelock import FileLock
 
 from rankwise.errors import ModelError
-from rankwise.llm.base import Backend
+from rankwise.llm.protocol import Backend
 from rankwise.llm.hardware import CpuInfo, choose_device, choose_dtype, cpu_info, dtype_name
 from rankwise.llm.models import ResolvedModel, cache_dir, resolve_model
 

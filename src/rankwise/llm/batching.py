@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from rankwise.llm.base import Scores, Texts, call_usage, usage_of
+from rankwise.llm.protocol import Scores, Texts, call_usage, usage_of
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import InputError
-from rankwise.llm.base import AttentionBackend, require
-from rankwise.methods.base import Method, Option, register, spend
+from rankwise.llm.protocol import AttentionBackend, require
+from rankwise.methods.method import Method, spend
+from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking, Usage
 
@@ -96,7 +97,9 @@ class ICR(Method):
         passages = [self.backend.truncate(c.content, self.max_passage_tokens) for c in candidates]
         scores = np.zeros(len(passages))
         for chunk in self.chunks(query.text, passages):
-            from rankwise.llm.attention import prefix_attention  # torch: only when a model runs
+            from rankwise.llm.engines.attention import (
+                prefix_attention,  # torch: only when a model runs
+            )
 
             attention, spans = prefix_attention(
                 self.backend, self.segments([passages[i] for i in chunk]),

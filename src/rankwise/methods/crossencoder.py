@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rankwise.methods.base import Method, register, spend
+from rankwise.methods.method import Method, spend
+from rankwise.methods.registry import register
 from rankwise.types import Candidate, Query, Ranking, Usage
 
 

@@ -24,8 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import InputError
-from rankwise.methods.base import Method, Option, register, spend
 from rankwise.methods.listwise import labels_for, render_list
+from rankwise.methods.method import Method, spend
+from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking, Usage
 

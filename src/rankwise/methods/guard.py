@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rankwise.methods.base import Method
+from rankwise.methods.method import Method
 from rankwise.types import Candidate, Query, Ranking, Usage
 
 # Each signal is one kind of evidence; a passage is flagged on ``threshold`` distinct kinds.

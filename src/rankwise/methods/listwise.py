@@ -24,7 +24,8 @@ from typing import Sequence
 from rankwise.errors import InputError
 from rankwise.llm.profiles import profile_options
 from rankwise.methods import permutation
-from rankwise.methods.base import Method, Option, register, spend
+from rankwise.methods.method import Method, spend
+from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking, Usage
 

@@ -11,9 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
-from rankwise.llm.base import ContinuationBackend, require
 from rankwise.llm.profiles import profile_options
-from rankwise.methods.base import Method, Option, register, spend
+from rankwise.llm.protocol import ContinuationBackend, require
+from rankwise.methods.method import Method, spend
+from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking, Usage
 

@@ -24,7 +24,8 @@ import numpy as np
 from rankwise.errors import InputError
 from rankwise.llm.profiles import profile_options
 from rankwise.methods import sorting
-from rankwise.methods.base import Method, Option, register, spend
+from rankwise.methods.method import Method, spend
+from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query, Ranking, Usage
 

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankwise.methods.base import Method, build_method, check_options, method_info
+from rankwise.methods.method import Method
+from rankwise.methods.registry import build_method, check_options, method_info
 
 if TYPE_CHECKING:
     from rankwise.pipeline.stages import Rerank

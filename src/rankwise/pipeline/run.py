@@ -20,7 +20,7 @@ from rankwise.types import Query, Ranking, Request, Usage
 
 if TYPE_CHECKING:
     from rankwise.data import Dataset
-    from rankwise.methods.base import Method
+    from rankwise.methods.method import Method
     from rankwise.pipeline.stages import Rerank
     from rankwise.retrieve.bm25 import BM25Retriever
 

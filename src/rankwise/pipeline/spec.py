@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import yaml
 
-from rankwise.methods.base import Method
+from rankwise.methods.method import Method
 from rankwise.pipeline.stages import BM25, FirstStage, Rerank
 from rankwise.stage import Chain, Fuse, Identity, Stage
 from rankwise.data._io import read_yaml

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rankwise.errors import InputError
-from rankwise.methods.base import check_options, method_info
+from rankwise.methods.registry import check_options, method_info
 from rankwise.stage import Stage, StagePath, _call, _check_top_k, record_leaf
 from rankwise.types import Ranking, Request
 

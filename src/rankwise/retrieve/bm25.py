@@ -18,7 +18,7 @@ import Stemmer
 
 from rankwise.data import Run
 from rankwise.errors import InputError
-from rankwise.retrieve.base import document_text, read_index_meta, write_index_meta
+from rankwise.retrieve.retriever import document_text, read_index_meta, write_index_meta
 from rankwise.types import Document
 
 _DOCIDS = "docids.json"

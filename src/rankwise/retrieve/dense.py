@@ -14,7 +14,7 @@ import numpy as np
 
 from rankwise.data import Run
 from rankwise.errors import InputError
-from rankwise.retrieve.base import document_text, read_index_meta, write_index_meta
+from rankwise.retrieve.retriever import document_text, read_index_meta, write_index_meta
 from rankwise.types import Document
 
 DEFAULT_MODEL = "minilm-l6"
@@ -37,9 +37,9 @@ class DenseRetriever:
 
     @property
     def encoder(self):
-        """The embedding engine (``rankwise.llm.embeddings``), loaded on first use."""
+        """The embedding engine (``rankwise.llm.engines.sentence_transformers``), loaded on first use."""
         if self._encoder is None:
-            from rankwise.llm.embeddings import SentenceTransformerBackend
+            from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
 
             self._encoder = SentenceTransformerBackend(self.model_name, batch_size=self.batch_size,
                                                        device=self.device)

@@ -15,7 +15,7 @@ from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 
 OBJECTIVES = ("bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse")
-"""Cross-encoder objectives (sentence-transformers losses; see rankwise.train.crossencoder)."""
+"""Cross-encoder objectives (sentence-transformers losses; see rankwise.train.crossencoder_trainer)."""
 
 KINDS = ("crossencoder", "grpo")
 

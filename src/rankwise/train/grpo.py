@@ -22,8 +22,8 @@ from typing import Sequence
 from rankwise.data import Run
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import GrpoConfig, TrainConfig, save_config
-from rankwise.train.crossencoder import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
-from rankwise.train.data import Group, training_split
+from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
+from rankwise.train.groups import Group, training_split
 from rankwise.train.rewards import MAX_GRADE, completion_text, parse_scores, reward_functions
 from rankwise.types import Request
 

@@ -45,7 +45,7 @@ def generate_queries(docs: Mapping[str, Document], backend, docids: list[str], m
                      max_new_tokens: int = 32) -> dict[str, str]:
     """docid -> the generated query (raw cleaned text, possibly empty), one batched generate call."""
     from rankwise.prompts import load_prompt
-    from rankwise.train.data import doc_text
+    from rankwise.train.groups import doc_text
 
     template = load_prompt(PROMPT)
     prompts = [backend.format_chat(template.render(passage=backend.truncate(doc_text(docs[d]), max_passage_tokens)))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rankwise.errors import InputError, ModelError
-from rankwise.llm.base import answered, call_usage
+from rankwise.llm.protocol import answered, call_usage
 
 
 def select_layers(spec: Sequence[int] | str | None, n_layers: int) -> list[int]:

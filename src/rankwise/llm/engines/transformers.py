@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rankwise.llm.base import answered, call_usage, chat_messages, choice_token_ids, cut_at_stop, render_chat
+from rankwise.llm.protocol import answered, call_usage, chat_messages, choice_token_ids, cut_at_stop, render_chat
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)

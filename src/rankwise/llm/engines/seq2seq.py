@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from rankwise.errors import ModelError
-from rankwise.llm.base import answered, call_usage, choice_token_ids, cut_at_stop
+from rankwise.llm.protocol import answered, call_usage, choice_token_ids, cut_at_stop
 from rankwise.types import Usage
 
 # Ends format_chat's text: the encoder input is what comes before the last mark, the decoder prefix after.

@@ -40,7 +40,7 @@ import httpx
 import numpy as np
 
 from rankwise.errors import ModelError, RankwiseError
-from rankwise.llm.base import (answered, call_usage, chat_messages, render_chat, score_from_top_logprobs,
+from rankwise.llm.protocol import (answered, call_usage, chat_messages, render_chat, score_from_top_logprobs,
                                split_choice)
 from rankwise.types import Usage
 

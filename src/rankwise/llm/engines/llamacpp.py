@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rankwise.errors import InputError, ModelError
-from rankwise.llm.base import (answered, call_usage, chat_messages, choice_token_ids, gather_choice_logprobs,
+from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, gather_choice_logprobs,
                                render_chat)
 from rankwise.types import Usage
 

@@ -24,7 +24,7 @@ from rankwise.errors import ModelError
 # Runs llama_cpp.server's __main__ with the AMX workaround applied (no-op elsewhere).
 _LAUNCH = (
     "import runpy, contextlib\n"
-    "from rankwise.llm.llamacpp import cpu_has_amx, extra_buffer_types_off\n"
+    "from rankwise.llm.engines.llamacpp import cpu_has_amx, extra_buffer_types_off\n"
     "with extra_buffer_types_off() if cpu_has_amx() else contextlib.nullcontext():\n"
     "    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
 )

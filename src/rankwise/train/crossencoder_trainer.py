@@ -26,7 +26,7 @@ from torch.utils.data import SequentialSampler
 from rankwise.data import Run
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
-from rankwise.train.data import Group, teacher_labels, training_split
+from rankwise.train.groups import Group, teacher_labels, training_split
 from rankwise.types import Request
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def use_bf16(dtype: str) -> bool:
 def _dev_evaluator(source, dev_qids: Sequence[str], depth: int):
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
-    from rankwise.train.data import doc_text
+    from rankwise.train.groups import doc_text
 
     samples = []
     for qid in dev_qids:

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
-from rankwise.llm.base import (answered, call_usage, chat_messages, choice_token_ids, render_chat,
+from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, render_chat,
                                score_from_top_logprobs)
 from rankwise.types import Usage
 

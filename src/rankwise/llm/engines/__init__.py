@@ -1,0 +1,1 @@
+"""The engines: each runs one model behind the primitives of ``rankwise.llm.protocol``."""

@@ -1,0 +1,64 @@
+"""Converting a GGUF file once into a transformers directory (for the transformers engine)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from rankwise.errors import ModelError
+from rankwise.llm.models.catalogue import cache_dir
+from rankwise.llm.models.fetching import _lock, _publish_dir, file_sha256
+
+logger = logging.getLogger(__name__)
+
+
+def hf_dir_for_gguf(gguf_file: str | Path) -> Path:
+    """A transformers directory converted once from a GGUF file (dequantised to float32).
+
+    Cached as ``cache_dir()/hf/<stem>-<sha8>/``; later calls return it at once. Loading a GGUF file in
+    transformers takes 15-80 s, loading the saved directory about a second.
+    """
+    gguf_file = Path(gguf_file).resolve()
+    sha = file_sha256(gguf_file)
+    target = cache_dir() / "hf" / f"{gguf_file.stem}-{sha[:8]}"
+    if (target / "config.json").is_file():
+        return target
+    with _lock(target):
+        if not (target / "config.json").is_file():
+            _convert_gguf(gguf_file, sha, target)
+    return target
+
+
+def _convert_gguf(gguf_file: Path, sha: str, target: Path) -> None:
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.warning("converting %s to a transformers directory, once (dequantising takes 15-80 s): %s",
+                   gguf_file.name, target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # Recent transformers keep GGUF weights packed (not serializable) unless told to dequantise.
+    options = {"quantization_config": transformers.GgufConfig(dequantize=True)} \
+        if hasattr(transformers, "GgufConfig") else {}
+    try:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
+                                                         dtype=torch.float32, **options)
+            tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        except Exception as exc:  # whatever the parser trips on, the user needs the file named
+            raise ModelError(f"{gguf_file}: transformers cannot load this GGUF file "
+                             f"({type(exc).__name__}: {exc})") from exc
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:  # the weights are dense now; save them as a plain checkpoint
+            quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "rankwise-source.json").write_text(json.dumps(
+            {"gguf_file": gguf_file.name, "gguf_sha256": sha, "transformers": transformers.__version__},
+            indent=2) + "\n")
+        _publish_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
