@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# Tests live in unit/ (no model: algorithms with oracle backends, data, evaluation; no torch), models/ (tiny
+# random and real small models) and e2e/ (real data through real models, CLI and servers); the helpers
+# they share (oracle backends, tiny models, server launchers) live here and import by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _shared_data() -> Path:

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from rankwise.pipeline import BM25, Backends, Chain, FirstStage, Fuse, Identity, Rerank
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.fusion import fuse_rankings, rrf
 from rankwise.methods import Method, build_method
+from rankwise.pipeline import BM25, Chain, FirstStage, Fuse, Identity, Rerank
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 from tests.oracle import OracleBackend, ideal_run, ndcg10, oracle_from_qrels
 
@@ -231,16 +231,3 @@ def test_bm25_over_the_demo_corpus_then_a_judge():
     assert result.stages[0].stage == "BM25() % 5"
 
 
-def test_stages_on_one_model_share_one_backend(tmp_path):
-    from tests.tiny_lm import save_tiny_model
-
-    save_tiny_model(tmp_path)
-    on_tiny = {"model": str(tmp_path), "engine": "transformers", "dtype": "float32"}
-    pipeline = Rerank("pointwise.yes_no", **on_tiny) % 4 >> Rerank("pointwise.graded", **on_tiny) % 2
-    cands = tuple(Candidate(f"d{i}", f"the capital of France is Paris {i}") for i in range(6))
-    backends = Backends(cache=False)
-    result = pipeline.run([Request(Query("q", "capital of France"), cands)], backends=backends)
-    assert len(backends) == 1
-    assert [s.usage.calls for s in result.stages] == [4, 2]
-    assert result.stages[0].load_seconds > 0 and result.stages[1].load_seconds < result.stages[0].load_seconds
-    assert sorted(result.rankings["q"].docids) == sorted(c.docid for c in cands)

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.data import Dataset, LazyDocs, load_dataset, load_ir_dataset, read_run, requests_from_run
-from rankwise.data import irds
+from rankwise.data import (
+    Dataset,
+    LazyDocs,
+    irds,
+    load_dataset,
+    load_ir_dataset,
+    read_run,
+    requests_from_run,
+)
 from rankwise.errors import InputError, RankwiseError
 from rankwise.types import Document
 

@@ -6,7 +6,13 @@ import pytest
 
 from rankwise.data import read_qrels, read_run
 from rankwise.errors import InputError
-from rankwise.eval import evaluate, evaluate_per_query, parse_measure, parse_measures, split_measures
+from rankwise.eval import (
+    evaluate,
+    evaluate_per_query,
+    parse_measure,
+    parse_measures,
+    split_measures,
+)
 
 QRELS = {"q1": {"a": 2, "b": 0}, "q2": {"c": 1}, "q3": {"d": 1, "e": 2}}
 RUN = {"q1": {"b": 3.0, "a": 2.0}, "q2": {"c": 1.0}, "q9": {"x": 1.0}}  # q3 missing, q9 unjudged

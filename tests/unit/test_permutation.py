@@ -8,7 +8,12 @@ import random
 
 import pytest
 
-from rankwise.methods.permutation import parse_permutation, sliding_windows, tdpart, window_spans
+from rankwise.methods.permutation import (
+    parse_permutation,
+    sliding_windows,
+    tdpart,
+    window_spans,
+)
 
 
 class PerfectRanker:

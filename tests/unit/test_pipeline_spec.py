@@ -7,12 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.pipeline import BM25, FirstStage, Fuse, Identity, Rerank, Stage, from_dict, load_pipeline, to_dict
 from rankwise.errors import InputError
 from rankwise.methods import build_method
+from rankwise.pipeline import (
+    BM25,
+    FirstStage,
+    Fuse,
+    Identity,
+    Rerank,
+    Stage,
+    from_dict,
+    load_pipeline,
+    to_dict,
+)
 from tests.oracle import OracleBackend
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("pipeline-*.yaml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("pipeline-*.yaml"))
 
 CASCADE = (FirstStage("bm25") % 100
            >> Rerank("pointwise.graded", model="smollm2-135m", backend_options={"batch_size": 8}) % 100

@@ -13,7 +13,12 @@ import pytest
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods import build_method
-from rankwise.methods.groupwise import Groupwise, expected_scores, make_groups, parse_scores
+from rankwise.methods.groupwise import (
+    Groupwise,
+    expected_scores,
+    make_groups,
+    parse_scores,
+)
 from rankwise.pipeline import run
 from rankwise.prompts import load_prompt
 from rankwise.types import Candidate, Query

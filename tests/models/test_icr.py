@@ -9,8 +9,7 @@ import torch
 from rankwise.errors import InputError
 from rankwise.llm.engines.attention import prefix_attention, select_layers
 from rankwise.methods import build_method
-from rankwise.types import Usage
-from rankwise.types import Candidate, Query
+from rankwise.types import Candidate, Query, Usage
 from tests.tiny_lm import tiny_backend
 
 QUERY = Query("q1", "the capital of France")

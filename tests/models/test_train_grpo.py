@@ -9,12 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny_lm import save_tiny_model, tiny_tokenizer
 from rankwise.train.config import parse_config
 from rankwise.train.groups import Group
-from rankwise.train.grpo import (ANSWER_PREFIX, groupwise_messages, groupwise_prompt, groupwise_rerank,
-                                 grpo_dataset, moving_average, render_prompt, train_grpo)
+from rankwise.train.grpo import (
+    ANSWER_PREFIX,
+    groupwise_messages,
+    groupwise_prompt,
+    groupwise_rerank,
+    grpo_dataset,
+    moving_average,
+    render_prompt,
+    train_grpo,
+)
 from rankwise.types import Candidate, Query, Request
+from tests.tiny_lm import save_tiny_model, tiny_tokenizer
 
 WORDS = ["bread yeast rises", "plants light food", "bitcoin mining energy", "capital of france paris"]
 
@@ -141,7 +149,7 @@ def test_grpo_trains_a_lora_adapter_on_smollm2_for_one_step(tmp_path):
     """One GRPO step of the shipped example on SmolLM2-135M (a minute or two on 2 shared cores)."""
     from rankwise.train.config import load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "train-grpo-groupwise.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "train-grpo-groupwise.yaml")
     config.training.max_steps, config.training.batch_size = 1, 1
     config.grpo.num_generations, config.grpo.max_completion_length = 2, 8
     config.data.max_queries = 2

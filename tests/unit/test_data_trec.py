@@ -11,7 +11,7 @@ import pytest
 from rankwise.data import read_qrels, read_run, read_topics, write_run
 from rankwise.errors import InputError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 
 def test_read_run_dl19(dl19: Path) -> None:

@@ -9,7 +9,13 @@ from rankwise.data import load_dataset
 from rankwise.methods import build_method
 from rankwise.pipeline import run
 from rankwise.types import Candidate, Query
-from tests.oracle import OracleBackend, assert_head_reranked, ideal_run, ndcg10, oracle_from_qrels
+from tests.oracle import (
+    OracleBackend,
+    assert_head_reranked,
+    ideal_run,
+    ndcg10,
+    oracle_from_qrels,
+)
 from tests.tiny_lm import tiny_backend
 
 

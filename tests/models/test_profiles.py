@@ -12,8 +12,14 @@ import torch
 
 from rankwise.errors import InputError
 from rankwise.llm import ENGINES
-from rankwise.llm.profiles import FramedBackend, apply_profile, load_profile, profile_for, profiles
 from rankwise.llm.engines.seq2seq import DECODER
+from rankwise.llm.profiles import (
+    FramedBackend,
+    apply_profile,
+    load_profile,
+    profile_for,
+    profiles,
+)
 from rankwise.methods import build_method, method_names
 from rankwise.methods.setwise import parse_label
 from rankwise.types import Candidate, Query, Usage

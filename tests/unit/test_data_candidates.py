@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.data import (load_beir, read_candidates, read_run, requests_from_run, run_from_requests,
-                           write_candidates, write_candidates_jsonl)
+from rankwise.data import (
+    load_beir,
+    read_candidates,
+    read_run,
+    requests_from_run,
+    run_from_requests,
+    write_candidates,
+    write_candidates_jsonl,
+)
 from rankwise.errors import InputError
 from rankwise.types import Candidate, Query, Request
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 RETRIEVERS = ["bm25", "bm25_rm3", "d_bert_kd_tasb", "open_ai_ada2", "splade_p_p_ensemble_distil"]
 
 

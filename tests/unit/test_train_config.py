@@ -9,7 +9,7 @@ import pytest
 from rankwise.errors import InputError
 from rankwise.train.config import load_config, parse_config, save_config
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize("name", ["train-crossencoder-scifact.yaml", "train-crossencoder-dl20.yaml",

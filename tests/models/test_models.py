@@ -15,9 +15,20 @@ import pytest
 
 from rankwise.errors import ModelError
 from rankwise.llm import models
-from rankwise.llm.models import conversion, fetching
-from rankwise.llm.models import (ModelSpec, PackageFile, ResolvedModel, assemble_gguf, cache_dir,
-                                 file_sha256, get_spec, hf_dir_for_gguf, list_models, resolve_model)
+from rankwise.llm.models import (
+    ModelSpec,
+    PackageFile,
+    ResolvedModel,
+    assemble_gguf,
+    cache_dir,
+    conversion,
+    fetching,
+    file_sha256,
+    get_spec,
+    hf_dir_for_gguf,
+    list_models,
+    resolve_model,
+)
 
 REAL_SHA256 = {  # full hashes; ../shared/MODELS.md lists their prefixes
     "smollm2-135m": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -80,7 +91,7 @@ def test_registry_names_are_unique_and_well_formed():
 
 
 def test_requirements_files_list_every_registry_package():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for spec in list_models():
         if spec.requirements:
             lines = (root / spec.requirements).read_text().split()

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from rankwise.train.config import SyntheticQueriesConfig
-from rankwise.train.synthetic import clean_query, filter_queries, sample_documents, synthetic_queries
+from rankwise.train.synthetic import (
+    clean_query,
+    filter_queries,
+    sample_documents,
+    synthetic_queries,
+)
 from rankwise.types import Document
 
 DOCS = {

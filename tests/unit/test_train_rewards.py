@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from rankwise.train.rewards import (answer_status, distribution_reward, format_reward, make_ndcg_reward, ndcg_at_k,
-                                    parse_scores, reward_functions)
+from rankwise.train.rewards import (
+    answer_status,
+    distribution_reward,
+    format_reward,
+    make_ndcg_reward,
+    ndcg_at_k,
+    parse_scores,
+    reward_functions,
+)
 
 LABELS = [[3.0, 0.0, 1.0]]
 

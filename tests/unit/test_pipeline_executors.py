@@ -9,9 +9,15 @@ import textwrap
 import pytest
 
 from rankwise.cli import main
-from rankwise.pipeline.executors.shards import (ShardCache, claim_slot, merge_shards, shard_dir_for, shard_path,
-                                       worker_cache)
 from rankwise.llm.cache import OutputCache
+from rankwise.pipeline.executors.shards import (
+    ShardCache,
+    claim_slot,
+    merge_shards,
+    shard_dir_for,
+    shard_path,
+    worker_cache,
+)
 
 
 def test_workers_claim_distinct_slots_and_a_dead_workers_slot_is_reused(tmp_path):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from rankwise.bench.robustness import ADVERSARIAL_DOCID, ADVERSARIAL_TEXTS, with_adversary
+from rankwise.bench.robustness import (
+    ADVERSARIAL_DOCID,
+    ADVERSARIAL_TEXTS,
+    with_adversary,
+)
 from rankwise.data.dataset import load_dataset
 from rankwise.errors import InputError
 from rankwise.methods.guard import GuardedReranker, injection_signals, is_injection
 from rankwise.methods.registry import build_method
-from rankwise.pipeline import load_reranker
 from tests.oracle import OracleBackend, assert_head_reranked
 
 QUERY = "what is the daily life of thai people"
@@ -103,11 +106,3 @@ def test_bad_guard_options_are_input_errors(guard) -> None:
         build_method("pointwise.yes_no", OracleBackend({}), guard=guard)
 
 
-def test_guard_on_a_real_model(dl19) -> None:
-    """SmolLM2 with the guard: the injected passage never enters the model's input."""
-    requests = _attacked(dl19, 2)
-    reranker = load_reranker("pointwise.yes_no", "smollm2-135m", guard=True, max_passage_tokens=48)
-    for request in requests:
-        ranking = reranker.rerank(request.query, request.candidates, 11)
-        assert_head_reranked(ranking, request.candidates, 11)
-        assert ranking.docids.index(ADVERSARIAL_DOCID) == 10 and ranking.usage.calls == 10

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rankwise.bench import BenchConfig
-from rankwise.bench import peers
+from rankwise.bench import BenchConfig, peers
 from rankwise.errors import InputError
 from rankwise.types import Candidate, Query, Request, Usage
 from tests.tiny_lm import tiny_tokenizer

@@ -9,7 +9,13 @@ import pytest
 
 from rankwise.errors import ModelError
 from rankwise.llm import auto
-from rankwise.llm.auto import EngineSpeed, available_engines, choose_engine, engine_choice, measure_engine
+from rankwise.llm.auto import (
+    EngineSpeed,
+    available_engines,
+    choose_engine,
+    engine_choice,
+    measure_engine,
+)
 from rankwise.llm.hardware import CpuInfo
 from rankwise.llm.models import ResolvedModel, get_spec
 from rankwise.types import Usage

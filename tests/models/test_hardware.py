@@ -10,8 +10,15 @@ import torch
 
 from rankwise.errors import InputError, ModelError
 from rankwise.llm import hardware
-from rankwise.llm.hardware import (CpuInfo, choose_device, choose_dtype, cpu_info, has_native_bf16,
-                                   measure_matmul_gflops, torch_cpu_capability)
+from rankwise.llm.hardware import (
+    CpuInfo,
+    choose_device,
+    choose_dtype,
+    cpu_info,
+    has_native_bf16,
+    measure_matmul_gflops,
+    torch_cpu_capability,
+)
 
 _BASE_X86 = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse "
              "sse2 ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology cpuid pni pclmulqdq "

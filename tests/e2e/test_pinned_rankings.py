@@ -11,7 +11,7 @@ import pytest
 
 from rankwise.data import load_dataset, read_run
 
-PINNED = json.loads((Path(__file__).parent / "fixtures" / "pinned_smollm2_yes_no_dl19.json").read_text())
+PINNED = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "pinned_smollm2_yes_no_dl19.json").read_text())
 
 
 @pytest.mark.slow

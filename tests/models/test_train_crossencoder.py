@@ -13,8 +13,14 @@ import pytest
 import yaml
 
 from rankwise.train.config import parse_config
-from rankwise.train.crossencoder_trainer import (CONFIG_FILE, RESULTS_FILE, objective_dataset, objective_loss, rerank_run,
-                                         train_crossencoder)
+from rankwise.train.crossencoder_trainer import (
+    CONFIG_FILE,
+    RESULTS_FILE,
+    objective_dataset,
+    objective_loss,
+    rerank_run,
+    train_crossencoder,
+)
 from rankwise.train.groups import Group
 from rankwise.types import Candidate, Query, Request
 
@@ -94,7 +100,10 @@ def test_each_objective_reads_its_columns():
 def test_bce_weighs_positives_by_the_negatives_per_positive(tiny_ce):
     import torch
 
-    from rankwise.train.crossencoder_trainer import balancing_pos_weight, load_crossencoder
+    from rankwise.train.crossencoder_trainer import (
+        balancing_pos_weight,
+        load_crossencoder,
+    )
 
     dataset = objective_dataset("bce", _groups())  # labels 1, 0, .5 | 1, 0, 0: 3 positive pairs, 3 negative
     assert balancing_pos_weight(dataset) == 1.0
@@ -220,7 +229,7 @@ def test_cli_trains_and_overwrites_only_with_overwrite(tiny_ce, tiny_beir, tmp_p
 @pytest.mark.slow
 def test_cli_trains_minilm_on_scifact_for_a_few_steps(tmp_path):
     """The shipped example, 3 steps, on the real MiniLM and SciFact (about a minute on 2 cores)."""
-    example = Path(__file__).resolve().parents[1] / "examples" / "train-crossencoder-scifact.yaml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "train-crossencoder-scifact.yaml"
     done = _cli(str(example), "--output", str(tmp_path / "ce"), "--max-steps", "3")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "ce" / RESULTS_FILE).read_text())

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from rankwise.errors import InputError
-from rankwise.train.groups import (TrainingSource, build_groups, drop_held_out, scifact_claims, split_queries,
-                                 teacher_labels)
+from rankwise.train.groups import (
+    TrainingSource,
+    build_groups,
+    drop_held_out,
+    scifact_claims,
+    split_queries,
+    teacher_labels,
+)
 from rankwise.types import Document
 
 
