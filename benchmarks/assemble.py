@@ -76,7 +76,7 @@ SECTIONS = [
     ("Embedding rerankers (cosine, E2Rank) and attention (ICR)", "embedding_icr.md",
      "python benchmarks/embedding_icr.py embedding|icr (see below)"),
     ("A cascade against its best single stage", "cascade.md", "python benchmarks/cascade.py (see below)"),
-    ("The vLLM engine", "vllm.md", "python -m pytest -q -s -m 'slow or not slow' tests/test_vllm_engine.py"),
+    ("The vLLM engine", "vllm.md", "python -m pytest -q -s -m 'slow or not slow' tests/models/test_vllm_engine.py"),
     ("Ray executor overhead", "ray_overhead.md", "python benchmarks/ray_overhead.py (see below)"),
     ("Capacity: hours for large query sets", "capacity.md", "python benchmarks/capacity.py"),
     ("HTTP service under load", "serve.md", "python benchmarks/load_test.py (see below)"),

@@ -140,7 +140,7 @@ def main() -> None:
         "so timings are upper bounds). bm25s " + version("bm25s") + ", rank_bm25 " + version("rank_bm25")
         + ", sentence-transformers " + version("sentence-transformers") + ".",
         "",
-        "## Evaluating stored runs (exact 4-decimal pins in tests/test_cli_retrieval.py)",
+        "## Evaluating stored runs (exact 4-decimal pins in tests/unit/test_cli_retrieval.py)",
         "",
         *evaluations,
         "",

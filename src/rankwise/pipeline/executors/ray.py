@@ -4,7 +4,7 @@ Each actor builds the stage once from its pipeline spec (the same dict a YAML fi
 torch threads (``num_cpus`` for Ray's scheduler) and ``gpus`` GPUs, and runs :func:`rankwise.pipeline.run`
 on one block of requests per task. What travels is the project's own JSON: ``Request.to_dict`` out,
 ``Ranking.to_dict`` back. Ray restarts an actor that dies and retries its task: Ray Data gives pool actors
-``max_restarts=-1`` and ``max_task_retries=-1`` (Ray 2.60), and tests/test_ray_executor.py checks that a
+``max_restarts=-1`` and ``max_task_retries=-1`` (Ray 2.60), and tests/e2e/test_ray_executor.py checks that a
 killed worker is replaced. The restarted actor finds what its predecessor computed in the cache shards (see
 :mod:`rankwise.pipeline.executors.shards`), so no finished prompt is computed twice. The driver collects the
 rankings in request order, so the run file and the usage report are those of the in-process run, with a
