@@ -49,17 +49,17 @@ def _calls(n: int, seed: int = 0) -> list[list[int]]:
     return calls
 
 
-def _check_choices(backend, prompts):
+def _check_choices(backend, prompts, n_calls=None):
     alone = np.concatenate([backend.choice_logprobs([p], YES_NO) for p in prompts])
-    for call in _calls(len(prompts)):
+    for call in _calls(len(prompts))[:n_calls]:
         together = backend.choice_logprobs([prompts[i] for i in call], YES_NO)
         for row, i in enumerate(call):
             assert np.array_equal(together[row], alone[i]), (i, together[row], alone[i])
 
 
-def _check_continuations(backend, prompts, continuations):
+def _check_continuations(backend, prompts, continuations, n_calls=None):
     alone = np.array([backend.continuation_logprobs([p], [c])[0] for p, c in zip(prompts, continuations)])
-    for call in _calls(len(prompts), seed=1):
+    for call in _calls(len(prompts), seed=1)[:n_calls]:
         together = backend.continuation_logprobs([prompts[i] for i in call], [continuations[i] for i in call])
         assert np.array_equal(together, alone[call]), (call, together, alone[call])
 
@@ -113,15 +113,15 @@ def smollm2(request):
 
 @pytest.mark.slow
 def test_smollm2_choice_logprobs_are_batch_invariant(smollm2):
-    _check_choices(smollm2, _prompts(smollm2, PASSAGE_FIRST))
-    _check_choices(smollm2, _prompts(smollm2, QUERY_FIRST)[:10])
+    _check_choices(smollm2, _prompts(smollm2, PASSAGE_FIRST), n_calls=5)
+    _check_choices(smollm2, _prompts(smollm2, QUERY_FIRST)[:10], n_calls=4)
 
 
 @pytest.mark.slow
 def test_smollm2_continuation_logprobs_are_batch_invariant(smollm2):
     prompts = [smollm2.format_chat(f"Passage: {p}\n\nPlease write a question based on this passage.")
                for p in PASSAGES for _ in QUERIES]
-    _check_continuations(smollm2, prompts, [q for _ in PASSAGES for q in QUERIES])
+    _check_continuations(smollm2, prompts[::2], [q for _ in PASSAGES for q in QUERIES][::2], n_calls=4)
 
 
 @pytest.mark.slow
