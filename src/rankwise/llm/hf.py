@@ -206,10 +206,19 @@ class TransformersBackend:
         q = torch.arange(width).view(1, width, 1)
         k = torch.arange(shared + width).view(1, 1, shared + width) - shared
         allowed = (k < 0) | ((k <= q) & (k < lengths.view(rows, 1, 1)))  # [rows, width, shared + width]
-        mask = allowed.unsqueeze(1)
-        if getattr(self.model.config, "_attn_implementation", "sdpa") != "sdpa":
-            mask = torch.zeros(mask.shape, dtype=self.model.dtype).masked_fill(
-                ~mask, torch.finfo(self.model.dtype).min)
+        config = self.model.config
+        if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+            # Per-layer-type masks (and window-trimmed caches) are built by the model: give it the 2D mask.
+            # Its causal-mask skip needs kv length == width, i.e. no prefix, and no padding in any row.
+            mask = torch.zeros((rows, shared + width), dtype=torch.long)
+            mask[:, :shared] = 1
+            for row, s in enumerate(suffixes):
+                mask[row, shared:shared + len(s)] = 1
+        else:  # a 4D mask is used as given: the same path for every batch, whoever shares it
+            mask = allowed.unsqueeze(1)
+            if getattr(config, "_attn_implementation", "sdpa") != "sdpa":
+                mask = torch.zeros(mask.shape, dtype=self.model.dtype).masked_fill(
+                    ~mask, torch.finfo(self.model.dtype).min)
         kwargs = {}
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
