@@ -44,7 +44,7 @@ def method_options(g: GrpoConfig) -> dict[str, Any]:
             "answer_prefix": g.answer_prefix}
 
 
-def training_method(model, tokenizer, name: str, g: GrpoConfig) -> "Groupwise":
+def training_method(model, tokenizer, name: str, g: GrpoConfig) -> Groupwise:
     """``METHOD`` over the policy being trained (the same weights, left on their device and dtype), loaded
     through ``load_reranker`` like any reranker: its ``prompt()`` renders the training prompts."""
     from rankwise.llm.engines.transformers import TransformersBackend
@@ -54,7 +54,7 @@ def training_method(model, tokenizer, name: str, g: GrpoConfig) -> "Groupwise":
     return load_reranker(METHOD, name, backend=backend, **method_options(g))
 
 
-def load_trained(model: str | Path, g: GrpoConfig, dtype: str = "auto") -> "Groupwise":
+def load_trained(model: str | Path, g: GrpoConfig, dtype: str = "auto") -> Groupwise:
     """A model (the merged output directory, or the untrained start) as the method GRPO trains, on the
     transformers engine that training used. No output cache: a retrained directory keeps its name."""
     return load_reranker(METHOD, str(model), engine="transformers", dtype=dtype, cache=False,
@@ -74,7 +74,7 @@ def training_text(prompt: str, tokenizer) -> str:
     return prompt
 
 
-def grpo_dataset(groups: Sequence[Group], method: "Groupwise", tokenizer, seed: int):
+def grpo_dataset(groups: Sequence[Group], method: Groupwise, tokenizer, seed: int):
     """TRL rows: the ``prompt`` the method renders (passages shuffled, seeded: the positive must not always
     come first), the ``labels`` (grades clipped to 0-3) in prompt order and the method's ``answer_prefix``,
     which the rewards put back in front of each completion."""
