@@ -1,9 +1,10 @@
 """GRPO figures: ``python benchmarks/train_grpo.py [--minutes 20]`` writes benchmarks/results/train_grpo.md.
 
-Trains ``examples/train-grpo-groupwise.yaml`` (SmolLM2-135M + LoRA, groupwise format, DL20 groups) with
-``rankwise train``, then reranks the DL19 BM25 top ``--top-k`` in groups of 5 with greedy answers, with the
-untrained model and with the trained one (merged adapter), both on the prompt used in training (the
-answer prefix included): nDCG@10 and the share of unparsable answers.
+Trains ``examples/train-grpo-groupwise.yaml`` (SmolLM2-135M + LoRA, groupwise.generate with the
+groupwise.json prompt, DL20 groups) with ``rankwise train``, then reranks the DL19 BM25 top ``--top-k``
+through the library (``rankwise.train.grpo.load_trained`` + ``rankwise.pipeline.run``: the method and
+options the model was trained for, greedy answers) with the untrained model and with the trained one
+(merged adapter): nDCG@10 and the share of unparsable answers.
 The mean reward per step is in the output's rewards.json / rewards.png (copied next to the results).
 Smoke test: ``--max-steps 2 --eval-queries 1 --top-k 5``.
 """
@@ -26,23 +27,31 @@ from pathlib import Path
 from rankwise.llm.hardware import cpu_info
 from rankwise.data import load_dataset, read_run
 from rankwise.eval import evaluate
-from rankwise.train.config import load_config, save_config
-from rankwise.train.grpo import groupwise_rerank, load_causal_lm
+from rankwise.pipeline import run
+from rankwise.train.config import GrpoConfig, load_config, save_config
+from rankwise.train.grpo import load_trained
+from rankwise.types import Ranking, Request
 
 ROOT = Path(__file__).resolve().parents[1]
 RANKWISE = Path(sys.executable).with_name("rankwise")
 EXAMPLE = ROOT / "examples" / "train-grpo-groupwise.yaml"
 
 
-def dl19_ndcg(model_name: str, requests, qrels, top_k: int, group_size: int, passage_words: int, prefix: str):
-    """nDCG@10, share of unparsable groups, seconds, and the greedy answers (one per group)."""
-    model, tokenizer = load_causal_lm(model_name)
-    started = time.perf_counter()
-    answers: list[str] = []
-    run, failures = groupwise_rerank(model, tokenizer, requests, top_k, group_size, passage_words,
-                                     answer_prefix=prefix, answers=answers)
-    value = evaluate(run, {q: qrels[q] for q in run}, ["nDCG@10"])["nDCG@10"]
-    return value, failures / len(answers), time.perf_counter() - started, answers
+def group_answers(ranking: Ranking, request: Request, top_k: int, group_size: int) -> list[str]:
+    """Each group's scores in the order shown, as the method read them (one round: consecutive groups of
+    the top ``top_k``); an unparsable answer shows the logits fallback's scores."""
+    score = dict(zip(ranking.docids, ranking.scores))
+    head = [c.docid for c in request.candidates[:top_k]]
+    return ["[" + ", ".join(f"{score[d]:g}" for d in head[i:i + group_size]) + "]"
+            for i in range(0, len(head), group_size)]
+
+
+def dl19_ndcg(model_name: str, requests: list[Request], qrels, top_k: int, g: GrpoConfig):
+    """nDCG@10, share of unparsable groups, seconds, and each group's answer as read (one per group)."""
+    result = run(load_trained(model_name, g, dtype="float32") % top_k, requests)
+    value = evaluate(result.run(), {q: qrels[q] for q in result.rankings}, ["nDCG@10"])["nDCG@10"]
+    answers = [a for r in requests for a in group_answers(result.rankings[r.query.qid], r, top_k, g.group_size)]
+    return value, result.usage.parse_failures / len(answers), result.wall_seconds, answers
 
 
 def _reading(evals: dict, bm25: float) -> str:
@@ -111,8 +120,7 @@ def main() -> None:
     rows.append(f"| BM25 alone | {bm25_ndcg:.4f} | | | | |")
     evals = {}
     for label, name in ((f"{config.model} untrained", config.model), ("after GRPO (merged LoRA)", str(out))):
-        value, failed, seconds, answers = dl19_ndcg(name, requests, ds.qrels, args.top_k, g.group_size,
-                                                    g.passage_words, g.answer_prefix)
+        value, failed, seconds, answers = dl19_ndcg(name, requests, ds.qrels, args.top_k, g)
         common, count = Counter(answers).most_common(1)[0]
         evals[label] = (value, failed, len(set(answers)), count / len(answers))
         rows.append(f"| {label} | {value:.4f} | {failed:.0%} | {len(set(answers))} of {len(answers)} | "
@@ -154,9 +162,11 @@ def main() -> None:
                      f"{_mean(part, 'completions/mean_length'):.1f} |")
     lines += ["", f"## DL19 (BM25 top {args.top_k} in groups of {g.group_size}"
               + (f", first {len(requests)} judged queries)" if args.eval_queries else ", all judged queries)"), "",
-              "Greedy answers on the training prompt (answer prefix included); an unparsable group keeps its BM25 "
-              "order. Distinct answers: how many different lists the model gave over all groups (one answer for "
-              "every group means it ignores the passages).", "", *rows, "", _reading(evals, bm25_ndcg), "",
+              f"Reranked by `groupwise.generate` with the options trained ({g.prompt}, answer prefix "
+              f"`{g.answer_prefix}`, passages cut to {g.max_passage_tokens} tokens), greedy answers; an unparsable "
+              "answer's documents are scored by the method's logits fallback. Distinct answers: how many different "
+              "score lists the method read over all groups (one answer for every group means the model ignores "
+              "the passages).", "", *rows, "", _reading(evals, bm25_ndcg), "",
               f"{'Evaluation' if args.eval_only else 'Total'} wall time {(time.perf_counter() - started) / 60:.1f} min"
               + (" (`--eval-only`: the model trained by the command above, evaluated again)." if args.eval_only else ".")]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")

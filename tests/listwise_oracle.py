@@ -5,8 +5,9 @@ properties (orderings, call counts, parse repairs), never a product path.
 - listwise generation: the identifiers of the window (the "[label]" at the start of each item line)
   ordered by grade, written "[3] > [1] > [2]" (the answer prefix "[" is continued when the prompt ends
   with it); FIRST: the inherited ``CompareOracle`` choice log-probabilities (by position, 4 x grade);
-- groupwise generation: "Document [i] score: s" lines with s = round(10 * grade / max_grade); groupwise
-  logits: the prompt ends with "Document [i] score: " (first digit) or "... score: 1" (P("0") after "1").
+- groupwise generation: "Document [i] score: s" lines with s = round(10 * grade / max_grade), or for the
+  groupwise.json prompt ("Passage i:" items) a JSON list of the grades in order (continuing a "[" the
+  prompt ends with); groupwise logits: the prompt ends with "Document [i] score: " (first digit) or "... score: 1" (P("0") after "1").
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class ListwiseOracle(CompareOracle):
                 text = "I think all of these passages are quite relevant."
             elif "Document [1]:" in prompt:
                 text = "\n".join(f"Document [{i + 1}] score: {self.score_of(g)}" for i, g in enumerate(grades))
+            elif "Passage 1:" in prompt:
+                text = "[" + ", ".join(str(g) for g in grades) + "]"
+                text = text[1:] if prompt.endswith("[") else text
             else:
                 labels = ITEM_LABEL.findall(prompt)
                 best = sorted(range(len(labels)), key=lambda i: -grades[i])

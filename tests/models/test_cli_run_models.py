@@ -9,6 +9,7 @@ import pytest
 
 from rankwise.data import read_run, write_candidates_jsonl
 from rankwise.types import Candidate, Query, Request
+from unit.test_cli_run import _run
 
 
 @pytest.fixture(scope="module")

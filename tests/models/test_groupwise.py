@@ -20,7 +20,7 @@ from rankwise.methods.groupwise import (
     parse_scores,
 )
 from rankwise.pipeline import run
-from rankwise.prompts import load_prompt
+from rankwise.prompts import PromptTemplate, load_prompt
 from rankwise.types import Candidate, Query
 from tests.listwise_oracle import ListwiseOracle, listwise_oracle
 from tests.oracle import ideal_run, ndcg10
@@ -62,6 +62,38 @@ def test_groups_cover_every_candidate_once():
 ])
 def test_scores_are_parsed_robustly(text, expected):
     assert parse_scores(text, 2, PATTERN) == expected
+
+
+JSON = load_prompt("groupwise.json").answer_regex
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("[3, 0, 1]", {0: 3.0, 1: 0.0}),  # by position; a third score has no document
+    ("Scores: [2.5, 1] and more [0, 0]", {0: 2.5, 1: 1.0}),  # the first list
+    ("[1]", {0: 1.0}),
+    ("[3, 11]", {0: 3.0}),  # out of 0..10
+    ("[3, 0", {}), ("[a, 1]", {}), ("[true, 1]", {}), ("[]", {}), ("3, 0", {}),
+])
+def test_a_json_list_answer_is_read_by_position(text, expected):
+    assert parse_scores(text, 2, JSON) == expected
+
+
+def test_the_answer_prefix_ends_the_prompt_and_starts_the_answer_read():
+    method = build_method("groupwise.generate", ListwiseOracle({}), prompt="groupwise.json", answer_prefix="[")
+    prompt = method.prompt("q", ["one", "two"])
+    assert prompt.endswith("one score per passage in order: [score of passage 1, ..., score of passage 2].[")
+    assert "Passage 1: one\nPassage 2: two" in prompt
+    assert method.read_answer("2, 0]", 2) == {0: 2.0, 1: 0.0}
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_a_perfect_judge_answering_json_lists_gives_the_ideal_ranking(dl19_requests, rounds):
+    requests, qrels = dl19_requests
+    method = build_method("groupwise.generate", listwise_oracle(requests, qrels), prompt="groupwise.json",
+                          answer_prefix="[", group_size=5, rounds=rounds)
+    result = run(method % N, requests)
+    assert ndcg10(result.run(), requests, qrels) == pytest.approx(ndcg10(ideal_run(requests, qrels), requests, qrels))
+    assert result.usage.parse_failures == 0
 
 
 def test_expected_score_over_digit_tokens():
@@ -123,6 +155,11 @@ def test_bad_options_are_input_errors():
         Groupwise(ListwiseOracle({}), "sample")
     with pytest.raises(InputError, match="group_size"):
         build_method("groupwise.logits", ListwiseOracle({}), group_size=0)
+    with pytest.raises(InputError, match="answer_prefix"):
+        build_method("groupwise.logits", ListwiseOracle({}), answer_prefix="[")
+    three = PromptTemplate("three", "{query} {passages}", answer_regex=r"(\d)(\d)(\d)", item="{label} {passage}")
+    with pytest.raises(InputError, match="one group"):
+        build_method("groupwise.generate", ListwiseOracle({}), prompt=three)
 
 
 def test_top_k_ties_and_tiny_lists():

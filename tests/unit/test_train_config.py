@@ -35,6 +35,8 @@ def test_defaults_and_float_strings():
     ({"crossencoder": {"objective": "margin-mse"}}, "data.teacher"),
     ({"data": {"queries": "topics.tsv"}}, "data.qrels"),
     ({"kind": "grpo", "grpo": {"rewards": {"bleu": 1}}}, "grpo.rewards"),
+    ({"kind": "grpo", "grpo": {"prompt": "groupwise.score"}}, "grpo.prompt"),  # no JSON list to reward
+    ({"kind": "grpo", "grpo": {"prompt": "no-such-prompt"}}, "grpo.prompt"),
     ({"training": []}, "training"),
 ])
 def test_bad_fields_are_named(values, field, tmp_path):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -116,15 +117,18 @@ class CrossEncoderConfig:
 
 @dataclass
 class GrpoConfig:
+    prompt: str = "groupwise.json"
+    """The prompt template of ``groupwise.generate`` trained (a bundled name or a YAML file): a JSON list of
+    0-3 scores, one per passage."""
     group_size: int = 5
-    """Documents per prompt (the groupwise format)."""
+    """Documents per prompt (the method's ``group_size``)."""
     num_generations: int = 4
     """Completions sampled per prompt (GRPO's group)."""
     max_completion_length: int = 64
-    passage_words: int = 48
-    """Each passage is cut to this many words in the prompt."""
+    max_passage_tokens: int = 64
+    """Each passage is cut to this many tokens in the prompt (the method's ``max_passage_tokens``)."""
     answer_prefix: str = "["
-    """The assistant turn is prefilled with this start of the answer (training and evaluation alike)."""
+    """The assistant turn is prefilled with this start of the answer (the method's ``answer_prefix``)."""
     temperature: float = 1.0
     rewards: dict = field(default_factory=lambda: {"ndcg": 1.0, "distribution": 0.5, "format": 1.0})
     """Reward weights: ndcg (nDCG@k of the induced ranking), distribution (graded labels vs scores), format."""
@@ -225,6 +229,20 @@ def _check(config: TrainConfig, path: Path) -> None:
             raise bad("grpo.rewards", f"unknown reward {unknown[0]!r} (use ndcg, distribution, format)")
         if g.group_size < 2:
             raise bad("grpo.group_size", f"needs at least 2 documents, got {g.group_size}")
+        _check_grpo_prompt(g.prompt, bad)
+
+
+def _check_grpo_prompt(name: str, bad: Callable[[str, str], InputError]) -> None:
+    """The rewards read a JSON list of scores: the template's answer_regex must capture one (one group)."""
+    from rankwise.prompts import load_prompt
+
+    try:
+        template = load_prompt(name)
+    except InputError as e:
+        raise bad("grpo.prompt", str(e)) from None
+    if not template.item or not template.answer_regex or re.compile(template.answer_regex).groups != 1:
+        raise bad("grpo.prompt", f"{name!r} needs an item line and an answer_regex whose one group captures "
+                                 "the JSON list of scores (as groupwise.json)")
 
 
 def parse_config(values: Any, path: str | Path = "<config>") -> TrainConfig:

@@ -1,13 +1,16 @@
-"""GRPO for LLM rerankers in the groupwise format, on TRL's GRPOTrainer with a PEFT LoRA adapter.
+"""GRPO for LLM rerankers on TRL's GRPOTrainer with a PEFT LoRA adapter: the model is trained to be run by
+``groupwise.generate`` with the ``groupwise.json`` prompt (a JSON list of one 0-3 score per passage).
 
-A prompt shows a query and a group of passages (shuffled, seeded); the model answers a JSON list of one
-score (0-3) per passage. The assistant turn is prefilled with the start of the answer (``answer_prefix``,
-``[``), so a small model continues a list instead of chatting: without it SmolLM2-135M's answers were all
-broken, every reward -1 and GRPO's advantages zero. The same rendered prompt is used for evaluation
-(``groupwise_rerank``). Rewards (rankwise.train.rewards): nDCG@k of the induced ranking, a distributional
-reward against the graded labels, and a format reward. The output directory holds the LoRA adapter
-(``adapter/``), the merged model (a plain transformers directory, so ``--model DIR`` loads it), the
-config, ``rewards.json`` (mean reward per logged step) and ``rewards.png`` when matplotlib is installed.
+Train and inference are one code path: the training prompts are rendered by the method itself (built over
+the policy being trained, ``training_method``), passages shuffled with their labels (seeded); the rewards
+read completions with the method's parser (rankwise.train.rewards); evaluation loads the output directory
+as that method (``load_trained``) and reranks through ``rankwise.pipeline.run``. The method's
+``answer_prefix`` (``[``) ends the prompt, so a small model continues a list instead of chatting: without it
+SmolLM2-135M's answers were all broken, every reward -1 and GRPO's advantages zero. Rewards: nDCG@k of the
+induced ranking, a distributional reward against the graded labels, and a format reward. The output
+directory holds the LoRA adapter (``adapter/``), the merged model (a plain transformers directory, so
+``--model DIR`` loads it), the config, ``rewards.json`` (mean reward per logged step) and ``rewards.png``
+when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -17,80 +20,74 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from rankwise.data import Run
+from rankwise.pipeline.loading import load_reranker
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import GrpoConfig, TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
 from rankwise.train.groups import Group, training_split
-from rankwise.train.rewards import MAX_GRADE, completion_text, parse_scores, reward_functions
-from rankwise.types import Request
+from rankwise.train.rewards import MAX_GRADE, reward_functions
+
+if TYPE_CHECKING:
+    from rankwise.methods.groupwise import Groupwise
 
 logger = logging.getLogger(__name__)
 
-PROMPT = ("Rate how relevant each passage is to the query, from 0 (irrelevant) to 3 (perfectly relevant).\n"
-          "Query: {query}\n\n{passages}\n\n"
-          "Answer with a JSON list of {n} integers from 0 to 3, one score per passage in order: "
-          "[score of passage 1, ..., score of passage {n}].")
-ANSWER_PREFIX = GrpoConfig.answer_prefix
-"""The assistant turn starts with this; the model writes the rest of the list."""
+METHOD = "groupwise.generate"
+"""The method a GRPO-trained model is trained for and evaluated with."""
 
 
-def _clip_words(text: str, words: int) -> str:
-    parts = text.split()
-    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+def method_options(g: GrpoConfig) -> dict[str, Any]:
+    """The options of ``METHOD`` that the config trains: evaluation runs the method with the same ones."""
+    return {"prompt": g.prompt, "group_size": g.group_size, "max_passage_tokens": g.max_passage_tokens,
+            "answer_prefix": g.answer_prefix}
 
 
-def groupwise_prompt(query: str, passages: Sequence[str], passage_words: int = 48) -> str:
-    """The user message of the groupwise format: numbered passages, a JSON list of scores asked for.
-    Passages are numbered ``Passage i:``, not ``[i]``: after a ``[`` prefix small models copy ``[i]`` markers.
-    No concrete example answer: greedy SmolLM2 copied an example list (``[0, 3, 2, 1, 0]``) for every group,
-    before and after GRPO, so the ranking was the example's whatever the passages said."""
-    listed = "\n".join(f"Passage {i}: {_clip_words(p, passage_words)}" for i, p in enumerate(passages, 1))
-    return PROMPT.format(query=query, passages=listed, n=len(passages))
+def training_method(model, tokenizer, name: str, g: GrpoConfig) -> Groupwise:
+    """``METHOD`` over the policy being trained (the same weights, left on their device and dtype), loaded
+    through ``load_reranker`` like any reranker: its ``prompt()`` renders the training prompts."""
+    from rankwise.llm.engines.transformers import TransformersBackend
+
+    backend = TransformersBackend(name, name=name, torch_model=model, tokenizer=tokenizer,
+                                  device=str(model.device), dtype=model.dtype)
+    return load_reranker(METHOD, name, backend=backend, **method_options(g))
 
 
-def groupwise_messages(query: str, passages: Sequence[str], passage_words: int = 48,
-                       answer_prefix: str = ANSWER_PREFIX) -> list[dict]:
-    """The user turn and, when ``answer_prefix`` is set, the started assistant turn."""
-    messages = [{"role": "user", "content": groupwise_prompt(query, passages, passage_words)}]
-    if answer_prefix:
-        messages.append({"role": "assistant", "content": answer_prefix})
-    return messages
+def load_trained(model: str | Path, g: GrpoConfig, dtype: str = "auto") -> Groupwise:
+    """A model (the merged output directory, or the untrained start) as the method GRPO trains, on the
+    transformers engine that training used. No output cache: a retrained directory keeps its name."""
+    return load_reranker(METHOD, str(model), engine="transformers", dtype=dtype, cache=False,
+                         **method_options(g))
 
 
-def render_prompt(tokenizer, messages: Sequence[dict]) -> str:
-    """The prompt text the model continues: the chat template with a generation prompt, or, when the last
-    message is the assistant's, that turn left open (``continue_final_message``) so the completion goes on
-    from the prefix. Training and ``groupwise_rerank`` both tokenize this text with ``tokenizer(text)``.
+def training_text(prompt: str, tokenizer) -> str:
+    """``prompt`` as TRL must be given it to feed the model the method's tokens: engines tokenize prompts
+    without special tokens, TRL with them, so a leading BOS is dropped where the tokenizer adds one itself.
 
-    Why text and not a conversational dataset: TRL's GRPOTrainer renders conversational prompts with
-    ``add_generation_prompt=True`` always, which would close the prefilled assistant turn and open a new one.
-    """
-    prefill = messages[-1]["role"] == "assistant"
-    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=not prefill,
-                                         continue_final_message=prefill)
+    Why text and not a conversational dataset: TRL renders conversational prompts with
+    ``add_generation_prompt=True`` and its own template call; the method's prompt ends inside the started
+    assistant turn (the answer prefix), exactly as it reranks."""
     bos = tokenizer.bos_token
-    if bos and text.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
-        text = text[len(bos):]  # the tokenizer adds it again
-    return text
+    if bos and prompt.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        return prompt[len(bos):]
+    return prompt
 
 
-def grpo_dataset(groups: Sequence[Group], tokenizer, passage_words: int, seed: int,
-                 answer_prefix: str = ANSWER_PREFIX):
-    """TRL rows: the rendered ``prompt`` (standard format: text that ends inside the assistant turn), the
-    ``labels`` (grades clipped to 0-3) in prompt order and the ``answer_prefix`` the rewards put back."""
+def grpo_dataset(groups: Sequence[Group], method: Groupwise, tokenizer, seed: int):
+    """TRL rows: the ``prompt`` the method renders (passages shuffled, seeded: the positive must not always
+    come first), the ``labels`` (grades clipped to 0-3) in prompt order and the method's ``answer_prefix``,
+    which the rewards put back in front of each completion."""
     from datasets import Dataset
 
     prompts, labels = [], []
     for n, g in enumerate(groups):
         order = list(range(len(g.texts)))
-        random.Random(seed * 100_003 + n).shuffle(order)  # the positive must not always come first
-        messages = groupwise_messages(g.query, [g.texts[i] for i in order], passage_words, answer_prefix)
-        prompts.append(render_prompt(tokenizer, messages))
+        random.Random(seed * 100_003 + n).shuffle(order)
+        prompts.append(training_text(method.prompt(g.query, [g.texts[i] for i in order]), tokenizer))
         labels.append([min(g.labels[i], MAX_GRADE) for i in order])
-    return Dataset.from_dict({"prompt": prompts, "labels": labels, "answer_prefix": [answer_prefix] * len(groups)})
+    return Dataset.from_dict({"prompt": prompts, "labels": labels,
+                              "answer_prefix": [method.answer_prefix] * len(groups)})
 
 
 def load_causal_lm(model: str, dtype: str = "float32"):
@@ -185,8 +182,10 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     # bf16 where it is native: the frozen base weights in bf16 (generation and the forward passes run 2-4x
     # faster on CPUs with avx512_bf16 / AMX than under fp32 weights); PEFT keeps the LoRA weights in fp32.
     model, tokenizer = load_causal_lm(config.model, "bfloat16" if bf16 else "float32")
-    dataset = grpo_dataset(groups, tokenizer, g.passage_words, d.seed, g.answer_prefix)
-    funcs, weights = reward_functions(g.rewards, g.ndcg_k)
+    method = training_method(model, tokenizer, config.model, g)
+    dataset = grpo_dataset(groups, method, tokenizer, d.seed)
+    funcs, weights = reward_functions(g.rewards, method.template.answer_regex, g.ndcg_k)
+    del method  # the engine's copy of the LM head goes with it
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / CONFIG_FILE)
     args = GRPOConfig(
@@ -220,7 +219,8 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     tokenizer.save_pretrained(str(output))
     rows = log.rows
     results = {
-        "kind": "grpo", "model": config.model, "steps": trainer.state.global_step,
+        "kind": "grpo", "model": config.model, "method": METHOD, "method_options": method_options(g),
+        "steps": trainer.state.global_step,
         "train_loss": train_out.training_loss, "train_groups": len(groups), "train_queries": len(train_qids),
         "dev_queries": len(dev_qids), "bf16": args.bf16, "resumed_from": checkpoint,
         "seconds": round(time.monotonic() - started, 1),
@@ -230,43 +230,3 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     }
     (output / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
     return results
-
-
-def groupwise_rerank(model, tokenizer, requests: Sequence[Request], top_k: int = 20, group_size: int = 5,
-                     passage_words: int = 48, max_new_tokens: int = 32, answer_prefix: str = ANSWER_PREFIX,
-                     answers: list[str] | None = None) -> tuple[Run, int]:
-    """Rerank each request's top ``top_k`` in consecutive groups with greedy groupwise answers (scores
-    compared across groups, as GroupRank does); the rest follow. The prompt is rendered exactly as in
-    training (``grpo_dataset``), prefix included; generation stops at the closing ``]``. Returns the run
-    and the number of groups whose answer did not parse (their passages keep first-stage order at score 0);
-    each group's answer (prefix included) is appended to ``answers`` when one is given."""
-    import torch
-
-    failures = 0
-    run: Run = {}
-    model.eval()
-    for r in requests:
-        head = list(r.candidates[:top_k])
-        scores: list[float] = []
-        for start in range(0, len(head), group_size):
-            window = head[start:start + group_size]
-            messages = groupwise_messages(r.query.text, [c.content for c in window], passage_words, answer_prefix)
-            ids = tokenizer(render_prompt(tokenizer, messages), return_tensors="pt")
-            with torch.no_grad():
-                out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id, stop_strings=["]"], tokenizer=tokenizer)
-            text = completion_text(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True),
-                                   answer_prefix)
-            if answers is not None:
-                answers.append(text)
-            status, parsed = parse_scores(text, len(window))
-            if status != "ok":
-                failures += 1
-                parsed = [0.0] * len(window)
-            scores.extend(parsed)
-        ranked = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-        docs = {head[i].docid: float(len(head) - n) for n, i in enumerate(ranked)}
-        for n, c in enumerate(r.candidates[top_k:], 1):
-            docs[c.docid] = -float(n)
-        run[r.query.qid] = docs
-    return run, failures
