@@ -42,10 +42,9 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
 
     backend = apply_profile(_build(engine, model, resolved, dtype, options))
     if cache is not False and cache is not None:
-        from rankwise.llm.cache import CachedBackend, OutputCache
+        from rankwise.llm.cache import CachedBackend, open_cache
 
-        store = cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
-        backend = CachedBackend(backend, store, model_key=backend.name)
+        backend = CachedBackend(backend, open_cache(cache), model_key=backend.name)
     return backend
 
 
@@ -54,9 +53,11 @@ def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=Fa
 
 
 def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
+    """A bi-encoder; with a cache, its embeddings persist there (a second run embeds nothing)."""
+    from rankwise.llm.cache import open_cache
     from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
 
-    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
+    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64), cache=open_cache(cache))
 
 
 def _load_crossencoder(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
