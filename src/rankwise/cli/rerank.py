@@ -13,7 +13,7 @@ from rankwise.cli.common import cpu_name, guard_output, queries_line, write_json
 from rankwise.cli.inputs import MAX_QUERIES_HELP, QIDS_HELP, QRELS_HELP, load_inputs, print_evaluation
 from rankwise.errors import InputError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from rankwise.cli.inputs import (MAX_QUERIES_HELP, QIDS_HELP, QRELS_HELP, load_i
                                 read_qrels_option, select)
 from rankwise.errors import InputError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("run")

@@ -51,7 +51,7 @@ class Coverage:
             if self.missing_from_run:
                 text += f"; {self.missing_from_run} missing from the run count as 0"
         else:
-            text = f"averaged over the {self.averaged_over} judged queries of the run (--run-queries-only)"
+            text = f"averaged over the {self.averaged_over} judged queries of the run (trec_eval without -c)"
             if self.missing_from_run:
                 text += f"; {self.missing_from_run} qrels queries not in the run are left out"
         if self.unjudged_in_run:
