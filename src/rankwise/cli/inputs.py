@@ -63,19 +63,13 @@ def load_inputs(candidates: Optional[Path], dataset: Optional[str], run: Optiona
                 top_k: int | None = None) -> Inputs:
     """Requests from a candidates file, or from a dataset plus a run (a path, or a first stage it ships),
     cut to ``top_k`` candidates when given, and the selected queries of them."""
-    from rankwise.data import load_dataset, read_candidates, read_run, requests_from_run
+    from rankwise.data import load_dataset, read_candidates
 
     ds = load_dataset(dataset) if dataset else None
     if candidates is not None:
         requests, source = read_candidates(candidates), str(candidates)
     elif ds is not None and run is not None:
-        source = run
-        if Path(run).is_file():
-            if ds.docs is None:
-                raise InputError(f"dataset {ds.name} has no document texts for run {run}")
-            requests = requests_from_run(read_run(run), ds.queries, ds.docs)
-        else:
-            requests = ds.requests(run)
+        requests, source = ds.requests(run), run
     else:
         raise InputError("give --candidates FILE, or --dataset D with --run RUN (a file or a name like bm25)")
     judgments = read_qrels_option(qrels, ds)
