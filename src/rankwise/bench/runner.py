@@ -199,7 +199,7 @@ def _scores(run: Run, qrels: Qrels, measures: Sequence[str]) -> dict:
     the means cover (the qrels are those of the cell's selected queries)."""
     return {"metrics": evaluate(run, qrels, list(measures)),
             "per_query_metrics": evaluate_per_query(run, qrels, list(measures)),
-            "queries": Coverage.of(run, qrels, run_queries_only=False).to_dict()}
+            "coverage": Coverage.of(run, qrels, run_queries_only=False).to_dict()}
 
 
 def _describe(err: Exception, package: str = "") -> str:

@@ -12,7 +12,7 @@ two differ, the other convention's figure too, so a report never hides which one
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rankwise.eval.metrics import MeasureLike, Qrels, Run, evaluate
 
@@ -74,7 +74,7 @@ class Evaluation:
     def other_convention(self) -> str:
         return RUN_QUERIES if self.coverage.convention == ALL_QRELS else ALL_QRELS
 
-    def to_dict(self, round_to=None) -> dict:
+    def to_dict(self, round_to: Callable[[float], float | None] | None = None) -> dict:
         """``{measure: value, ..., "queries": coverage, "other_convention": {...}}`` (the last where they
         differ); measures stay at the top level so ``result["nDCG@10"]`` reads the chosen figure."""
         fix = round_to or (lambda v: v)
