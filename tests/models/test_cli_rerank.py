@@ -55,6 +55,8 @@ def test_rerank_writes_every_candidate_and_the_usage(model_dir, candidates, tmp_
     assert again.returncode == 0, again.stderr
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["cache_hits"] == 8 and second["computed_tokens"] == 0 and second["forward_passes"] == 0
+    assert second["queries_from_cache"] == 2 and second["queries_computed"] == 0
+    assert "2 queries (0 computed, 2 all from cache)" in again.stderr
     assert read_run(tmp_path / "again.trec") == run
 
 

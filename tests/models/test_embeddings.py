@@ -55,3 +55,18 @@ def test_a_text_is_embedded_once_per_kind():
     assert backend.usage.forward_passes == 2
     backend.embed(["a bird", "a fish"])  # over the bound of 3: the oldest entries go
     assert len(backend._memory) == 3 and ("document", "a cat") not in backend._memory
+
+
+def test_embeddings_persist_in_the_cache_so_a_second_backend_embeds_nothing(tmp_path):
+    from rankwise.llm.cache import OutputCache
+    from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
+
+    texts = ["a cat sleeps", "dogs run in the park", "a cat sleeps"]
+    first = SentenceTransformerBackend("minilm-l6", cache=OutputCache(tmp_path / "c.sqlite")).embed(texts)
+    assert first.usage.forward_passes == 1 and first.usage.cache_hits == 1
+    again = SentenceTransformerBackend("minilm-l6", cache=OutputCache(tmp_path / "c.sqlite")).embed(texts)
+    assert again.usage.computed_tokens == 0 and again.usage.forward_passes == 0 and again.usage.cache_hits == 3
+    np.testing.assert_array_equal(first, again)
+    query = SentenceTransformerBackend("minilm-l6", cache=OutputCache(tmp_path / "c.sqlite")).embed(
+        ["a cat sleeps"], kind="query")  # the query prompt may differ: its own key
+    assert query.usage.forward_passes == 1

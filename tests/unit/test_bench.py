@@ -225,7 +225,7 @@ def test_runner_writes_cells_and_resumes(dl19, dl19_requests, tmp_path: Path) ->
     assert [c["method"] for c in cells] == ["first stage", "pointwise.yes_no", "pointwise.graded"]
     first, yes_no = cells[0], cells[1]
     assert yes_no["metrics"]["nDCG@10"] > first["metrics"]["nDCG@10"]  # a perfect judge beats BM25
-    assert yes_no["per_query"]["calls"] == 10 and yes_no["queries"] == 3
+    assert yes_no["per_query"]["calls"] == 10 and yes_no["queries"] == 3 and yes_no["coverage"]["averaged_over"] == 3
     # per-query values whose mean is the cell's nDCG@10, for the paired test against the first stage
     assert set(yes_no["per_query_metrics"]) == {r.query.qid for r in requests}
     assert sum(v["nDCG@10"] for v in yes_no["per_query_metrics"].values()) / 3 == pytest.approx(

@@ -42,7 +42,7 @@ def test_run_a_pipeline_file_over_dl19(judge_method, tmp_path, capsys):
     main(["run", str(spec), "--dataset", "dl19", "--output", str(out), "--usage", str(usage), "--max-queries", "3",
           "--no-cache"])
     run = read_run(out)
-    qids = list(ds.judged_queries())[:3]  # the first judged queries, in the dataset's order
+    qids = sorted(ds.judged_queries(), key=int)[:3]  # the first judged queries in qid order
     judged = [next(r for r in requests if r.query.qid == q) for q in qids]
     assert list(run) == qids and all(len(d) == 20 for d in run.values())
     head = [type(r)(r.query, r.candidates[:10]) for r in judged]
@@ -61,8 +61,9 @@ def test_run_a_pipeline_file_over_dl19(judge_method, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("text, args, message", [
-    ("pipeline:\n- first_stage: bm25\n- rerank: test.judge\n  model: qrels\n", ["--dataset", "dl19", "--run", "bm25"],
-     "starts with its own first stage (FirstStage('bm25')); drop --run/--candidates"),
+    ("pipeline:\n- fuse: rrf\n  branches:\n  - first_stage: bm25\n  - first_stage: bm25\n"
+     "- rerank: test.judge\n  model: qrels\n",
+     ["--dataset", "dl19", "--run", "bm25"], "only a single first stage can be replaced by given candidates"),
     ("pipeline:\n- first_stage: bm25\n", [], "the pipeline retrieves (FirstStage('bm25')): give --dataset"),
     ("pipeline:\n- rerank: test.judge\n  model: qrels\n", [], "give --candidates FILE, or --dataset D with --run RUN"),
     ("pipeline:\n- rerank: test.judge\n  model: qrels\n  top_k: -1\n", [],

@@ -231,3 +231,32 @@ def test_bm25_over_the_demo_corpus_then_a_judge():
     assert result.stages[0].stage == "BM25() % 5"
 
 
+def test_split_first_stage_leaves_the_rerankers():
+    from rankwise.pipeline.stages import split_first_stage
+
+    judge = Rerank("pointwise.yes_no", model="m")
+    assert split_first_stage(FirstStage("bm25") % 50 >> judge % 10) == (FirstStage("bm25") % 50, judge % 10)
+    first, rest = split_first_stage(FirstStage("bm25") >> judge % 20 >> judge % 5)
+    assert first == FirstStage("bm25") and rest == Chain(judge % 20, judge % 5)
+    assert split_first_stage(BM25()) == (BM25(), Identity())
+    with pytest.raises(InputError, match="only a single first stage can be replaced"):
+        split_first_stage((FirstStage("a") | FirstStage("b")) >> judge)
+    with pytest.raises(InputError, match="has no first stage to replace"):
+        split_first_stage(judge)
+
+
+def test_usage_report_keeps_cached_queries_apart():
+    from rankwise.pipeline import RunResult
+
+    q = [Query(str(i), "q") for i in range(3)]
+    computed = Usage(calls=4, computed_tokens=100, seconds=2.0)
+    partly = Usage(calls=4, cache_hits=2, computed_tokens=50, seconds=1.0)
+    cached = Usage(calls=4, cache_hits=4)
+    result = RunResult(rankings={str(i): Ranking(q[i], (), (), u) for i, u in enumerate((computed, partly, cached))})
+    for r in result.rankings.values():
+        result.usage.add(r.usage)
+    report = result.usage_report()
+    assert report["queries_computed"] == 2 and report["queries_from_cache"] == 1
+    assert report["per_computed_query"] == {"queries": 2, "calls": 4.0, "forward_passes": 0.0, "prompt_tokens": 0.0,
+                                            "computed_tokens": 75.0, "completion_tokens": 0.0, "seconds": 1.5}
+    assert [report["per_query"][k]["from_cache"] for k in "012"] == [False, False, True]

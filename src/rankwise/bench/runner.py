@@ -17,7 +17,7 @@ from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.errors import InputError, RankwiseError
-from rankwise.eval import evaluate, evaluate_per_query
+from rankwise.eval import Coverage, evaluate, evaluate_per_query
 from rankwise.eval.metrics import Qrels, Run
 from rankwise.pipeline import Backends, Rerank, RunResult, run
 from rankwise.types import Candidate, Query, Request
@@ -195,9 +195,11 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Ru
 
 
 def _scores(run: Run, qrels: Qrels, measures: Sequence[str]) -> dict:
-    """The cell's mean of each measure and each query's value (for paired significance tests)."""
+    """The cell's mean of each measure, each query's value (for paired significance tests), and the queries
+    the means cover (the qrels are those of the cell's selected queries)."""
     return {"metrics": evaluate(run, qrels, list(measures)),
-            "per_query_metrics": evaluate_per_query(run, qrels, list(measures))}
+            "per_query_metrics": evaluate_per_query(run, qrels, list(measures)),
+            "coverage": Coverage.of(run, qrels, run_queries_only=False).to_dict()}
 
 
 def _describe(err: Exception, package: str = "") -> str:

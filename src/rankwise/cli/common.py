@@ -38,15 +38,10 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def print_evaluation(run: dict, dataset, metrics: str, console) -> None:
-    """Print the measures of ``run`` over the dataset's judged queries it holds (when it has qrels)."""
-    if dataset is None or not dataset.qrels:
-        return
-    from rankwise.eval import evaluate
-
-    qrels = {q: dataset.qrels[q] for q in run if q in dataset.qrels}
-    scores = evaluate(run, qrels, metrics.replace(",", " ").split())
-    console.print("  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"  (over {len(qrels)} queries)")
+def queries_line(report: dict) -> str:
+    """'12 queries (4 computed, 8 all from cache)': a usage report's split of computed and cached queries."""
+    cached = report["queries_from_cache"]
+    return f"{report['queries']} queries ({report['queries'] - cached} computed, {cached} all from cache)"
 
 
 class _StderrHandler(logging.StreamHandler):

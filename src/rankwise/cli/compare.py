@@ -33,22 +33,30 @@ def compare(
 ) -> None:
     """Compare two runs per measure: means, delta (B - A), paired t-test and randomisation test p-values."""
     from rankwise.data import read_qrels, read_run
-    from rankwise.eval import compare_runs, parse_measures, split_measures
+    from rankwise.eval import Coverage, compare_runs, parse_measures, split_measures
 
     parse_measures(metrics)  # fail on a bad measure before reading any file
     names = split_measures(metrics)
     a, b, judged = read_run(run_a), read_run(run_b), read_qrels(qrels)
     results = compare_runs(a, b, judged, names, permutations=permutations, seed=seed,
                            run_queries_only=run_queries_only)
+    coverage = {"a": Coverage.of(a, judged, run_queries_only), "b": Coverage.of(b, judged, run_queries_only)}
+    convention = coverage["a"].convention
     if json_output:
         typer.echo(json.dumps({
-            "run_a": str(run_a), "run_b": str(run_b), "queries": results[0].queries,
+            "run_a": str(run_a), "run_b": str(run_b), "queries": results[0].queries, "convention": convention,
+            "coverage": {k: c.to_dict() for k, c in coverage.items()},
             "measures": {c.measure: {"mean_a": round4(c.mean_a), "mean_b": round4(c.mean_b),
                                      "delta": round4(c.delta), "t_test_p": round4(c.t_test_p),
                                      "randomisation_p": round4(c.randomisation_p)} for c in results}}))
         return
-    out = Console()
+    out = Console(soft_wrap=True)
     out.print(f"A = {run_a}, B = {run_b}, against {qrels}: {results[0].queries} queries")
+    for name, c in coverage.items():
+        if c.missing_from_run:
+            out.print(f"{name.upper()}: {c.missing_from_run} of the {c.in_qrels} qrels queries missing from the run"
+                      + (" count as 0 (trec_eval -c; --run-queries-only leaves them out)"
+                         if not run_queries_only else " are left out"))
     table = Table()
     for column in ("measure", "A", "B", "B - A", "t-test p", f"randomisation p ({permutations:,})"):
         table.add_column(column, justify="left" if column == "measure" else "right")

@@ -10,7 +10,7 @@ import click
 import typer
 from rich.console import Console
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 DEFAULT_METRICS = ["nDCG@10", "RR@10", "R@100"]
@@ -67,12 +67,16 @@ def round4(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 4)
 
 
-def coverage_note(run: dict, qrels: dict, run_queries_only: bool) -> None:
-    """Say on stderr which queries the averages cover when run and qrels differ."""
-    unjudged = sum(1 for qid in run if qid not in qrels)
-    missing = sum(1 for qid in qrels if qid not in run)
-    if unjudged:
-        err.print(f"note: {unjudged} run queries have no qrels and are not evaluated")
-    if missing:
-        what = "left out (--run-queries-only)" if run_queries_only else "count as 0"
-        err.print(f"note: {missing} qrels queries are missing from the run and {what}")
+def coverage_note(coverage) -> None:
+    """Say on stderr which queries the averages cover when run and qrels differ (the JSON says it too)."""
+    if coverage.missing_from_run or coverage.unjudged_in_run:
+        err.print(f"note: {coverage.describe()}")
+
+
+def convention_header(coverage, other: bool = False) -> str:
+    """A table column's title: the queries its averages cover."""
+    from rankwise.eval import ALL_QRELS
+
+    all_qrels = (coverage.convention == ALL_QRELS) != other
+    judged_in_run = coverage.in_qrels - coverage.missing_from_run
+    return f"all {coverage.in_qrels} qrels queries (-c)" if all_qrels else f"{judged_in_run} run queries"

@@ -35,8 +35,11 @@ def _source(spec: ModelSpec) -> str:
 @models_app.command("list")
 def list_command() -> None:
     """Every model name: kind, where it comes from, whether it is installed, and its local path."""
+    from rankwise.llm.hardware import choose_dtype, dtype_name
+
+    dtype = dtype_name(choose_dtype("auto"))
     table = Table(show_edge=False)
-    for column in ("name", "kind", "source", "installed", "path"):
+    for column in ("name", "kind", "source", "installed", f"memory ({dtype})", "path"):
         table.add_column(column, overflow="fold")
     for spec in list_models():
         installed = is_installed(spec)
@@ -46,10 +49,23 @@ def list_command() -> None:
             shown = "cached" if installed else "download on use"
         elif installed and path is None:
             shown = "yes (assembled on first use)"
-        table.add_row(spec.name, spec.kind, _source(spec), shown, str(path) if path else "-")
+        table.add_row(spec.name, spec.kind, _source(spec), shown, _memory(spec, path, dtype),
+                      str(path) if path else "-")
     out.print(table)
+    out.print(f"memory: estimated resident / peak while loading in process (transformers) in {dtype}, "
+              "the dtype chosen on this machine; a run warns before loading when less is free.")
     out.print("Also accepted: a local .gguf file, a model directory, a .zip of one, or any hub id "
               "(owner/name).")
+
+
+def _memory(spec: ModelSpec, path: Path | None, dtype: str) -> str:
+    """'3.5 / 5.2 GB' for a causal LM whose GGUF file is on disk, else '-'."""
+    from rankwise.llm.memory import GB, memory_need, parameter_count
+
+    if spec.kind != "causal-lm" or path is None or path.suffix != ".gguf":
+        return "-"
+    need = memory_need(parameter_count(gguf_file=path), dtype)
+    return f"{need.resident / GB:.1f} / {need.peak / GB:.1f} GB"
 
 
 def _hub_dir(resolved: ResolvedModel) -> Path:

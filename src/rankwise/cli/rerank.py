@@ -9,36 +9,11 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
-from rankwise.cli.common import cpu_name, guard_output, print_evaluation, write_json
+from rankwise.cli.common import cpu_name, guard_output, queries_line, write_json
+from rankwise.cli.inputs import MAX_QUERIES_HELP, QIDS_HELP, QRELS_HELP, load_inputs, print_evaluation
 from rankwise.errors import InputError
 
-err = Console(stderr=True)
-
-
-def load_requests(candidates: Optional[Path], dataset: Optional[str], run: Optional[str],
-                  max_queries: Optional[int], judged_only: bool):
-    """Requests from a candidates file, or from a dataset plus a run (a path, or a name it ships)."""
-    from rankwise.data import load_dataset, read_candidates, read_run, requests_from_run
-
-    ds = load_dataset(dataset) if dataset else None
-    if candidates is not None:
-        requests = read_candidates(candidates)
-    elif ds is not None and run is not None:
-        if Path(run).is_file():
-            if ds.docs is None:
-                raise InputError(f"dataset {ds.name} has no document texts for run {run}")
-            requests = requests_from_run(read_run(run), ds.queries, ds.docs)
-        else:
-            requests = ds.requests(run)
-    else:
-        raise InputError("give --candidates FILE, or --dataset D with --run RUN (a file or a name like bm25)")
-    if judged_only and ds is not None:
-        requests = [r for r in requests if r.query.qid in ds.qrels]
-    if max_queries is not None:
-        requests = requests[:max_queries]
-    if not requests:
-        raise InputError("no queries to rerank")
-    return requests, ds
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()
@@ -57,13 +32,15 @@ def rerank(
     max_passage_tokens: Optional[int] = typer.Option(None, help="Truncate each passage to this many tokens."),
     option: Optional[list[str]] = typer.Option(None, "--option", "-o",
                                                help="A method option KEY=VALUE (repeatable), e.g. -o rule=probability."),
-    max_queries: Optional[int] = typer.Option(None, help="Only the first N queries."),
-    judged_only: bool = typer.Option(True, help="With --dataset: only queries that have qrels."),
+    qrels: Optional[Path] = typer.Option(None, help=QRELS_HELP),
+    qids: Optional[str] = typer.Option(None, help=QIDS_HELP),
+    max_queries: Optional[int] = typer.Option(None, help=MAX_QUERIES_HELP),
+    judged_only: bool = typer.Option(True, help="With qrels at hand: only queries that have judgments."),
     usage: Optional[Path] = typer.Option(None, help="Write cost (totals and per query) as JSON."),
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file (default: ~/.cache/rankwise)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Compute everything, store nothing."),
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
-    metrics: str = typer.Option("nDCG@10", help="Measures printed when the dataset has qrels."),
+    metrics: str = typer.Option("nDCG@10", help="Measures printed when qrels are at hand."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise[ray])."),
     address: Optional[str] = typer.Option(None, help="--executor ray: auto, ray://host:10001 or host:port "
@@ -83,10 +60,11 @@ def rerank(
     from rankwise.pipeline import run as run_stage
 
     _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
-    guard_output(output, overwrite, (candidates, run))
+    guard_output(output, overwrite, (candidates, run, qrels))
     if usage is not None:
-        guard_output(usage, overwrite, (candidates, run))
-    requests, ds = load_requests(candidates, dataset, run, max_queries, judged_only)
+        guard_output(usage, overwrite, (candidates, run, qrels))
+    inputs = load_inputs(candidates, dataset, run, qrels, judged_only, qids, max_queries, err)
+    requests = inputs.requests
     backend_options = {"engine": engine, "dtype": dtype, "batch_size": batch_size}
     if base_url:
         backend_options["base_url"] = base_url
@@ -108,16 +86,17 @@ def rerank(
     write_run(result.run(rank_scores=rank_scores), output, tag=method)
     loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
     report = result.usage_report(**loaded, method=method, top_k=top_k, cpu=cpu_name())
-    if usage is not None:
-        write_json(report, usage)
-    err.print(f"wrote {output}: {report['queries']} queries, {report['calls']} prompts "
+    err.print(f"wrote {output}: {queries_line(report)}, {report['calls']} prompts "
               f"({report['cache_hits']} from cache), {report['computed_tokens']} computed tokens, "
               f"{report['wall_seconds']:.1f} s")
     if report["comparisons"]:
         agreed = 1 - report["inconsistent"] / report["comparisons"]
         err.print(f"both orders picked the same passage in {agreed:.0%} of {report['comparisons']} comparisons "
                   "(the others are draws: position bias or no preference)")
-    print_evaluation(result.run(), ds, metrics, err)
+    effectiveness = print_evaluation(result.run(), inputs.qrels, metrics, err)
+    if usage is not None:
+        write_json({**report, "effectiveness": effectiveness} if effectiveness else report, usage)
+
 
 
 def parse_method_options(pairs: list[str]) -> dict:

@@ -24,6 +24,8 @@ ALIASES = {"dl19": "trec-dl-2019-passage", "dl20": "trec-dl-2020-passage", "scif
 _RUN_FILE = re.compile(r"^run\.(?P<name>.+?)(?:\.top\d+)?\.trec(?:\.gz)?$")
 _CANDIDATES_FILE = re.compile(r"^retrieve_results\.(?P<name>.+?)(?:\.top\d+)?\.jsonl?(?:\.gz)?$")
 _TOPICS_FILE = re.compile(r"^(?:topics|queries).*\.(?:tsv|jsonl)(?:\.gz)?$")
+CANDIDATE_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
+"""Names of candidates files (anything else given as a first stage is read as a TREC run)."""
 _QRELS_FILE = re.compile(r"^qrels.*\.(?:txt|trec|tsv)(?:\.gz)?$")
 
 
@@ -69,19 +71,25 @@ class Dataset:
         return {qid: text for qid, text in self.queries.items() if qid in self.qrels}
 
     def requests(self, first_stage: str, top_k: int | None = None) -> list[Request]:
-        """Rerank requests from a named first stage: its candidates file, else its run plus ``docs``."""
-        if first_stage in self.candidates:
-            requests = read_candidates(self.candidates[first_stage])
-            if top_k is None:
-                return requests
-            return [Request(r.query, r.candidates[:top_k]) for r in requests]
-        if first_stage in self.runs:
+        """Rerank requests from a first stage: one it names (its candidates file, else its run plus ``docs``),
+        or a file (candidates JSON/JSONL, else a TREC run plus ``docs``)."""
+        candidates, run = self.candidates.get(first_stage), self.runs.get(first_stage)
+        if candidates is None and run is None and Path(first_stage).is_file():
+            path = Path(first_stage)
+            candidates, run = (path, None) if path.name.endswith(CANDIDATE_SUFFIXES) else (None, path)
+        if candidates is not None:
+            return self._cut(read_candidates(candidates), top_k)
+        if run is not None:
             if self.docs is None:
                 raise InputError(f"dataset {self.name} has no document texts to pair with run {first_stage!r}")
-            return requests_from_run(read_run(self.runs[first_stage]), self.queries, self.docs, top_k)
+            return requests_from_run(read_run(run), self.queries, self.docs, top_k)
         known = sorted(set(self.candidates) | set(self.runs))
         raise InputError(f"dataset {self.name} has no first stage {first_stage!r} "
-                         f"(it has: {', '.join(known) or 'none'})")
+                         f"(it has: {', '.join(known) or 'none'}; or give a run or candidates file)")
+
+    @staticmethod
+    def _cut(requests: list[Request], top_k: int | None) -> list[Request]:
+        return requests if top_k is None else [Request(r.query, r.candidates[:top_k]) for r in requests]
 
     def __repr__(self) -> str:
         docs = f"<{len(self.docs)} docs>" if isinstance(self.docs, dict) else repr(self.docs)

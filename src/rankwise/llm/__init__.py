@@ -40,13 +40,24 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
         log.info("engine=auto chose %s (%s) for %s", engine, dtype, model)
     from rankwise.llm.profiles import apply_profile
 
+    if engine in ("transformers", "seq2seq", "attention"):
+        warn_if_short_of_memory(resolved, dtype)
     backend = apply_profile(_build(engine, model, resolved, dtype, options))
     if cache is not False and cache is not None:
-        from rankwise.llm.cache import CachedBackend, OutputCache
+        from rankwise.llm.cache import CachedBackend, open_cache
 
-        store = cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
-        backend = CachedBackend(backend, store, model_key=backend.name)
+        backend = CachedBackend(backend, open_cache(cache), model_key=backend.name)
     return backend
+
+
+def warn_if_short_of_memory(resolved, dtype: str) -> None:
+    """Say what loading the model in process needs when this machine has less free (before it loads)."""
+    from rankwise.llm.hardware import choose_dtype, dtype_name
+    from rankwise.llm.memory import check_memory, memory_need, parameter_count
+
+    parameters = parameter_count(resolved.gguf_file, resolved.hf_dir) if resolved is not None else None
+    if parameters:
+        check_memory(resolved.name, memory_need(parameters, dtype_name(choose_dtype(dtype))))
 
 
 def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options) -> Backend:
@@ -54,9 +65,11 @@ def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=Fa
 
 
 def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
+    """A bi-encoder; with a cache, its embeddings persist there (a second run embeds nothing)."""
+    from rankwise.llm.cache import open_cache
     from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
 
-    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64))
+    return SentenceTransformerBackend(model, batch_size=options.get("batch_size", 64), cache=open_cache(cache))
 
 
 def _load_crossencoder(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):

@@ -7,6 +7,7 @@ several processes (CLI runs, the HTTP service, workers) writing at once.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -25,6 +26,27 @@ from rankwise.types import Usage
 def default_cache_path() -> Path:
     root = Path(os.environ.get("RANKWISE_CACHE", Path.home() / ".cache" / "rankwise"))
     return root / "outputs.sqlite"
+
+
+def open_cache(cache: "bool | str | Path | OutputCache | None") -> "OutputCache | None":
+    """The store ``cache`` means: None for False/None, the default file for True, else a path or a store."""
+    if cache is False or cache is None:
+        return None
+    return cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
+
+
+def embedding_key(model: str, kind: str, text: str) -> str:
+    """The cache key of one embedding: model + query/document kind + text."""
+    return _key("embed", model, kind, text)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """A float32 vector as a base64 string (JSON-ready, exact)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
 
 
 def _key(*parts: object) -> str:

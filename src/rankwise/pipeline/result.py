@@ -59,19 +59,43 @@ class RunResult:
         return out
 
     def usage_report(self, **extra) -> dict:
-        """Totals at the top level (then ``extra``), and ``per_query``, ``stages``, ``per_worker`` below."""
+        """Totals at the top level (then ``extra``), the queries answered wholly from the cache apart from the
+        computed ones (``queries_from_cache``; ``per_computed_query``: costs averaged over computed queries
+        only), and ``per_query`` (each with ``from_cache``), ``stages``, ``per_worker`` below."""
         report = self.usage.to_dict()
         report.update(extra)
         report["queries"] = len(self.rankings)
         report["wall_seconds"] = round(self.wall_seconds, 4)
         if self.rankings:
             report["seconds_per_query"] = round(self.wall_seconds / len(self.rankings), 4)
+        cached = {qid for qid, r in self.rankings.items() if from_cache(r.usage)}
+        report["queries_from_cache"] = len(cached)
+        report["queries_computed"] = len(self.rankings) - len(cached)
+        report["per_computed_query"] = per_query_average(
+            [r.usage for qid, r in self.rankings.items() if qid not in cached])
         if self.pipeline:
             report["pipeline"] = self.pipeline
-        report["per_query"] = {qid: r.usage.to_dict() for qid, r in self.rankings.items()}
+        report["per_query"] = {qid: {**r.usage.to_dict(), "from_cache": qid in cached}
+                               for qid, r in self.rankings.items()}
         report["stages"] = [s.to_dict() for s in self.stages]
         if self.workers:
             report["executor"] = "ray"
             report["workers"] = len(self.workers)
             report["per_worker"] = self.workers
         return report
+
+
+def from_cache(usage: Usage) -> bool:
+    """Every call of the query was answered from the cache (nothing computed)."""
+    return usage.calls > 0 and usage.cache_hits == usage.calls
+
+
+_AVERAGED = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens", "seconds")
+
+
+def per_query_average(usages: list[Usage]) -> dict:
+    """The mean of the main cost counters over ``usages`` (the computed queries), and how many they are."""
+    out: dict = {"queries": len(usages)}
+    for name in _AVERAGED:
+        out[name] = round(sum(getattr(u, name) for u in usages) / len(usages), 4) if usages else 0.0
+    return out

@@ -134,4 +134,22 @@ class Rerank(Stage):
         return ctx.reranker(self).apply_as(self, requests, ctx, path)
 
 
-__all__ = ["BM25", "FirstStage", "Rerank"]
+def split_first_stage(pipeline: Stage) -> tuple[Stage, Stage]:
+    """A pipeline that starts with a first stage, as (that first stage, the rest). The rest is
+    ``Identity()`` for a pipeline that is only a first stage. Fused first stages cannot be split off."""
+    from rankwise.stage import Chain, Identity
+
+    if not pipeline.is_source:
+        raise InputError(f"{pipeline} has no first stage to replace")
+    if isinstance(pipeline, (FirstStage, BM25)):
+        return pipeline, Identity()
+    if isinstance(pipeline, Chain) and isinstance(pipeline.stages[0], (FirstStage, BM25)):
+        first, rest = pipeline.stages[0], pipeline.stages[1:]
+        if len(rest) > 1:
+            return first, Chain(*rest, top_k=pipeline.top_k)
+        return first, rest[0] if pipeline.top_k is None else rest[0] % pipeline.top_k
+    raise InputError(f"{pipeline} starts with several fused first stages; only a single first stage can be "
+                     "replaced by given candidates")
+
+
+__all__ = ["BM25", "FirstStage", "Rerank", "split_first_stage"]

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
+from rankwise.llm.cache import OutputCache, decode_vector, embedding_key, encode_vector
 from rankwise.llm.protocol import answered, call_usage
 from rankwise.types import Usage
 
@@ -22,7 +23,7 @@ class SentenceTransformerBackend:
     dtype = "float32"
 
     def __init__(self, model: str = "minilm-l6", *, batch_size: int = 64, device: str | None = None,
-                 show_progress: bool = False, memory: int = 100_000):
+                 show_progress: bool = False, memory: int = 100_000, cache: "OutputCache | None" = None):
         from sentence_transformers import SentenceTransformer
 
         from rankwise.llm.models import resolve_model
@@ -41,22 +42,27 @@ class SentenceTransformerBackend:
         self.show_progress = show_progress
         self.memory = memory
         self._memory: dict[tuple[str, str], np.ndarray] = {}
+        self.cache = cache
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
 
     def embed(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """[len(texts), d] normalised embeddings; ``kind`` picks the model's query or document prompt.
 
-        Texts embedded before (same kind) come from an in-memory store of up to ``memory`` vectors, so
-        methods over the same candidates (cosine, E2Rank variants, a cascade) embed each passage once;
-        they count as cache hits."""
+        Texts embedded before (same kind) come from an in-memory store of up to ``memory`` vectors, then
+        from the persistent ``cache`` (keyed by model + kind + text) when there is one, so methods over the
+        same candidates, and later runs, embed each passage once; those count as cache hits."""
         start, used = time.perf_counter(), call_usage(self)
         texts = list(texts)
-        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._memory))
+        missing = self._recall(kind, list(dict.fromkeys(t for t in texts if (kind, t) not in self._memory)))
         if missing:
             encode = self.model.encode_query if kind == "query" else self.model.encode_document
             out = encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                          show_progress_bar=self.show_progress)
-            self._remember(kind, missing, np.asarray(out, dtype=np.float32))
+            vectors = np.asarray(out, dtype=np.float32)
+            self._remember(kind, missing, vectors)
+            if self.cache is not None:
+                self.cache.put_many({embedding_key(self.name, kind, t): encode_vector(v)
+                                     for t, v in zip(missing, vectors)})
             used.forward_passes += -(-len(missing) // self.batch_size)
             tokens = sum(len(ids) for ids in self.model.tokenizer(missing, truncation=True,
                                                                   max_length=self.model.max_seq_length)["input_ids"])
@@ -67,6 +73,17 @@ class SentenceTransformerBackend:
         result = np.stack([self._memory[(kind, t)] for t in texts]) if texts else np.zeros((0, self.dimension))
         used.seconds += time.perf_counter() - start
         return answered(self, result.astype(np.float32), used)
+
+    def _recall(self, kind: str, texts: list[str]) -> list[str]:
+        """Load what the persistent cache holds of ``texts`` into memory; return the texts still missing."""
+        if self.cache is None or not texts:
+            return texts
+        keys = {t: embedding_key(self.name, kind, t) for t in texts}
+        found = self.cache.get_many(list(keys.values()))
+        hits = [t for t in texts if keys[t] in found]
+        if hits:
+            self._remember(kind, hits, np.stack([decode_vector(found[keys[t]]) for t in hits]))
+        return [t for t in texts if keys[t] not in found]
 
     @property
     def max_tokens(self) -> int:
