@@ -46,7 +46,8 @@ def rerank(
     method: str = typer.Option(..., help="Method name (rankwise methods list)."),
     model: str = typer.Option(..., help="Model name, local GGUF/dir, or hub id (rankwise models list)."),
     output: Path = typer.Option(..., help="TREC run to write (every input candidate)."),
-    candidates: Optional[Path] = typer.Option(None, help="Candidates file (rank_llm JSON[.gz] or JSONL)."),
+    candidates: Optional[Path] = typer.Option(None, help="Candidates file: rank_llm Request JSON[L] (current or "
+                                                         "RankGPT shape), or rankwise JSONL."),
     dataset: Optional[str] = typer.Option(None, help="Dataset path, alias (dl19, dl20, scifact) or id."),
     run: Optional[str] = typer.Option(None, help="With --dataset: a TREC run file, or a first stage it ships."),
     engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai"),
@@ -60,6 +61,8 @@ def rerank(
     max_queries: Optional[int] = typer.Option(None, help="Only the first N queries."),
     judged_only: bool = typer.Option(True, help="With --dataset: only queries that have qrels."),
     usage: Optional[Path] = typer.Option(None, help="Write cost (totals and per query) as JSON."),
+    rank_llm: Optional[Path] = typer.Option(None, "--rank-llm", help="Also write the reranked candidates as "
+                                            "rank_llm Result JSON (a list; JSON lines if it ends in .jsonl)."),
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file (default: ~/.cache/rankwise)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Compute everything, store nothing."),
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
@@ -84,8 +87,9 @@ def rerank(
 
     _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
     guard_output(output, overwrite, (candidates, run))
-    if usage is not None:
-        guard_output(usage, overwrite, (candidates, run))
+    for extra in (usage, rank_llm):
+        if extra is not None:
+            guard_output(extra, overwrite, (candidates, run))
     requests, ds = load_requests(candidates, dataset, run, max_queries, judged_only)
     backend_options = {"engine": engine, "dtype": dtype, "batch_size": batch_size}
     if base_url:
@@ -106,6 +110,10 @@ def rerank(
     result = run_stage(stage, requests, executor=executor, cache=False if no_cache else (cache or True),
                        query_batch=query_batch, progress=True, **ray_options)
     write_run(result.run(rank_scores=rank_scores), output, tag=method)
+    if rank_llm is not None:
+        from rankwise.data import write_rank_llm
+
+        write_rank_llm(list(result.rankings.values()), rank_llm)
     loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
     report = result.usage_report(**loaded, method=method, top_k=top_k, cpu=cpu_name())
     if usage is not None:
