@@ -11,6 +11,7 @@ from pathlib import Path
 from rankwise.errors import ModelError
 from rankwise.llm.models.catalogue import cache_dir
 from rankwise.llm.models.fetching import _lock, _publish_dir, file_sha256
+from rankwise.llm.models.inventory import touch_last_use
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +25,11 @@ def hf_dir_for_gguf(gguf_file: str | Path) -> Path:
     gguf_file = Path(gguf_file).resolve()
     sha = file_sha256(gguf_file)
     target = cache_dir() / "hf" / f"{gguf_file.stem}-{sha[:8]}"
-    if (target / "config.json").is_file():
-        return target
-    with _lock(target):
-        if not (target / "config.json").is_file():
-            _convert_gguf(gguf_file, sha, target)
+    if not (target / "config.json").is_file():
+        with _lock(target):
+            if not (target / "config.json").is_file():
+                _convert_gguf(gguf_file, sha, target)
+    touch_last_use(target)  # `rankwise models cache` shows it
     return target
 
 
