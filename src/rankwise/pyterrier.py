@@ -17,6 +17,7 @@ goes the other way: a PyTerrier retriever as a rankwise first stage. Every run g
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -136,8 +137,6 @@ class PyTerrierStage(Stage):
         return f"PyTerrierStage({self.name!r})"
 
     def _apply(self, requests: list[Request], ctx: "RunContext", path: StagePath) -> list[Ranking]:
-        import time
-
         started = time.perf_counter()
         queries = pd.DataFrame({"qid": [r.query.qid for r in requests], "query": [r.query.text for r in requests]})
         by_qid = {r.query.qid: r for r in requests_from_frame(self.transformer.transform(queries), self.text)}

@@ -24,6 +24,8 @@ def load_requests(candidates: Optional[Path], dataset: Optional[str], run: Optio
     if candidates is not None:
         requests = read_candidates(candidates)
     elif ds is not None and run is not None:
+        if _looks_like_a_file(run) and not Path(run).exists():
+            raise InputError(f"{run}: no such run file (or give a first stage {ds.name} ships, e.g. bm25)")
         if Path(run).is_file():
             if ds.docs is None:
                 raise InputError(f"dataset {ds.name} has no document texts for run {run}")
@@ -50,7 +52,7 @@ def rerank(
                                                          "RankGPT shape), or rankwise JSONL."),
     dataset: Optional[str] = typer.Option(None, help="Dataset path, alias (dl19, dl20, scifact) or id."),
     run: Optional[str] = typer.Option(None, help="With --dataset: a TREC run file, or a first stage it ships."),
-    engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai"),
+    engine: str = typer.Option("auto", help="auto|transformers|seq2seq|llamacpp|openai|vllm"),
     dtype: str = typer.Option("auto", help="auto|float32|bfloat16|float16 (auto: bf16 only where native)."),
     top_k: int = typer.Option(100, help="Rerank the top k candidates; the rest follow in first-stage order."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
@@ -68,7 +70,7 @@ def rerank(
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
     metrics: str = typer.Option("nDCG@10", help="Measures printed when the dataset has qrels."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
-    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise[ray])."),
+    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise\\[ray])."),
     address: Optional[str] = typer.Option(None, help="--executor ray: auto, ray://host:10001 or host:port "
                                                      "(default: start a local Ray)."),
     workers: Optional[int] = typer.Option(None, help="--executor ray: worker actors, each loading the model "
@@ -126,6 +128,10 @@ def rerank(
         err.print(f"both orders picked the same passage in {agreed:.0%} of {report['comparisons']} comparisons "
                   "(the others are draws: position bias or no preference)")
     print_evaluation(result.run(), ds, metrics, err)
+
+
+def _looks_like_a_file(run: str) -> bool:
+    return "/" in run or Path(run).suffix.lower() in (".trec", ".txt", ".run", ".gz", ".tsv")
 
 
 def parse_method_options(pairs: list[str]) -> dict:

@@ -23,7 +23,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on (0: any free port, printed at start)."),
     api_key: Optional[str] = typer.Option(None, envvar="RANKWISE_API_KEY", show_default=False,
-                                          help="Require 'Authorization: Bearer KEY' on /v1/rerank and /metrics."),
+                                          help="Require 'Authorization: Bearer KEY' on the rerank and score routes and /metrics."),
     max_documents: int = typer.Option(1000, help="Most documents per request."),
     max_document_chars: int = typer.Option(20_000, help="Most characters per document (see --long-documents)."),
     long_documents: str = typer.Option("truncate", help="truncate: cut longer documents (then the method's "
@@ -42,7 +42,8 @@ def serve(
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical|error|warning|info|debug."),
 ) -> None:
-    """Serve a reranker over HTTP: POST /v1/rerank, GET /health, GET /metrics, docs at /docs."""
+    """Serve a reranker over HTTP: POST /v1/rerank (Cohere/Jina; /rerank also takes TEI's body), POST /score
+    (vLLM), GET /health, GET /metrics, docs at /docs (docs/interop.md)."""
     import uvicorn
 
     from rankwise.llm import load_backend
