@@ -52,3 +52,18 @@ def test_rerank_help_names_every_engine_and_keeps_extras_in_brackets():
     result = CliRunner().invoke(app, ["rerank", "--help"], env={"COLUMNS": "250"})
     assert "auto|transformers|seq2seq|llamacpp|openai|vllm" in result.output
     assert "rankwise[ray]" in result.output
+
+
+def test_serve_on_a_busy_port_fails_before_loading_the_model(capsys):
+    import socket
+    import time
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.perf_counter()
+        message = _error(capsys, ["serve", "--model", "smollm2-135m", "--method", "pointwise.yes_no",
+                                  "--port", str(port)])
+    assert message.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "choose another --port" in message
+    assert time.perf_counter() - started < 3  # no model was loaded
