@@ -67,3 +67,22 @@ def test_serve_on_a_busy_port_fails_before_loading_the_model(capsys):
                                   "--port", str(port)])
     assert message.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "choose another --port" in message
     assert time.perf_counter() - started < 3  # no model was loaded
+
+
+def test_compare_scores_the_queries_both_runs_hold_and_says_how_many(capsys, dl19, tmp_path):
+    import json
+
+    from rankwise.data import read_run, write_run
+
+    bm25, qrels = dl19 / "run.bm25.top100.trec", dl19 / "qrels.dl19-passage.txt"
+    full = read_run(bm25)
+    three = tmp_path / "three.trec"
+    write_run({q: full[q] for q in list(full)[:3]}, three)
+    main(["compare", str(bm25), str(three), "--qrels", str(qrels), "-m", "nDCG@10", "--permutations", "200", "--json"])
+    shared = json.loads(capsys.readouterr().out)
+    assert shared["queries"] == 3 and shared["missing_from_b"] == 40 and shared["qrels_queries"] == 43
+    assert shared["measures"]["nDCG@10"]["delta"] == 0.0  # the same three rankings
+    main(["compare", str(bm25), str(three), "--qrels", str(qrels), "-m", "nDCG@10", "--permutations", "200",
+          "--all-qrels-queries"])
+    table = capsys.readouterr().out
+    assert "43 queries: every qrels query, 0 missing from A and 40 from B scored 0" in " ".join(table.split())

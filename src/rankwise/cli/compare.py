@@ -28,8 +28,9 @@ def compare(
     permutations: int = typer.Option(10_000, min=100, help="Permutations of the randomisation test."),
     seed: int = typer.Option(0, help="Seed of the randomisation test."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout, nothing else."),
-    run_queries_only: bool = typer.Option(False, "--run-queries-only",
-                                          help="Only queries both runs hold (default: every qrels query)."),
+    all_qrels_queries: bool = typer.Option(False, "--all-qrels-queries",
+                                           help="Score every qrels query, one missing from a run as 0 "
+                                                "(default: only the judged queries both runs hold)."),
 ) -> None:
     """Compare two runs per measure: means, delta (B - A), paired t-test and randomisation test p-values."""
     from rankwise.data import read_qrels, read_run
@@ -39,16 +40,22 @@ def compare(
     names = split_measures(metrics)
     a, b, judged = read_run(run_a), read_run(run_b), read_qrels(qrels)
     results = compare_runs(a, b, judged, names, permutations=permutations, seed=seed,
-                           run_queries_only=run_queries_only)
+                           run_queries_only=not all_qrels_queries)
+    missing_a, missing_b = sum(q not in a for q in judged), sum(q not in b for q in judged)
+    scope = (f"{results[0].queries} queries: every qrels query, {missing_a} missing from A and {missing_b} from B "
+             "scored 0" if all_qrels_queries else
+             f"{results[0].queries} queries both runs hold, of {len(judged)} qrels queries ({missing_a} not in A, "
+             f"{missing_b} not in B; --all-qrels-queries scores them as 0)")
     if json_output:
         typer.echo(json.dumps({
             "run_a": str(run_a), "run_b": str(run_b), "queries": results[0].queries,
+            "qrels_queries": len(judged), "missing_from_a": missing_a, "missing_from_b": missing_b,
             "measures": {c.measure: {"mean_a": round4(c.mean_a), "mean_b": round4(c.mean_b),
                                      "delta": round4(c.delta), "t_test_p": round4(c.t_test_p),
                                      "randomisation_p": round4(c.randomisation_p)} for c in results}}))
         return
     out = Console()
-    out.print(f"A = {run_a}, B = {run_b}, against {qrels}: {results[0].queries} queries")
+    out.print(f"A = {run_a}, B = {run_b}, against {qrels}: {scope}")
     table = Table()
     for column in ("measure", "A", "B", "B - A", "t-test p", f"randomisation p ({permutations:,})"):
         table.add_column(column, justify="left" if column == "measure" else "right")
