@@ -86,3 +86,11 @@ def test_compare_scores_the_queries_both_runs_hold_and_says_how_many(capsys, dl1
           "--all-qrels-queries"])
     table = capsys.readouterr().out
     assert "43 queries: every qrels query, 0 missing from A and 40 from B scored 0" in " ".join(table.split())
+
+
+def test_models_list_fits_a_terminal_and_paths_are_asked_for(capsys):
+    main(["models", "list"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "qwen2.5-0.5b" in "\n".join(lines) and max(len(line) for line in lines) <= 100
+    main(["models", "list", "--paths"])
+    assert " path " in capsys.readouterr().out

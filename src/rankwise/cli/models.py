@@ -23,7 +23,7 @@ from rankwise.llm.models import (
     resolve_model,
 )
 
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 100)
 
 
 def _source(spec: ModelSpec) -> str:
@@ -33,10 +33,10 @@ def _source(spec: ModelSpec) -> str:
 
 
 @models_app.command("list")
-def list_command() -> None:
-    """Every model name: kind, where it comes from, whether it is installed, and its local path."""
+def list_command(paths: bool = typer.Option(False, "--paths", help="Add each model's local path (wide).")) -> None:
+    """Every model name: kind, where it comes from, whether it is installed (and with --paths its local path)."""
     table = Table(show_edge=False)
-    for column in ("name", "kind", "source", "installed", "path"):
+    for column in ("name", "kind", "source", "installed", *(("path",) if paths else ())):
         table.add_column(column, overflow="fold")
     for spec in list_models():
         installed = is_installed(spec)
@@ -46,10 +46,10 @@ def list_command() -> None:
             shown = "cached" if installed else "download on use"
         elif installed and path is None:
             shown = "yes (assembled on first use)"
-        table.add_row(spec.name, spec.kind, _source(spec), shown, str(path) if path else "-")
+        table.add_row(spec.name, spec.kind, _source(spec), shown, *((str(path) if path else "-",) if paths else ()))
     out.print(table)
-    out.print("Also accepted: a local .gguf file, a model directory, a .zip of one, or any hub id "
-              "(owner/name).")
+    out.print("Also accepted: a local .gguf file, a model directory, a .zip of one, or any hub id (owner/name).")
+    out.print("`rankwise models path NAME` prints where a model is; `rankwise models cache` what the cache holds.")
 
 
 def _hub_dir(resolved: ResolvedModel) -> Path:
