@@ -90,3 +90,24 @@ def test_a_bad_candidate_names_the_query_candidate_and_field(tmp_path, candidate
     lines.write_text("\n" + json.dumps({"query": {"text": "q", "qid": "1"}, "candidates": [candidate]}) + "\n")
     with pytest.raises(InputError, match=r"bad.jsonl:2: query, candidate 1"):
         read_candidates(lines)
+
+
+def test_rank_llm_itself_reads_our_results_and_writes_what_we_read(tmp_path):
+    """With the real rank_llm package (pip install --no-deps rank-llm dacite: its data module needs no more)."""
+    data = pytest.importorskip("rank_llm.data", reason="rank_llm is not installed (pip install --no-deps rank-llm dacite)")
+    from dacite import from_dict
+
+    ours = read_candidates(GOLDEN)
+    theirs = data.read_requests_from_file(str(GOLDEN))  # the golden file is rank_llm's own shape
+    assert [(str(r.query.qid), r.query.text, [str(c.docid) for c in r.candidates]) for r in theirs] == \
+        [(r.query.qid, r.query.text, [c.docid for c in r.candidates]) for r in ours]
+    rankings = [Ranking(r.query, r.candidates[::-1], tuple(float(i) for i in range(len(r.candidates), 0, -1)))
+                for r in ours]
+    write_rank_llm(rankings, tmp_path / "ours.jsonl")
+    results = [from_dict(data_class=data.Result, data=json.loads(line))
+               for line in (tmp_path / "ours.jsonl").read_text().splitlines()]
+    assert [[c.docid for c in r.candidates] for r in results] == [[c.docid for c in r.candidates] for r in rankings]
+    data.DataWriter(results).write_in_json_format(str(tmp_path / "theirs.json"))
+    back = read_candidates(tmp_path / "theirs.json")
+    assert [(r.query, [(c.docid, c.text, c.title, c.score) for c in r.candidates]) for r in back] == \
+        [(r.query, [(c.docid, c.text, c.title, s) for c, s in r]) for r in rankings]
