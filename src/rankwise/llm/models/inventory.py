@@ -52,7 +52,8 @@ def _hf_entry(path: Path) -> CacheEntry:
     source = path / SOURCE
     if source.is_file():
         try:
-            note = f"from {json.loads(source.read_text())['gguf_file']}"
+            info = json.loads(source.read_text())
+            note = f"from {info['gguf_file']} ({info.get('dtype', 'float32')})"
         except (ValueError, KeyError, OSError):
             note = "from a GGUF file"
         return CacheEntry(path, "converted", _size(path), _last_used(path), True, note)
