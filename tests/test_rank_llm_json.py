@@ -94,7 +94,8 @@ def test_a_bad_candidate_names_the_query_candidate_and_field(tmp_path, candidate
 
 def test_rank_llm_itself_reads_our_results_and_writes_what_we_read(tmp_path):
     """With the real rank_llm package (pip install --no-deps rank-llm dacite: its data module needs no more)."""
-    data = pytest.importorskip("rank_llm.data", reason="rank_llm is not installed (pip install --no-deps rank-llm dacite)")
+    data = pytest.importorskip("rank_llm.data",
+                               reason="rank_llm is not installed (pip install --no-deps rank-llm dacite)")
     from dacite import from_dict
 
     ours = read_candidates(GOLDEN)

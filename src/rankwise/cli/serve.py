@@ -39,7 +39,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on (0: any free port, printed at start)."),
     api_key: Optional[str] = typer.Option(None, envvar="RANKWISE_API_KEY", show_default=False,
-                                          help="Require 'Authorization: Bearer KEY' on the rerank and score routes and /metrics."),
+                                          help="Require 'Authorization: Bearer KEY' on the rerank and score "
+                                               "routes and /metrics."),
     max_documents: int = typer.Option(1000, help="Most documents per request."),
     max_document_chars: int = typer.Option(20_000, help="Most characters per document (see --long-documents)."),
     long_documents: str = typer.Option("truncate", help="truncate: cut longer documents (then the method's "
