@@ -18,7 +18,7 @@ def bench(
     config: Path = typer.Argument(..., help="Benchmark matrix (YAML): datasets, first stages, methods, models."),
     output: Path = typer.Option(..., help="Directory for the cells (JSON), results.md and plot.png; an "
                                           "existing one is resumed (finished cells are not run again)."),
-    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise[ray])."),
+    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise\\[ray])."),
     address: Optional[str] = typer.Option(None, help="--executor ray: auto, ray://host:10001 or host:port "
                                                      "(default: a local Ray)."),
     workers: int = typer.Option(2, help="--executor ray: worker actors, each loading the model once."),

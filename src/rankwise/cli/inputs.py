@@ -69,6 +69,8 @@ def load_inputs(candidates: Optional[Path], dataset: Optional[str], run: Optiona
     if candidates is not None:
         requests, source = read_candidates(candidates), str(candidates)
     elif ds is not None and run is not None:
+        if _looks_like_a_file(run) and not Path(run).exists():
+            raise InputError(f"{run}: no such run file (or give a first stage {ds.name} ships, e.g. bm25)")
         requests, source = ds.requests(run), run
     else:
         raise InputError("give --candidates FILE, or --dataset D with --run RUN (a file or a name like bm25)")
@@ -78,6 +80,10 @@ def load_inputs(candidates: Optional[Path], dataset: Optional[str], run: Optiona
     if top_k is not None:
         return Inputs([Request(by_qid[q].query, by_qid[q].candidates[:top_k]) for q in chosen], ds, judgments)
     return Inputs([by_qid[q] for q in chosen], ds, judgments)
+
+
+def _looks_like_a_file(run: str) -> bool:
+    return "/" in run or Path(run).suffix.lower() in (".trec", ".txt", ".run", ".gz", ".tsv")
 
 
 def print_evaluation(run: Run, qrels: Qrels | None, metrics: str, console: Console) -> dict | None:

@@ -23,7 +23,7 @@ from rankwise.llm.models import (
     resolve_model,
 )
 
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 100)
 
 
 def _source(spec: ModelSpec) -> str:
@@ -33,13 +33,14 @@ def _source(spec: ModelSpec) -> str:
 
 
 @models_app.command("list")
-def list_command() -> None:
-    """Every model name: kind, where it comes from, whether it is installed, and its local path."""
+def list_command(paths: bool = typer.Option(False, "--paths", help="Add each model's local path (wide).")) -> None:
+    """Every model name: kind, where it comes from, whether it is installed, the memory it needs here (and
+    with --paths its local path)."""
     from rankwise.llm.hardware import choose_dtype, dtype_name
 
     dtype = dtype_name(choose_dtype("auto"))
     table = Table(show_edge=False)
-    for column in ("name", "kind", "source", "installed", f"memory ({dtype})", "path"):
+    for column in ("name", "kind", "source", "installed", "memory", *(("path",) if paths else ())):
         table.add_column(column, overflow="fold")
     for spec in list_models():
         installed = is_installed(spec)
@@ -50,12 +51,12 @@ def list_command() -> None:
         elif installed and path is None:
             shown = "yes (assembled on first use)"
         table.add_row(spec.name, spec.kind, _source(spec), shown, _memory(spec, path, dtype),
-                      str(path) if path else "-")
+                      *((str(path) if path else "-",) if paths else ()))
     out.print(table)
-    out.print(f"memory: estimated resident / peak while loading in process (transformers) in {dtype}, "
-              "the dtype chosen on this machine; a run warns before loading when less is free.")
-    out.print("Also accepted: a local .gguf file, a model directory, a .zip of one, or any hub id "
-              "(owner/name).")
+    out.print(f"memory: estimated GB resident / peak while loading (transformers, {dtype}: this machine's dtype);")
+    out.print("a run warns before loading when less is free.")
+    out.print("Also accepted: a local .gguf file, a model directory, a .zip of one, or any hub id (owner/name).")
+    out.print("`rankwise models path NAME` prints where a model is; `rankwise models cache` what the cache holds.")
 
 
 def _memory(spec: ModelSpec, path: Path | None, dtype: str) -> str:
@@ -65,7 +66,7 @@ def _memory(spec: ModelSpec, path: Path | None, dtype: str) -> str:
     if spec.kind != "causal-lm" or path is None or path.suffix != ".gguf":
         return "-"
     need = memory_need(parameter_count(gguf_file=path), dtype)
-    return f"{need.resident / GB:.1f} / {need.peak / GB:.1f} GB"
+    return f"{need.resident / GB:.1f}/{need.peak / GB:.1f}"
 
 
 def _hub_dir(resolved: ResolvedModel) -> Path:

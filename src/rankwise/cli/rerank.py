@@ -21,10 +21,11 @@ def rerank(
     method: str = typer.Option(..., help="Method name (rankwise methods list)."),
     model: str = typer.Option(..., help="Model name, local GGUF/dir, or hub id (rankwise models list)."),
     output: Path = typer.Option(..., help="TREC run to write (every input candidate)."),
-    candidates: Optional[Path] = typer.Option(None, help="Candidates file (rank_llm JSON[.gz] or JSONL)."),
+    candidates: Optional[Path] = typer.Option(None, help="Candidates file: rank_llm Request JSON[L] (current or "
+                                                         "RankGPT shape), or rankwise JSONL."),
     dataset: Optional[str] = typer.Option(None, help="Dataset path, alias (dl19, dl20, scifact) or id."),
     run: Optional[str] = typer.Option(None, help="With --dataset: a TREC run file, or a first stage it ships."),
-    engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai"),
+    engine: str = typer.Option("auto", help="auto|transformers|seq2seq|llamacpp|openai|vllm"),
     dtype: str = typer.Option("auto", help="auto|float32|bfloat16|float16 (auto: bf16 only where native)."),
     top_k: int = typer.Option(100, help="Rerank the top k candidates; the rest follow in first-stage order."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
@@ -37,12 +38,14 @@ def rerank(
     max_queries: Optional[int] = typer.Option(None, help=MAX_QUERIES_HELP),
     judged_only: bool = typer.Option(True, help="With qrels at hand: only queries that have judgments."),
     usage: Optional[Path] = typer.Option(None, help="Write cost (totals and per query) as JSON."),
+    rank_llm: Optional[Path] = typer.Option(None, "--rank-llm", help="Also write the reranked candidates as "
+                                            "rank_llm Result JSON (a list; JSON lines if it ends in .jsonl)."),
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file (default: ~/.cache/rankwise)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Compute everything, store nothing."),
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
     metrics: str = typer.Option("nDCG@10", help="Measures printed when qrels are at hand."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
-    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise[ray])."),
+    executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise\\[ray])."),
     address: Optional[str] = typer.Option(None, help="--executor ray: auto, ray://host:10001 or host:port "
                                                      "(default: start a local Ray)."),
     workers: Optional[int] = typer.Option(None, help="--executor ray: worker actors, each loading the model "
@@ -61,8 +64,9 @@ def rerank(
 
     _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
     guard_output(output, overwrite, (candidates, run, qrels))
-    if usage is not None:
-        guard_output(usage, overwrite, (candidates, run, qrels))
+    for extra in (usage, rank_llm):
+        if extra is not None:
+            guard_output(extra, overwrite, (candidates, run, qrels))
     inputs = load_inputs(candidates, dataset, run, qrels, judged_only, qids, max_queries, err)
     requests = inputs.requests
     backend_options = {"engine": engine, "dtype": dtype, "batch_size": batch_size}
@@ -84,6 +88,10 @@ def rerank(
     result = run_stage(stage, requests, executor=executor, cache=False if no_cache else (cache or True),
                        query_batch=query_batch, progress=True, **ray_options)
     write_run(result.run(rank_scores=rank_scores), output, tag=method)
+    if rank_llm is not None:
+        from rankwise.data import write_rank_llm
+
+        write_rank_llm(list(result.rankings.values()), rank_llm)
     loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
     report = result.usage_report(**loaded, method=method, top_k=top_k, cpu=cpu_name())
     err.print(f"wrote {output}: {queries_line(report)}, {report['calls']} prompts "

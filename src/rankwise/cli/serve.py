@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 from pathlib import Path
 from typing import Optional
 
@@ -10,20 +11,36 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
+from rankwise.errors import InputError
 
 err = Console(stderr=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail at once, before any model loads, when ``host:port`` cannot be listened on."""
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port, "
+                         "or 0 for any free one") from None
 
 
 @app.command()
 def serve(
     model: str = typer.Option(..., help="Model name, local GGUF/dir, or hub id (rankwise models list)."),
     method: str = typer.Option(..., help="Method name (rankwise methods list)."),
-    engine: str = typer.Option("auto", help="auto|transformers|llamacpp|openai|vllm"),
+    engine: str = typer.Option("auto", help="auto|transformers|seq2seq|llamacpp|openai|vllm"),
     dtype: str = typer.Option("auto", help="auto|float32|bfloat16|float16 (auto: bf16 only where native)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on (0: any free port, printed at start)."),
     api_key: Optional[str] = typer.Option(None, envvar="RANKWISE_API_KEY", show_default=False,
-                                          help="Require 'Authorization: Bearer KEY' on /v1/rerank and /metrics."),
+                                          help="Require 'Authorization: Bearer KEY' on the rerank and score "
+                                               "routes and /metrics."),
     max_documents: int = typer.Option(1000, help="Most documents per request."),
     max_document_chars: int = typer.Option(20_000, help="Most characters per document (see --long-documents)."),
     long_documents: str = typer.Option("truncate", help="truncate: cut longer documents (then the method's "
@@ -42,7 +59,8 @@ def serve(
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical|error|warning|info|debug."),
 ) -> None:
-    """Serve a reranker over HTTP: POST /v1/rerank, GET /health, GET /metrics, docs at /docs."""
+    """Serve a reranker over HTTP: POST /v1/rerank (Cohere/Jina; /rerank also takes TEI's body), POST /score
+    (vLLM), GET /health, GET /metrics, docs at /docs (docs/interop.md)."""
     import uvicorn
 
     from rankwise.llm import load_backend
@@ -55,6 +73,7 @@ def serve(
                          max_body_bytes=max_body_bytes, request_timeout=request_timeout, api_key=api_key,
                          batch_wait_ms=batch_wait_ms, max_batch_prompts=max_batch_prompts)
     method_info(method)  # an unknown name fails before any model loads
+    check_port_free(host, port)  # so does a busy port
     options: dict = {"batch_size": batch_size}
     if base_url:
         options["base_url"] = base_url

@@ -1,6 +1,10 @@
 """First-stage candidate files: rank_llm/RankGPT JSON and JSON lines, and conversions to and from runs.
 
-rank_llm JSON (optionally gzipped)::
+rank_llm's current Request/Result JSON, a list or JSON lines (:mod:`rankwise.data.rank_llm`)::
+
+    [{"query": {"text", "qid"}, "candidates": [{"docid", "score", "doc": {"contents", "title"?}}, ...]}, ...]
+
+The older RankGPT shape of rank_llm JSON (optionally gzipped)::
 
     [{"query": str, "hits": [{"qid", "docid", "content", "score", "rank"}, ...]}, ...]
 
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rankwise.data._io import first_char, iter_lines, json_object, open_for_write, read_text
+from rankwise.data.rank_llm import is_rank_llm, request_from_rank_llm
 from rankwise.data.trec import Run
 from rankwise.errors import InputError
 from rankwise.types import Candidate, Document, Query, Request
@@ -79,13 +84,18 @@ def _read_rank_llm(path: Path) -> list[Request]:
     except json.JSONDecodeError as err:
         raise InputError(f"invalid JSON: {err.msg} (column {err.colno})", path, err.lineno) from None
     if not isinstance(data, list):
-        raise InputError('expected a JSON list of {"query", "hits"} objects (rank_llm format)', path)
+        raise InputError('expected a JSON list of rank_llm {"query", "candidates"} or {"query", "hits"} objects',
+                         path)
     requests: list[Request] = []
     seen: set[str] = set()
     for i, item in enumerate(data, 1):
         where = f"query {i}"
         if not isinstance(item, dict):
             raise _fail(where, "expected an object", path)
+        if is_rank_llm(item):
+            r = request_from_rank_llm(item, where, path)
+            requests.append(_request(r.query.qid, r.query.text, list(r.candidates), where, path, None, seen))
+            continue
         query = _string(item, "query", where, path, None)
         hits = item.get("hits")
         if not isinstance(hits, list):
@@ -108,6 +118,9 @@ def _read_rank_llm(path: Path) -> list[Request]:
 
 def _jsonl_request(line: str, path: Path, n: int, seen: set[str]) -> Request:
     obj = json_object(line, path, n)
+    if is_rank_llm(obj):
+        r = request_from_rank_llm(obj, "query", path, n)
+        return _request(r.query.qid, r.query.text, list(r.candidates), f"query {r.query.qid}", path, n, seen)
     qid = _string(obj, "qid", "query", path, n, ids=True)
     query = _string(obj, "query", f"query {qid}", path, n)
     documents = obj.get("documents")
@@ -133,7 +146,8 @@ def _read_jsonl(path: Path) -> list[Request]:
 
 
 def read_candidates(path: str | Path) -> list[Request]:
-    """Read candidates in rank_llm JSON or JSONL (by extension, else by the first character).
+    """Read candidates in rank_llm JSON or JSONL, current or RankGPT shape (by extension, else by the first
+    character; the shape by the fields).
 
     Candidates come back in first-stage rank order; errors name the file and the JSON line, or the
     query and hit index (1-based) inside a rank_llm JSON list.

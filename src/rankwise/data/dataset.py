@@ -170,4 +170,12 @@ def load_dataset(path_or_id: str) -> Dataset:
     if irds.is_ir_dataset_id(str(path_or_id)):
         return irds.load_ir_dataset(str(path_or_id))
     hint = "" if irds.installed() else f" (ir_datasets ids need: {irds.INSTALL_HINT})"
-    raise InputError(f"{path_or_id}: no such file, directory or dataset id{hint}")
+    raise InputError(f"{path_or_id}: no such file, directory or dataset id{hint}; known names: "
+                     f"{', '.join(known_names())}")
+
+
+def known_names() -> list[str]:
+    """The aliases, then the dataset folders under the data roots."""
+    folders = sorted({d.name for root in data_roots() if root.is_dir() for d in root.iterdir()
+                      if d.is_dir() and not d.name.startswith(".")})
+    return list(ALIASES) + [f for f in folders if f not in ALIASES.values()]

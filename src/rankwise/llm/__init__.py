@@ -128,14 +128,22 @@ def _is_seq2seq(model: str, resolved) -> bool:
     return profile is not None and profile.engine == "seq2seq"
 
 
-def _hf_source(model: str, resolved):
-    """A Hugging Face directory (a GGUF file converted once) or hub id for the in-process engines."""
+def _hf_source(model: str, resolved, stored_dtype: str = "float32"):
+    """A Hugging Face directory (a GGUF file converted once, stored in ``stored_dtype``) or hub id for the
+    in-process engines."""
     from rankwise.llm.models import hf_dir_for_gguf
 
     if resolved.kind != "causal-lm":
         raise ModelError(f"{model}: a {resolved.kind} model cannot run as a language model")
-    return resolved.hf_dir or (hf_dir_for_gguf(resolved.gguf_file) if resolved.gguf_file else None) \
+    return resolved.hf_dir or (hf_dir_for_gguf(resolved.gguf_file, stored_dtype) if resolved.gguf_file else None) \
         or resolved.hub_id
+
+
+def _run_dtype(dtype: str, options: dict) -> str:
+    """The dtype the transformers engine will run in ("auto" resolved for its device)."""
+    from rankwise.llm.hardware import choose_device, choose_dtype, dtype_name
+
+    return dtype_name(choose_dtype(dtype, choose_device(options.get("device", "auto"))))
 
 
 def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Backend:
@@ -147,7 +155,8 @@ def _build(engine: str, model: str, resolved, dtype: str, options: dict) -> Back
     if engine == "transformers":
         from rankwise.llm.engines.transformers import TransformersBackend
 
-        return TransformersBackend(_hf_source(model, resolved), name=resolved.name, dtype=dtype, **options)
+        return TransformersBackend(_hf_source(model, resolved, _run_dtype(dtype, options)), name=resolved.name,
+                                   dtype=dtype, **options)
     if engine == "vllm":
         from rankwise.llm.engines.vllm import VLLMBackend
 

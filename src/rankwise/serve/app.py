@@ -25,6 +25,7 @@ from rankwise.serve.limits import RequestGuard, ServeConfig, document_texts
 from rankwise.serve.metrics import MetricsMiddleware, ServeMetrics
 from rankwise.serve.schemas import (DocumentOut, ErrorResponse, Health, RerankRequest, RerankResponse,
                                     RerankResult, RerankUsage)
+from rankwise.serve.shapes import SHAPE_PATHS, add_shape_routes, cohere_meta, truncate_documents
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 
 RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")  # /v2/rerank: where Cohere's ClientV2 posts
@@ -69,7 +70,7 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
             return run_stage(reranker, [request]).rankings["request"]
 
     async def rerank(body: RerankRequest) -> RerankResponse:
-        texts = document_texts(body, config)
+        texts, truncated = truncate_documents(backend, document_texts(body, config), body.max_tokens_per_doc)
         deadline = time.perf_counter() + config.request_timeout
         try:
             with anyio.fail_after(config.request_timeout):
@@ -83,9 +84,14 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
             document = DocumentOut(text=body.documents[index].text) if body.return_documents else None
             results.append(RerankResult(index=index, relevance_score=score, document=document))
         return RerankResponse(id=uuid.uuid4().hex, model=backend.name, results=results,
-                              usage=_usage(ranking.usage))
+                              usage=_usage(ranking.usage).model_copy(update={"truncated_documents": truncated}),
+                              meta=cohere_meta(ranking.usage.prompt_tokens, ranking.usage.completion_tokens,
+                                               truncated, body.max_tokens_per_doc))
 
+    add_shape_routes(app, rerank)  # TEI /rerank (by the body), vLLM /score; before the routes below
     for i, path in enumerate(RERANK_PATHS):
+        if path in SHAPE_PATHS:
+            continue
         app.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
                           response_model_exclude_none=True, responses=_ERRORS, include_in_schema=i == 0,
                           summary="Rerank documents for a query", operation_id=f"rerank_{i}")
@@ -99,9 +105,9 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
         """Prometheus text format."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    protected = frozenset(RERANK_PATHS + ("/metrics",))
+    protected = frozenset(RERANK_PATHS + SHAPE_PATHS + ("/metrics",))
     app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, api_key=config.api_key,
-                       protected=protected, json_paths=frozenset(RERANK_PATHS))
+                       protected=protected, json_paths=frozenset(RERANK_PATHS + SHAPE_PATHS))
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=protected | {"/health"})
     if config.api_key is not None:
         _document_bearer_auth(app, protected)

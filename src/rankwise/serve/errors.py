@@ -1,4 +1,5 @@
-"""Every failure is a JSON body ``{"error": {"message", "field", "type"}}`` with a fitting status code."""
+"""Every failure is a JSON body ``{"error": {"message", "field", "type", "param", "code"}}`` with a fitting
+status code: ``param`` repeats ``field`` and ``code`` the status, as OpenAI-style (vLLM, Infinity) clients read."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, field: str | None = None,
                    headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "field": field, "type": _TYPES.get(status, "error")}},
-                        status_code=status, headers=headers)
+    return JSONResponse({"error": {"message": message, "field": field, "type": _TYPES.get(status, "error"),
+                                   "param": field, "code": status}}, status_code=status, headers=headers)
 
 
 def field_path(loc: tuple) -> str | None:

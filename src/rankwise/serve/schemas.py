@@ -26,7 +26,7 @@ Document = Annotated[DocumentIn, BeforeValidator(_as_document, json_schema_input
 
 
 class RerankRequest(BaseModel):
-    """Rerank ``documents`` for ``query``. Unknown fields (e.g. Cohere's ``max_tokens_per_doc``) are ignored."""
+    """Rerank ``documents`` for ``query``. Unknown fields are ignored."""
 
     model: Optional[StrictStr] = Field(None, description="Informational: the server reranks with the model it "
                                                          "was started with and names it in the response.")
@@ -34,6 +34,8 @@ class RerankRequest(BaseModel):
     documents: list[Document] = Field(..., description="Strings, or objects with a 'text' field.")
     top_n: Optional[StrictInt] = Field(None, ge=1, description="Return only the n most relevant (all if absent).")
     return_documents: StrictBool = Field(False, description="Include each document's text in the results.")
+    max_tokens_per_doc: Optional[StrictInt] = Field(None, ge=1, description="Cut each document to this many "
+                                                    "tokens (Cohere v2, vLLM); usage says how many were cut.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "query": "what is the capital of France?",
@@ -65,6 +67,7 @@ class RerankUsage(BaseModel):
     comparisons: int = Field(0, description="Pairwise methods: passage pairs asked in both orders.")
     inconsistent_comparisons: int = Field(0, description="Of those, the pairs whose two orders did not pick the "
                                                          "same passage (position bias, or no preference).")
+    truncated_documents: int = Field(0, description="Documents cut to max_tokens_per_doc.")
 
 
 class RerankResponse(BaseModel):
@@ -72,12 +75,15 @@ class RerankResponse(BaseModel):
     model: str
     results: list[RerankResult] = Field(..., description="Sorted by relevance, most relevant first.")
     usage: RerankUsage
+    meta: Optional[dict] = Field(None, description="Cohere v2's meta: api_version, tokens, warnings.")
 
 
 class ErrorBody(BaseModel):
     message: str
     field: Optional[str] = Field(None, description="The offending field, e.g. 'documents[3].text', 'body'.")
     type: str
+    param: Optional[str] = Field(None, description="The same as field (the name OpenAI-style clients read).")
+    code: int = Field(..., description="The HTTP status.")
 
 
 class ErrorResponse(BaseModel):

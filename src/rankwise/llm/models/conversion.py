@@ -11,28 +11,39 @@ from pathlib import Path
 from rankwise.errors import ModelError
 from rankwise.llm.models.catalogue import cache_dir
 from rankwise.llm.models.fetching import _lock, _publish_dir, file_sha256
+from rankwise.llm.models.inventory import touch_last_use
 
 logger = logging.getLogger(__name__)
 
 
-def hf_dir_for_gguf(gguf_file: str | Path) -> Path:
-    """A transformers directory converted once from a GGUF file (dequantised to float32).
+STORED_DTYPES = ("float32", "bfloat16", "float16")
 
-    Cached as ``cache_dir()/hf/<stem>-<sha8>/``; later calls return it at once. Loading a GGUF file in
-    transformers takes 15-80 s, loading the saved directory about a second.
+
+def hf_dir_for_gguf(gguf_file: str | Path, dtype: str = "float32") -> Path:
+    """A transformers directory converted once from a GGUF file (dequantised), stored in ``dtype``.
+
+    Store in the dtype the engine runs in: a bf16 run of a bf16 copy loads exactly the weights an fp32 copy
+    cast to bf16 gives, from half the disk. Cached as ``cache_dir()/hf/<stem>-<sha8>[-<dtype>]/``; an fp32
+    copy already there serves every dtype (loading casts it). Loading a GGUF file in transformers takes
+    15-80 s, loading the saved directory about a second.
     """
+    if dtype not in STORED_DTYPES:
+        raise ModelError(f"cannot store a converted model in {dtype!r}: use one of {', '.join(STORED_DTYPES)}")
     gguf_file = Path(gguf_file).resolve()
     sha = file_sha256(gguf_file)
-    target = cache_dir() / "hf" / f"{gguf_file.stem}-{sha[:8]}"
-    if (target / "config.json").is_file():
-        return target
-    with _lock(target):
-        if not (target / "config.json").is_file():
-            _convert_gguf(gguf_file, sha, target)
+    fp32 = cache_dir() / "hf" / f"{gguf_file.stem}-{sha[:8]}"
+    target = fp32 if dtype == "float32" else fp32.with_name(f"{fp32.name}-{dtype}")
+    if not (target / "config.json").is_file() and (fp32 / "config.json").is_file():
+        target = fp32
+    if not (target / "config.json").is_file():
+        with _lock(target):
+            if not (target / "config.json").is_file():
+                _convert_gguf(gguf_file, sha, target, dtype)
+    touch_last_use(target)  # `rankwise models cache` shows it
     return target
 
 
-def _convert_gguf(gguf_file: Path, sha: str, target: Path) -> None:
+def _convert_gguf(gguf_file: Path, sha: str, target: Path, dtype: str) -> None:
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,10 +65,11 @@ def _convert_gguf(gguf_file: Path, sha: str, target: Path) -> None:
         quantizer = getattr(model, "hf_quantizer", None)
         if quantizer is not None:  # the weights are dense now; save them as a plain checkpoint
             quantizer.remove_quantization_config(model)
-        model.save_pretrained(tmp)
+        model.to(getattr(torch, dtype)).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "rankwise-source.json").write_text(json.dumps(
-            {"gguf_file": gguf_file.name, "gguf_sha256": sha, "transformers": transformers.__version__},
+            {"gguf_file": gguf_file.name, "gguf_sha256": sha, "dtype": dtype,
+             "transformers": transformers.__version__},
             indent=2) + "\n")
         _publish_dir(tmp, target)
     finally:
