@@ -3,8 +3,9 @@
 Items are the indices ``0..n-1`` in input order; ``Prefer`` and ``SelectBest`` are those of ``sorting``.
 
 - ``preferences``: the preference matrix of all pairs, or a sparse band of them, in one batch;
-- ``tsp_order``: the order whose consecutive preferences are jointly most probable, a travelling-salesman
-  path (TSPRank), solved exactly (Held-Karp) up to ``EXACT_MAX`` items and by local search beyond;
+- ``tsp_order``: the shortest path through the candidates, each step costing how differently two candidates
+  compare with the rest and how much it goes against their own preference: a travelling-salesman path
+  (TSPRank), solved exactly (Held-Karp) up to ``EXACT_MAX`` items and by local search beyond;
 - ``bradley_terry``: strengths fitted to the preferences (Hunter's MM algorithm, regularised);
 - ``tournament_scores``: TourRank, points for the rounds survived in seeded tournaments of groups.
 """
@@ -43,15 +44,19 @@ def preferences(n: int, prefer: Prefer, pairs: Sequence[tuple[int, int]] | None 
 
 
 def path_costs(p: np.ndarray) -> np.ndarray:
-    """The cost of stepping from a to b: ``-ln P[a, b]``, capped at n·ln 2 (a step the comparator calls
-    impossible costs more than n undecided steps, so a perfect comparator's order is optimal), plus
-    ``TIE`` per position stepped back in the input order (an all-undecided comparator keeps the input)."""
+    """The cost of the step from a to b: how differently a and b compare with every other candidate (the
+    L1 distance of their rows of ``P``: neighbours in a good order beat and lose to the same candidates),
+    plus ``max(0, P[b, a] - P[a, b])`` for stepping against the comparator's preference, plus ``TIE`` per
+    position stepped back in the input order. Every term scales with the preferences, so a faint but
+    consistent comparator orders as well as a sure one; for a perfect comparator the candidates lie on a
+    line, and its order is the shortest path. O(n^3) memory and time."""
     n = len(p)
-    cap = max(n, 1) * math.log(2.0)
-    with np.errstate(divide="ignore"):
-        cost = np.minimum(-np.log(np.clip(p, 0.0, 1.0)), cap)
+    q = p.copy()
+    np.fill_diagonal(q, 0.5)
+    distance = np.abs(q[:, None, :] - q[None, :, :]).sum(axis=2) - 2 * np.abs(q - 0.5)  # columns a, b left out
+    against = np.maximum(0.0, p.T - p)
     back = np.arange(n)[:, None] - np.arange(n)[None, :]
-    return cost + TIE * np.maximum(back, 0)
+    return distance + against + TIE * np.maximum(back, 0)
 
 
 def path_cost(order: Sequence[int], cost: np.ndarray) -> float:
