@@ -131,6 +131,17 @@ def test_bradley_terry_over_a_sparse_set_of_pairs():
     assert sorted(range(10), key=lambda i: -scores[i]) == ideal(values)
 
 
+def test_completed_fills_the_pairs_not_compared_from_bradley_terry():
+    values = list(range(12, 0, -1))
+    pairs = ag.band_pairs(12, 2)
+    p = ag.preferences(12, Counted(values).prefer, pairs)
+    compared = np.abs(p - 0.5) > 0
+    full = ag.completed(p, compared)
+    assert np.array_equal(full[compared], p[compared]) and np.allclose(full + full.T, 1 - np.eye(12))
+    assert all(full[a, b] > 0.5 for a in range(12) for b in range(a + 3, 12))  # far pairs: the fitted order
+    assert ag.tsp_order(full, exact_max=0)[0] == list(range(12))
+
+
 @pytest.mark.parametrize("n,group_size,advance", [(10, 4, 2), (20, 4, 2), (20, 5, 1), (7, 3, 2), (2, 4, 2), (1, 4, 2)])
 def test_tournament_call_counts_follow_the_formula(n, group_size, advance):
     c = Counted(distinct(n, 3))

@@ -6,7 +6,8 @@ Items are the indices ``0..n-1`` in input order; ``Prefer`` and ``SelectBest`` a
 - ``tsp_order``: the shortest path through the candidates, each step costing how differently two candidates
   compare with the rest and how much it goes against their own preference: a travelling-salesman path
   (TSPRank), solved exactly (Held-Karp) up to ``EXACT_MAX`` items and by local search beyond;
-- ``bradley_terry``: strengths fitted to the preferences (Hunter's MM algorithm, regularised);
+- ``bradley_terry``: strengths fitted to the preferences (Hunter's MM algorithm, regularised); ``completed``
+  fills the pairs a sparse comparison set left out from that fit;
 - ``tournament_scores``: TourRank, points for the rounds survived in seeded tournaments of groups.
 """
 
@@ -190,6 +191,15 @@ def bradley_terry(p: np.ndarray, compared: np.ndarray | None = None, iterations:
     for _ in range(iterations):
         w = wins / ((mask / (w[:, None] + w[None, :])).sum(axis=1) + prior / (w + 1.0))
     return np.round(np.log(w), 9).tolist()
+
+
+def completed(p: np.ndarray, compared: np.ndarray) -> np.ndarray:
+    """``p`` with the pairs not ``compared`` filled in by a Bradley-Terry fit to those compared."""
+    s = np.array(bradley_terry(p, compared))
+    fitted = 1.0 / (1.0 + np.exp(s[None, :] - s[:, None]))
+    out = np.where(compared, p, fitted)
+    np.fill_diagonal(out, 0.0)
+    return out
 
 
 def _split(items: list[int], size: int) -> list[list[int]]:

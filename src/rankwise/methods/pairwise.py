@@ -56,7 +56,8 @@ class Pairwise(Method):
     ``answer_prefix`` is appended after the chat template's assistant turn, so the next token is the label.
     ``reuse_comparisons``: a pair compared once in a query is not asked again (heap sort and sliding
     windows meet the same pair repeatedly); off, the prompt counts follow the textbook formulas.
-    ``band`` (all-pairs, tsp): compare only candidates at most this many apart in the input order.
+    ``band`` (tsp; all-pairs with Bradley-Terry): compare only candidates at most this many apart in the
+    input order; the TSP fills the pairs not compared from a Bradley-Terry fit to those compared.
     ``exact_max`` (tsp): the most candidates solved exactly.
     """
 
@@ -74,8 +75,9 @@ class Pairwise(Method):
             raise InputError(f"k must be at least 1 (got {k})")
         if rule == "bradley-terry" and algorithm != "allpairs":
             raise InputError("rule bradley-terry fits scores to every comparison: use it with pairwise.allpairs")
-        if band is not None and (algorithm not in SPARSE or band < 1):
-            raise InputError(f"band (a positive number) applies to pairwise.allpairs and pairwise.tsp (got {band})")
+        if band is not None and (band < 1 or not (algorithm == "tsp" or rule == "bradley-terry")):
+            raise InputError(f"band (a positive number; got {band}) applies to pairwise.tsp and to pairwise.allpairs "
+                             "with rule bradley-terry (wins counted over a band would favour its edges)")
         self.backend = backend
         self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
         if mode == "scoring" and len(self.template.choices) != 2:
@@ -119,18 +121,18 @@ class Pairwise(Method):
 
     def _aggregate(self, n: int, judge: "_Judge", usage: Usage) -> tuple[list[float] | None, list[int] | None]:
         """All-pairs scores or the TSP order, from the preferences of every pair or of the band."""
-        if self.algorithm == "allpairs" and self.band is None and self.rule != "bradley-terry":
+        if self.algorithm == "allpairs" and self.rule != "bradley-terry":
             return sorting.allpairs_scores(n, judge), None
         pairs = aggregation.band_pairs(n, self.band)
         p = aggregation.preferences(n, judge, pairs)
         if self.algorithm == "tsp":
+            if self.band is not None:
+                p = aggregation.completed(p, _met(n, pairs))
             order, solver = aggregation.tsp_order(p, self.exact_max)
             usage.exact_paths += solver != aggregation.HEURISTIC
             usage.heuristic_paths += solver == aggregation.HEURISTIC
             return None, order
-        if self.rule == "bradley-terry":
-            return aggregation.bradley_terry(p, _met(n, pairs)), None
-        return np.round(p.sum(axis=1), 9).tolist(), None  # wins within the band
+        return aggregation.bradley_terry(p, _met(n, pairs)), None
 
 
 def _met(n: int, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -214,8 +216,8 @@ OPTIONS = (
     Option("reuse_comparisons", bool, True, "ask each pair once per query"),
     Option("rule", str, "prp", "prp (both orders must agree, else a draw), probability (mean P(A)) or "
            "bradley-terry (all-pairs: strengths fitted to the mean P(A))", RULES),
-    Option("band", int, None, "allpairs/tsp: compare only candidates at most this many apart in the input "
-           "order (default: every pair)"),
+    Option("band", int, None, "tsp, allpairs with bradley-terry: compare only candidates at most this many "
+           "apart in the input order (default: every pair)"),
     Option("exact_max", int, aggregation.EXACT_MAX, "tsp: solve exactly (Held-Karp) up to this many "
            "candidates, by 2-opt/Or-opt beyond"))
 
