@@ -50,11 +50,11 @@ def path_costs(p: np.ndarray) -> np.ndarray:
     plus ``max(0, P[b, a] - P[a, b])`` for stepping against the comparator's preference, plus ``TIE`` per
     position stepped back in the input order. Every term scales with the preferences, so a faint but
     consistent comparator orders as well as a sure one; for a perfect comparator the candidates lie on a
-    line, and its order is the shortest path. O(n^3) memory and time."""
+    line, and its order is the shortest path. O(n^3) time, O(n^2) memory."""
     n = len(p)
     q = p.copy()
     np.fill_diagonal(q, 0.5)
-    distance = np.abs(q[:, None, :] - q[None, :, :]).sum(axis=2) - 2 * np.abs(q - 0.5)  # columns a, b left out
+    distance = np.stack([np.abs(row - q).sum(axis=1) for row in q]) - 2 * np.abs(q - 0.5)  # without columns a, b
     against = np.maximum(0.0, p.T - p)
     back = np.arange(n)[:, None] - np.arange(n)[None, :]
     return distance + against + TIE * np.maximum(back, 0)
