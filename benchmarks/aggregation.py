@@ -36,7 +36,9 @@ CELLS = {
                  ("pairwise.allpairs rule=probability", "pairwise.allpairs", {"rule": "probability"}),
                  ("pairwise.allpairs rule=bradley-terry", "pairwise.allpairs", {"rule": "bradley-terry"}),
                  ("pairwise.tsp rule=prp", "pairwise.tsp", {"rule": "prp"}),
-                 ("pairwise.tsp rule=probability", "pairwise.tsp", {"rule": "probability"})],
+                 ("pairwise.tsp rule=probability", "pairwise.tsp", {"rule": "probability"}),
+                 ("pairwise.allpairs rule=bradley-terry band=3", "pairwise.allpairs", {"rule": "bradley-terry", "band": 3}),
+                 ("pairwise.tsp rule=probability band=3", "pairwise.tsp", {"rule": "probability", "band": 3})],
     "setwise": [("setwise.heapsort c=4 k=10", "setwise.heapsort", {"set_size": 4, "k": 10}),
                 ("setwise.tournament c=4 advance=2 T=2", "setwise.tournament", {"set_size": 4, "tournaments": 2})],
 }

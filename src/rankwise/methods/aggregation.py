@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from itertools import combinations
+from itertools import combinations, pairwise
 from typing import Sequence
 
 import numpy as np
@@ -62,7 +62,7 @@ def path_costs(p: np.ndarray) -> np.ndarray:
 
 def path_cost(order: Sequence[int], cost: np.ndarray) -> float:
     """The total cost of the consecutive steps of ``order``."""
-    return float(sum(cost[a, b] for a, b in zip(order, order[1:])))
+    return float(sum(cost[a, b] for a, b in pairwise(order)))
 
 
 def tsp_order(p: np.ndarray, exact_max: int = EXACT_MAX) -> tuple[list[int], str]:
@@ -136,8 +136,8 @@ def local_search(cost: np.ndarray, start: Sequence[int], max_rounds: int = 100) 
 
 def _two_opt(path: list[int], cost: np.ndarray) -> bool:
     n = len(path)
-    fwd = np.concatenate([[0.0], np.cumsum([cost[a, b] for a, b in zip(path, path[1:])])])
-    bwd = np.concatenate([[0.0], np.cumsum([cost[b, a] for a, b in zip(path, path[1:])])])
+    fwd = np.concatenate([[0.0], np.cumsum([cost[a, b] for a, b in pairwise(path)])])
+    bwd = np.concatenate([[0.0], np.cumsum([cost[b, a] for a, b in pairwise(path)])])
     for i in range(n - 1):
         for j in range(i + 1, n):
             old = fwd[j] - fwd[i]

@@ -119,7 +119,7 @@ class Pairwise(Method):
             return Ranking.from_scores(query, head, scores, usage)
         return Ranking.from_order(query, head, order, usage)
 
-    def _aggregate(self, n: int, judge: "_Judge", usage: Usage) -> tuple[list[float] | None, list[int] | None]:
+    def _aggregate(self, n: int, judge: _Judge, usage: Usage) -> tuple[list[float] | None, list[int] | None]:
         """All-pairs scores or the TSP order, from the preferences of every pair or of the band."""
         if self.algorithm == "allpairs" and self.rule != "bradley-terry":
             return sorting.allpairs_scores(n, judge), None
