@@ -67,7 +67,8 @@ class Request:
 
 
 _COUNTERS = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens",
-             "parse_failures", "cache_hits", "flagged", "comparisons", "inconsistent", "seconds")
+             "parse_failures", "cache_hits", "flagged", "comparisons", "inconsistent", "exact_paths",
+             "heuristic_paths", "seconds")
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Usage:
     ``prompt_tokens`` counts every prompt token; ``computed_tokens`` only those actually run through the
     model after prefix/KV reuse and cache hits. ``calls`` counts prompts sent to the backend.
     ``comparisons`` counts the pairs a pairwise method asked in both orders, ``inconsistent`` those whose
-    two answers did not pick the same passage (position bias, or no decision).
+    two answers did not pick the same passage (position bias, or no decision). ``exact_paths`` and
+    ``heuristic_paths`` count the orders a travelling-salesman solver found exactly or by local search.
     """
 
     calls: int = 0
@@ -90,6 +92,8 @@ class Usage:
     flagged: int = 0  # candidates the injection guard demoted (rankwise.methods.guard)
     comparisons: int = 0
     inconsistent: int = 0
+    exact_paths: int = 0
+    heuristic_paths: int = 0
     seconds: float = 0.0
     engine: str = ""
     dtype: str = ""

@@ -20,7 +20,7 @@ from tests.oracle_compare import CompareOracle, compare_oracle
 from tests.tiny_lm import tiny_backend
 
 N, K, QUERIES = 20, 10, 5
-METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding"]
+METHODS = ["pairwise.allpairs", "pairwise.heapsort", "pairwise.sliding", "pairwise.tsp"]
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_bad_options_are_input_errors():
         build_method("pairwise.heapsort", CompareOracle({}), mode="vote")
     with pytest.raises(InputError, match="k must"):
         build_method("pairwise.sliding", CompareOracle({}), k=0)
-    with pytest.raises(InputError, match="option rule must be one of prp, probability, got 'soft'"):
+    with pytest.raises(InputError, match="option rule must be one of prp, probability, bradley-terry, got .soft."):
         build_method("pairwise.allpairs", CompareOracle({}), rule="soft")
 
 

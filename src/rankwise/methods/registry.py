@@ -60,7 +60,7 @@ _REGISTRY: dict[str, MethodInfo] = {}
 
 
 # Modules of this package that hold no method; every other module registers its methods on import.
-_NOT_METHODS = {"method", "registry", "sorting", "permutation", "guard"}
+_NOT_METHODS = {"method", "registry", "sorting", "permutation", "aggregation", "guard"}
 
 
 def register(name: str, needs: str, description: str, options: Sequence[Option] = ()):

@@ -4,6 +4,11 @@
 - ``setwise.heapsort``: top-k by heap sort over a (c-1)-ary heap: a node and its children are one prompt;
   the prompts of one heap depth (heap build) go to the backend as one batch;
 - ``setwise.bubblesort``: k bubble-sort passes with windows of c candidates sliding up by c-1;
+- ``setwise.tournament`` (TourRank, Chen et al. 2025): ``tournaments`` seeded shuffles of the candidates;
+  in each round, groups of about c, the ``advance`` best of each group (picked one prompt at a time: the
+  best, then the best of the rest) go on with a point each; score = points over all tournaments. A round's
+  prompts of every group of every tournament go to the backend as one batch, and a group is shown in its
+  shuffled order, so a position bias falls on random candidates rather than on the first stage's best;
 - ``setwise.reasoning``: heap sort (or bubble sort) where the model first reasons inside
   <think>...</think> and then answers <answer>LABEL</answer>, within a token budget.
 
@@ -11,8 +16,8 @@
 ``mode="generation"`` and ``"reasoning"`` generate and parse the label. A malformed or missing answer
 (including reasoning that runs out of budget) is counted in ``Usage.parse_failures`` and decided by the
 label log-probabilities instead: after the prompt for generation, after the prompt, the reasoning so far
-and a forced "</think> <answer>" for reasoning. A prompt shows its candidates in input order, and equal
-label log-probabilities go to the candidate earliest in the input.
+and a forced "</think> <answer>" for reasoning. A sort's prompt shows its candidates in input order, and
+equal label log-probabilities go to the candidate earliest in the input.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from rankwise.errors import InputError
 from rankwise.llm.profiles import profile_options
-from rankwise.methods import sorting
+from rankwise.methods import aggregation, sorting
 from rankwise.methods.method import Method, spend
 from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
@@ -32,7 +37,8 @@ from rankwise.types import Candidate, Query, Ranking, Usage
 DEFAULT_PASSAGE_TOKENS = 128
 # As llm-rankers: X, Y, Z are left out (several tokens after "Passage" in some tokenizers).
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVW"
-ALGORITHMS = ("heapsort", "bubblesort")
+SORTS = ("heapsort", "bubblesort")
+ALGORITHMS = SORTS + ("tournament",)
 MODES = ("scoring", "generation", "reasoning")
 PASSAGE_LINE = 'Passage {label}: "{passage}"'
 THINK_CLOSE = "</think>"
@@ -45,12 +51,14 @@ class Setwise(Method):
     ``set_size`` (c): candidates per prompt; ``k``: the depth sorted. ``answer_prefix`` is appended after
     the chat template's assistant turn ("Passage", or "<think>" for reasoning); ``reasoning_tokens`` is the
     generation budget of the reasoning mode, ``max_new_tokens`` that of the generation mode.
+    ``tournaments``, ``advance``, ``seed``: the tournament's (c is its group size; it ranks every candidate).
     """
 
     def __init__(self, backend, algorithm: str, prompt: str | PromptTemplate | None = None,
                  mode: str = "scoring", set_size: int = 4, k: int = 10,
                  max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, answer_prefix: str | None = None,
-                 max_new_tokens: int = 8, reasoning_tokens: int = 256):
+                 max_new_tokens: int = 8, reasoning_tokens: int = 256, tournaments: int = 5,
+                 advance: int = 2, seed: int = 0):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown setwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if mode not in MODES:
@@ -61,6 +69,9 @@ class Setwise(Method):
             raise InputError("setwise heap sort needs set_size >= 3 (a node and at least two children)")
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
+        if algorithm == "tournament" and not (1 <= advance < set_size and tournaments >= 1):
+            raise InputError(f"a tournament needs 1 <= advance < set_size and tournaments >= 1 (got advance "
+                             f"{advance}, set_size {set_size}, tournaments {tournaments})")
         reasoning = mode == "reasoning"
         prompt = prompt or ("setwise.reasoning" if reasoning else "setwise.select")
         self.template = prompt if isinstance(prompt, PromptTemplate) else load_prompt(prompt)
@@ -76,6 +87,9 @@ class Setwise(Method):
         self.max_passage_tokens = max_passage_tokens
         self.answer_prefix = answer_prefix if answer_prefix is not None else ("<think>" if reasoning else "Passage")
         self.max_new_tokens = reasoning_tokens if reasoning else max_new_tokens
+        self.tournaments = tournaments
+        self.advance = advance
+        self.seed = seed
         self.name = "setwise.reasoning" if reasoning else f"setwise.{algorithm}"
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:
@@ -91,6 +105,11 @@ class Setwise(Method):
     def rank(self, query: Query, head: list[Candidate]) -> Ranking:
         select = _Selector(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens)
                                               for c in head])
+        if self.algorithm == "tournament":
+            points = aggregation.tournament_scores(len(head), select, self.set_size, self.advance,
+                                                   self.tournaments, self.seed)
+            select.used.parse_failures += select.failures
+            return Ranking.from_scores(query, head, points, select.used)
         if self.algorithm == "heapsort":
             order = sorting.heap_top_k(len(head), select, self.k, arity=self.set_size - 1)
         else:
@@ -126,7 +145,8 @@ class _Selector:
 
     def __call__(self, groups: Sequence[Sequence[int]]) -> list[int]:
         m = self.method
-        groups = [sorted(g) for g in groups]  # shown in input order: a first-position bias favours the earlier
+        if m.algorithm != "tournament":  # a sort shows a group in input order: a bias favours the earlier
+            groups = [sorted(g) for g in groups]
         prompts = [m.prompt(self.query, [self.passages[i] for i in g]) for g in groups]
         if m.mode == "scoring":
             picks = self._from_logprobs(prompts, groups)
@@ -171,7 +191,7 @@ class _Selector:
 
 
 def _options(*, mode: bool = True, algorithm: bool = False) -> tuple[Option, ...]:
-    chosen = (Option("algorithm", str, "heapsort", "heapsort or bubblesort", ALGORITHMS),) if algorithm else ()
+    chosen = (Option("algorithm", str, "heapsort", "heapsort or bubblesort", SORTS),) if algorithm else ()
     if mode:
         chosen += (Option("mode", str, "scoring", "scoring (label logits) or generation (parse the answer)",
                           MODES[:2]),)
@@ -201,3 +221,15 @@ def bubblesort(backend, **opts) -> Setwise:
           _options(mode=False, algorithm=True))
 def reasoning(backend, algorithm: str = "heapsort", **opts) -> Setwise:
     return Setwise(backend, algorithm, mode="reasoning", **profile_options(backend, "setwise.reasoning", opts))
+
+
+TOURNAMENT = (Option("tournaments", int, 5, "tournaments over seeded shuffles"),
+              Option("advance", int, 2, "candidates of each group that go on to the next round (< set_size)"),
+              Option("seed", int, 0, "seed of the first tournament's shuffle (tournament t: seed + t)"))
+
+
+@register("setwise.tournament", "llm", "TourRank: seeded tournaments of groups of c, the best advance; score = "
+          "points; each round's groups of every tournament in one batch",
+          tuple(o for o in _options() if o.name != "k") + TOURNAMENT)
+def tournament(backend, **opts) -> Setwise:
+    return Setwise(backend, "tournament", **opts)
