@@ -86,6 +86,8 @@ SECTIONS = [
      "python benchmarks/train_grpo.py --minutes 18 --eval-queries 10"),
     ("Batch invariance of the transformers engine: a prompt's scores do not depend on its batch",
      "batch_invariance.md", "python benchmarks/batch_invariance.py --models smollm2-135m qwen2.5-0.5b"),
+    ("Global orders from comparisons: TSPRank, TourRank and Bradley-Terry (issue 34)", "aggregation.md",
+     "python benchmarks/aggregation.py (commands in the section)"),
     ("Batching across queries: the same step of many queries in one engine call", "query_batching.md",
      "python benchmarks/query_batching.py --model qwen2.5-0.5b --queries 10 --top-k 20 "
      "--methods pointwise.yes_no listwise.window"),
