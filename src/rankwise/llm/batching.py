@@ -7,6 +7,11 @@ prompts are waiting, or every request in flight has submitted), merges the calls
 rows. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
 transformers engine also shares the common prompt prefix across the merged requests.
 
+With ``chunk_prompts`` a caller's call is cut into chunks of at most that many prompts, submitted one after
+another: other callers' work runs between a large call's chunks, and a caller whose deadline passed or whose
+``stop`` event was set (the HTTP client went away) stops at the next chunk boundary; its queued chunk is
+withdrawn and the worker skips work whose deadline has passed.
+
 Each caller's answer carries its share of the merged call's usage (its own prompts, tokens in proportion,
 every forward pass it took part in), so the cost of a request is what its answers say, whatever ran beside
 it. The HTTP service uses it for concurrent requests, and a pipeline run for the queries it reranks
@@ -19,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from rankwise.types import Usage
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_POLL = 0.05  # seconds between checks of a request's stop event while it waits
 # Counters shared out in proportion to each caller's prompts; forward_passes are counted in full
 # (every merged caller took part in each pass).
 _SHARED = ("prompt_tokens", "computed_tokens", "completion_tokens", "parse_failures")
@@ -40,6 +46,10 @@ _SHARED = ("prompt_tokens", "computed_tokens", "completion_tokens", "parse_failu
 
 class RequestTimeout(Exception):
     """A request's deadline passed while its work waited for the model."""
+
+
+class RequestCancelled(Exception):
+    """A request was stopped (its client went away) while its work waited for the model."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class BatchStats:
     prompts: int
     queue_seconds: tuple[float, ...]  # how long each merged call waited before the batch ran
     run_seconds: float
+    late_seconds: tuple[float, ...] = ()  # for each merged call that finished past its deadline: by how much
 
 
 @dataclass
@@ -58,6 +69,7 @@ class _Job:
     kind: str           # "choice_logprobs", "generate", "continuation_logprobs"
     key: tuple          # jobs with equal (kind, key) can be merged
     items: list         # prompts (or (prompt, continuation) pairs)
+    deadline: float | None = None
     enqueued: float = field(default_factory=time.perf_counter)
     future: Future = field(default_factory=Future)
 
@@ -66,9 +78,12 @@ class BatchingBackend:
     """A Backend whose primitive calls from concurrent threads are merged into shared backend calls."""
 
     def __init__(self, backend, max_wait_ms: float = 5.0, max_batch_prompts: int = 128,
-                 observer: Callable[[BatchStats], None] | None = None):
+                 observer: Callable[[BatchStats], None] | None = None, chunk_prompts: int | None = None):
         if max_batch_prompts < 1:
             raise ValueError("max_batch_prompts must be at least 1")
+        if chunk_prompts is not None and chunk_prompts < 1:
+            raise ValueError("chunk_prompts must be at least 1")
+        self.chunk_prompts = chunk_prompts
         self.backend = backend
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.max_batch_prompts = max_batch_prompts
@@ -93,15 +108,15 @@ class BatchingBackend:
         return self.backend.usage
 
     @contextmanager
-    def request_scope(self, deadline: float | None = None) -> Iterator[None]:
+    def request_scope(self, deadline: float | None = None, stop: threading.Event | None = None) -> Iterator[None]:
         """Mark this thread as working on one request (or query) until the block ends: the worker merges
         what the threads in flight submit, and runs as soon as every one of them has submitted.
 
         ``deadline`` (a ``time.perf_counter()`` value): waiting for the model past it raises RequestTimeout
-        and withdraws the request's queued work.
+        and withdraws the request's queued work; ``stop`` set: the same with RequestCancelled.
         """
-        outer = getattr(self._local, "deadline", None)
-        self._local.deadline = deadline
+        outer = getattr(self._local, "deadline", None), getattr(self._local, "stop", None)
+        self._local.deadline, self._local.stop = deadline, stop
         with self._active_lock:
             self._active += 1
         try:
@@ -109,7 +124,7 @@ class BatchingBackend:
         finally:
             with self._active_lock:
                 self._active -= 1
-            self._local.deadline = outer
+            self._local.deadline, self._local.stop = outer
 
     # -- primitives --------------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
@@ -129,18 +144,48 @@ class BatchingBackend:
         return self._submit("continuation_logprobs", (), list(zip(prompts, continuations)))
 
     def _submit(self, kind: str, key: tuple, items: list):
-        job = _Job(kind, key, items)
+        """One call's answer, computed in chunks of at most ``chunk_prompts`` prompts, one after another."""
+        size = self.chunk_prompts or len(items)
+        parts = [self._submit_chunk(kind, key, items[i:i + size]) for i in range(0, len(items), size)]
+        if len(parts) == 1:
+            return parts[0]
+        used = Usage()
+        for part in parts:
+            used.add(usage_of(part))
+        if kind == "generate":
+            return Texts([text for part in parts for text in part], used)
+        return Scores(np.concatenate([np.asarray(part) for part in parts]), used)
+
+    def _submit_chunk(self, kind: str, key: tuple, items: list):
+        deadline = getattr(self._local, "deadline", None)
+        stop: threading.Event | None = getattr(self._local, "stop", None)
+        self._check(deadline, stop)
+        job = _Job(kind, key, items, deadline)
         with self._close_lock:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             self._queue.put(job)
-        deadline = getattr(self._local, "deadline", None)
-        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
-        try:
-            return job.future.result(timeout=timeout)
-        except FutureTimeout:
-            job.future.cancel()  # withdrawn if the batch has not started; otherwise its rows are dropped
-            raise RequestTimeout("the request's time limit passed while it waited for the model") from None
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            if stop is not None:
+                wait = _POLL if wait is None else min(wait, _POLL)
+            try:
+                return job.future.result(timeout=wait)
+            except CancelledError:  # the worker skipped it: its deadline had passed
+                raise RequestTimeout("the request's time limit passed while it waited for the model") from None
+            except FutureTimeout:
+                try:
+                    self._check(deadline, stop)
+                except (RequestTimeout, RequestCancelled):
+                    job.future.cancel()  # withdrawn if its batch has not started; otherwise its rows are dropped
+                    raise
+
+    @staticmethod
+    def _check(deadline: float | None, stop: threading.Event | None) -> None:
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise RequestTimeout("the request's time limit passed while it waited for the model")
+        if stop is not None and stop.is_set():
+            raise RequestCancelled("the request was stopped while it waited for the model")
 
     def close(self, timeout: float | None = None) -> None:
         """Finish the queued work, then stop the worker; later calls raise RuntimeError."""
@@ -159,8 +204,11 @@ class BatchingBackend:
                 break
             batch, stopping = self._collect(first)
             groups: dict[tuple, list[_Job]] = {}
+            now = time.perf_counter()
             for job in batch:
-                if job.future.set_running_or_notify_cancel():
+                if job.deadline is not None and now >= job.deadline:
+                    job.future.cancel()  # its caller has given up (or is about to): compute nothing for it
+                elif job.future.set_running_or_notify_cancel():
                     groups.setdefault((job.kind, job.key), []).append(job)
             for jobs in groups.values():
                 self._execute(jobs)
@@ -208,8 +256,10 @@ class BatchingBackend:
             job.future.set_result(Texts(list(rows), share) if kind == "generate" else Scores(np.asarray(rows), share))
             offset += n
         if self.observer is not None:
+            end = time.perf_counter()
+            late = tuple(end - j.deadline for j in jobs if j.deadline is not None and end > j.deadline)
             self.observer(BatchStats(kind, len(jobs), len(items), tuple(start - j.enqueued for j in jobs),
-                                     time.perf_counter() - start))
+                                     end - start, late))
 
 
 def _share(spent: Usage, n: int, total: int) -> Usage:
