@@ -33,10 +33,10 @@ def serve(
     request_timeout: float = typer.Option(60.0, help="Seconds a request may take (longer: 408)."),
     batch_wait_ms: float = typer.Option(5.0, help="How long the batcher waits for other requests to join."),
     max_batch_prompts: int = typer.Option(128, help="Prompts merged into one backend call at most."),
-    chunk_prompts: int = typer.Option(32, help="A request's prompts go to the model this many at a time: other "
+    chunk_prompts: int = typer.Option(16, help="A request's prompts go to the model this many at a time: other "
                                                "requests run in between; a timed-out or disconnected request "
                                                "stops at the next chunk."),
-    max_in_flight: int = typer.Option(16, help="Rerank requests computed or queued at once (more: 429 with "
+    max_in_flight: int = typer.Option(8, help="Rerank requests computed or queued at once (more: 429 with "
                                                "Retry-After)."),
     header_timeout: float = typer.Option(10.0, help="Seconds for a request's headers to arrive (else 408, closed)."),
     body_timeout: float = typer.Option(30.0, help="Seconds for a request's body to arrive (else 408, closed)."),

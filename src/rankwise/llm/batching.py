@@ -4,7 +4,8 @@
 worker thread takes the first call, waits up to ``max_wait_ms`` for more (or until ``max_batch_prompts``
 prompts are waiting, or every request in flight has submitted), merges the calls that can run together
 (same choices, same generation settings) into one call of the wrapped backend, and hands each caller its
-rows. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
+rows. Waiting work runs least-served first: the request with the fewest prompts computed so far goes next,
+so small requests are not queued behind a large one. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
 transformers engine also shares the common prompt prefix across the merged requests.
 
 With ``chunk_prompts`` a caller's call is cut into chunks of at most that many prompts, submitted one after
@@ -70,6 +71,7 @@ class _Job:
     key: tuple          # jobs with equal (kind, key) can be merged
     items: list         # prompts (or (prompt, continuation) pairs)
     deadline: float | None = None
+    served: int = 0     # prompts of the same request computed before this job (the scheduling priority)
     enqueued: float = field(default_factory=time.perf_counter)
     future: Future = field(default_factory=Future)
 
@@ -115,8 +117,9 @@ class BatchingBackend:
         ``deadline`` (a ``time.perf_counter()`` value): waiting for the model past it raises RequestTimeout
         and withdraws the request's queued work; ``stop`` set: the same with RequestCancelled.
         """
-        outer = getattr(self._local, "deadline", None), getattr(self._local, "stop", None)
-        self._local.deadline, self._local.stop = deadline, stop
+        outer = (getattr(self._local, "deadline", None), getattr(self._local, "stop", None),
+                 getattr(self._local, "served", 0))
+        self._local.deadline, self._local.stop, self._local.served = deadline, stop, 0
         with self._active_lock:
             self._active += 1
         try:
@@ -124,7 +127,7 @@ class BatchingBackend:
         finally:
             with self._active_lock:
                 self._active -= 1
-            self._local.deadline, self._local.stop = outer
+            self._local.deadline, self._local.stop, self._local.served = outer
 
     # -- primitives --------------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
@@ -160,7 +163,9 @@ class BatchingBackend:
         deadline = getattr(self._local, "deadline", None)
         stop: threading.Event | None = getattr(self._local, "stop", None)
         self._check(deadline, stop)
-        job = _Job(kind, key, items, deadline)
+        served = getattr(self._local, "served", 0)
+        self._local.served = served + len(items)
+        job = _Job(kind, key, items, deadline, served)
         with self._close_lock:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
@@ -197,15 +202,18 @@ class BatchingBackend:
 
     # -- the worker --------------------------------------------------------------------------------
     def _run(self) -> None:
+        pending: list[_Job] = []  # submitted, not yet run
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch, stopping = self._collect(first)
+        while pending or not stopping:
+            if not pending:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                pending.append(first)
+            stopping = self._collect(pending) or stopping
             groups: dict[tuple, list[_Job]] = {}
             now = time.perf_counter()
-            for job in batch:
+            for job in self._take(pending):
                 if job.deadline is not None and now >= job.deadline:
                     job.future.cancel()  # its caller has given up (or is about to): compute nothing for it
                 elif job.future.set_running_or_notify_cancel():
@@ -213,23 +221,43 @@ class BatchingBackend:
             for jobs in groups.values():
                 self._execute(jobs)
 
-    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """The first job plus whatever arrives within the wait, up to the prompt cap."""
-        batch, prompts = [first], len(first.items)
+    def _collect(self, pending: list[_Job]) -> bool:
+        """Add to ``pending`` whatever arrives within the wait (until the prompt cap is reached, or every
+        request in flight has submitted); True if the batcher is closing."""
+        pending[:] = [job for job in pending if not job.future.cancelled()]  # withdrawn by their callers
+        prompts = sum(len(job.items) for job in pending)
         until = time.perf_counter() + self.max_wait
         while prompts < self.max_batch_prompts:
             with self._active_lock:
-                everyone_in = len(batch) >= self._active  # no request in flight could add more
+                everyone_in = len(pending) >= self._active  # no request in flight could add more
             try:
                 job = self._queue.get_nowait() if everyone_in else \
                     self._queue.get(timeout=max(0.0, until - time.perf_counter()))
             except queue.Empty:
                 break
             if job is _STOP:
-                return batch, True
+                return True
+            pending.append(job)
+            prompts += len(job.items)
+        while True:  # what else is already queued waits in pending, to be ordered with the rest
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is _STOP:
+                return True
+            pending.append(job)
+
+    def _take(self, pending: list[_Job]) -> list[_Job]:
+        """The next batch, removed from ``pending``: least served requests first (a small request runs
+        before the next chunk of a large one), then oldest first, up to the prompt cap (at least one job)."""
+        pending.sort(key=lambda job: (job.served, job.enqueued))
+        batch, prompts = [], 0
+        while pending and (not batch or prompts + len(pending[0].items) <= self.max_batch_prompts):
+            job = pending.pop(0)
             batch.append(job)
             prompts += len(job.items)
-        return batch, False
+        return batch
 
     def _execute(self, jobs: list[_Job]) -> None:
         kind, key = jobs[0].kind, jobs[0].key

@@ -30,8 +30,8 @@ class ServeConfig:
     api_key: str | None = None
     batch_wait_ms: float = 5.0
     max_batch_prompts: int = 128
-    chunk_prompts: int = 32          # a request's prompts go to the model this many at a time
-    max_in_flight: int = 16          # rerank requests computed or queued at once; more: 429
+    chunk_prompts: int = 16          # a request's prompts go to the model this many at a time
+    max_in_flight: int = 8           # rerank requests computed or queued at once; more: 429
     header_timeout: float = 10.0     # seconds for a request's headers (from its first byte, or the connection)
     body_timeout: float = 30.0       # seconds for a request's body
     keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
