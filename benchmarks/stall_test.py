@@ -55,10 +55,11 @@ def post(url: str, body: dict, timeout: float, out: list, lock: threading.Lock) 
 
 
 def metric(url: str, name: str) -> float:
+    """One sample of /metrics; NaN where the server has no such metric (the code before)."""
     for line in httpx.get(f"{url}/metrics").text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
-    return 0.0
+    return float("nan")
 
 
 def stall_phase(url: str, big: dict, small: list[dict], gap: float, timeout: float) -> dict:

@@ -182,3 +182,36 @@ def test_a_set_stop_event_ends_the_call_at_the_next_chunk(engine):
     finally:
         batcher.close()
     assert len(batches) == 1
+
+
+def test_a_new_request_runs_before_the_next_chunk_of_a_large_one(engine):
+    batches, order = [], []
+    batcher = BatchingBackend(engine, max_wait_ms=0, observer=batches.append, chunk_prompts=4)
+    started = threading.Event()
+
+    def large() -> None:
+        with batcher.request_scope():
+            started.set()
+            batcher.choice_logprobs(_prompts(0, 40), CHOICES)
+            order.append("large")
+
+    def small() -> None:
+        with batcher.request_scope():
+            batcher.choice_logprobs(_prompts(1, 3), CHOICES)
+            order.append("small")
+
+    try:
+        threads = [threading.Thread(target=large)]
+        threads[0].start()
+        started.wait(10)
+        wait_until = time.monotonic() + 10
+        while not batches and time.monotonic() < wait_until:  # the large request's first chunk has run
+            time.sleep(0.001)
+        threads.append(threading.Thread(target=small))
+        threads[1].start()
+        for t in threads:
+            t.join(60)
+    finally:
+        batcher.close()
+    assert order == ["small", "large"]
+    assert 3 in [b.prompts for b in batches]  # the small request ran alone, not merged with a chunk

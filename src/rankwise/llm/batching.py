@@ -4,8 +4,8 @@
 worker thread takes the first call, waits up to ``max_wait_ms`` for more (or until ``max_batch_prompts``
 prompts are waiting, or every request in flight has submitted), merges the calls that can run together
 (same choices, same generation settings) into one call of the wrapped backend, and hands each caller its
-rows. Waiting work runs least-served first: the request with the fewest prompts computed so far goes next,
-so small requests are not queued behind a large one. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
+rows. Waiting work runs least-served first: requests' first work goes before (and is not merged with) the
+later chunks of requests already served, so small requests are not queued behind a large one. The wrapped backend is only ever called from the worker thread, so engines need no locking, and the
 transformers engine also shares the common prompt prefix across the merged requests.
 
 With ``chunk_prompts`` a caller's call is cut into chunks of at most that many prompts, submitted one after
@@ -249,11 +249,14 @@ class BatchingBackend:
             pending.append(job)
 
     def _take(self, pending: list[_Job]) -> list[_Job]:
-        """The next batch, removed from ``pending``: least served requests first (a small request runs
-        before the next chunk of a large one), then oldest first, up to the prompt cap (at least one job)."""
+        """The next batch, removed from ``pending``: requests' first work before the later chunks of requests
+        already served (a small request is not merged with, nor queued behind, a large one's next chunk),
+        least served then oldest first, up to the prompt cap (at least one job)."""
         pending.sort(key=lambda job: (job.served, job.enqueued))
+        fresh = pending[0].served == 0
         batch, prompts = [], 0
-        while pending and (not batch or prompts + len(pending[0].items) <= self.max_batch_prompts):
+        while pending and (not batch or (prompts + len(pending[0].items) <= self.max_batch_prompts
+                                         and (pending[0].served == 0) == fresh)):
             job = pending.pop(0)
             batch.append(job)
             prompts += len(job.items)
