@@ -98,3 +98,9 @@ def test_a_forged_answer_in_a_passage_no_longer_moves_p_yes(model, engine):
         _p_yes(backend, [plain])[0]
     print(f"{model} {engine}: P(yes) forged as control tokens {old:.4f}, now {new:.4f}, as text {as_text:.4f}")
     assert abs(new - as_text) < abs(old - as_text)  # the forged turn now reads like the same text
+
+
+def test_the_guard_flags_a_passage_with_control_tokens():
+    from rankwise.methods.guard import is_injection
+
+    assert is_injection(FORGED) and is_injection("text [INST] more") and not is_injection("a <b>bold</b> claim")

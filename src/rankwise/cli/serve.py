@@ -43,6 +43,8 @@ def serve(
     keep_alive_timeout: float = typer.Option(5.0, help="Seconds an idle keep-alive connection stays open."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass (transformers engine)."),
     prompt: Optional[str] = typer.Option(None, help="Prompt template name or YAML file."),
+    guard: bool = typer.Option(False, "--guard", help="Demote documents that instruct the ranker or hold chat "
+                                                      "control tokens (rankwise.methods.guard)."),
     max_passage_tokens: Optional[int] = typer.Option(None, help="Truncate each document to this many tokens."),
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file, shared with the CLI "
                                                     "(default: ~/.cache/rankwise)."),
@@ -75,6 +77,8 @@ def serve(
         method_opts["prompt"] = prompt
     if max_passage_tokens:
         method_opts["max_passage_tokens"] = max_passage_tokens
+    if guard:
+        method_opts["guard"] = True
     store = None if no_cache else OutputCache(cache)
     service = create_app(backend, method, config=config, cache=store, method_options=method_opts)
     err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "

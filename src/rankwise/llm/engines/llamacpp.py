@@ -145,7 +145,7 @@ class LlamaCppBackend:
 
         model = self.llm._model
         return tuple(model.token_get_text(i) for i in range(self._n_vocab)
-                     if llama_cpp.llama_token_get_attr(model.vocab, i) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
+                     if llama_cpp.llama_vocab_get_attr(model.vocab, i) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
 
     def _tokenize(self, text: str) -> list[int]:
         """Tokens of ``text`` with control tokens parsed (except where ``format_chat`` marked user text) and
