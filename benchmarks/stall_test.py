@@ -137,7 +137,8 @@ def report(args, command: str, health: dict, stall: dict, overload: dict, slow: 
     lines = [f"### {args.label}", "", f"`{command}`", "",
              f"CPU: {cpu_name()} ({os.cpu_count()} cores, shared with other jobs; load average "
              f"{os.getloadavg()[0]:.2f}); {health['method']} on {health['model']} ({health['engine']}, "
-             f"{health['dtype']}), cache off; server flags: `{args.serve_args or '(defaults)'}`.", "",
+             f"{health['dtype']}, {args.threads} torch thread(s)), cache off; server flags: "
+             f"`{args.serve_args or '(defaults)'}`.", "",
              f"Stall: one {args.big_docs}-document request, then {args.small} requests of {args.small_docs} documents "
              f"{args.gap:g} s apart.", "",
              "| large request | small requests (status: count) | small p50 (s) | small p99 (s) | small max (s) "
@@ -173,6 +174,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300.0, help="client timeout (s)")
     ap.add_argument("--serve-args", default="--request-timeout 10", help="extra `rankwise serve` flags")
     ap.add_argument("--server-pythonpath", help="run the server from this source tree (e.g. the code before)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="the server's torch threads (1 on a shared machine: 2 threads on 2 busy cores spin-wait)")
     ap.add_argument("--old-server", action="store_true", help="skip what the old server cannot do")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--batch-wait-ms", type=float, default=5.0)
@@ -182,6 +185,7 @@ def main() -> None:
     command = "python benchmarks/stall_test.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.server_pythonpath:
         os.environ["PYTHONPATH"] = args.server_pythonpath
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
     proc, url = start_server(args, extra=shlex.split(args.serve_args))
     try:
         health = httpx.get(f"{url}/health").json()
