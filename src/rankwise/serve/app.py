@@ -3,6 +3,11 @@
 The method runs in a worker thread per request; its backend calls go through one ``BatchingBackend``, so
 concurrent requests share forward passes. The SQLite cache sits *over* the batcher: a cached prompt is
 answered in the request thread and never waits in the queue; only misses are batched.
+
+A request's prompts reach the model in chunks (``chunk_prompts``), so requests interleave; a request past its
+time limit (408) or whose client disconnected (499) stops at the next chunk. ``AdmissionLimit`` answers 429
+beyond ``max_in_flight`` requests; slow clients are timed out by ``RequestGuard`` (body) and
+``slow_clients`` (headers, idle connections). docs/serve.md describes the settings.
 """
 
 from __future__ import annotations
