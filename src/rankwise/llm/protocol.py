@@ -8,6 +8,7 @@ their own calls, so cost travels with results and never through a counter shared
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Callable, Hashable, Mapping, Protocol, Sequence, runtime_checkable
@@ -186,6 +187,13 @@ def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_to
     """Render a Jinja chat template exactly as transformers does (sandboxed, trim_blocks/lstrip_blocks),
     with the generation prompt appended. Engines share it so one prompt string (and one cache key)
     means the same thing on every engine."""
+    return _compiled(template).render(messages=messages, add_generation_prompt=True, bos_token=bos_token,
+                                      eos_token=eos_token)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(template: str):
+    """A chat template compiled once (compiling costs milliseconds, rendering a prompt microseconds)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str) -> None:
@@ -194,8 +202,7 @@ def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_to
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = raise_exception
-    return env.from_string(template).render(messages=messages, add_generation_prompt=True,
-                                            bos_token=bos_token, eos_token=eos_token)
+    return env.from_string(template)
 
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
