@@ -49,11 +49,11 @@ def request_bodies(dataset: str, n: int, docs: int) -> list[dict]:
     return bodies[:n]
 
 
-def start_server(args, api_key: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(args, api_key: str | None = None, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-c", _CLI, "serve", "--model", args.model, "--method", args.method,
            "--engine", args.engine, "--port", "0", "--no-cache",
            "--batch-size", str(args.batch_size), "--batch-wait-ms", str(args.batch_wait_ms),
-           "--max-batch-prompts", str(args.max_batch_prompts)]
+           "--max-batch-prompts", str(args.max_batch_prompts), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if api_key:
         env["RANKWISE_API_KEY"] = api_key

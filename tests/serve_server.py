@@ -18,13 +18,13 @@ _CLI = "from rankwise.cli import main; main()"
 
 
 class ThreadServer:
-    """uvicorn serving ``app`` on a free loopback port, in a background thread."""
+    """uvicorn serving ``app`` on a free loopback port, in a background thread (``settings``: uvicorn.Config's)."""
 
-    def __init__(self, app):
+    def __init__(self, app, **settings):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **settings))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "ThreadServer":

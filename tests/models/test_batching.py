@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from rankwise.llm.batching import BatchingBackend, RequestTimeout
+from rankwise.llm.batching import BatchingBackend, RequestCancelled, RequestTimeout
 from tests.tiny_lm import tiny_backend
 
 CHOICES = ["Yes|yes", "No|no"]
@@ -153,3 +153,65 @@ def test_outside_a_request_usage_is_the_engines_and_close_stops_the_worker(engin
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher.choice_logprobs(_prompts(0), CHOICES)
+
+
+def test_chunks_bound_each_backend_call_and_join_into_the_same_answer(engine):
+    batches = []
+    batcher = BatchingBackend(engine, max_wait_ms=0, observer=batches.append, chunk_prompts=4)
+    try:
+        with batcher.request_scope():
+            rows = batcher.choice_logprobs(_prompts(0, 10), CHOICES)
+    finally:
+        batcher.close()
+    assert [b.prompts for b in batches] == [4, 4, 2]
+    np.testing.assert_allclose(rows, engine.choice_logprobs(_prompts(0, 10), CHOICES), atol=1e-4)
+    assert rows.usage.calls == 10 and rows.usage.forward_passes >= 3  # a prefix pass per chunk too
+
+
+def test_a_set_stop_event_ends_the_call_at_the_next_chunk(engine):
+    batches, stop = [], threading.Event()
+
+    def observe(stats) -> None:
+        batches.append(stats)
+        stop.set()  # the client goes away while the first chunk runs
+
+    batcher = BatchingBackend(engine, max_wait_ms=0, observer=observe, chunk_prompts=4)
+    try:
+        with batcher.request_scope(stop=stop), pytest.raises(RequestCancelled):
+            batcher.choice_logprobs(_prompts(0, 12), CHOICES)
+    finally:
+        batcher.close()
+    assert len(batches) == 1
+
+
+def test_a_new_request_runs_before_the_next_chunk_of_a_large_one(engine):
+    batches, order = [], []
+    batcher = BatchingBackend(engine, max_wait_ms=0, observer=batches.append, chunk_prompts=4)
+    started = threading.Event()
+
+    def large() -> None:
+        with batcher.request_scope():
+            started.set()
+            batcher.choice_logprobs(_prompts(0, 40), CHOICES)
+            order.append("large")
+
+    def small() -> None:
+        with batcher.request_scope():
+            batcher.choice_logprobs(_prompts(1, 3), CHOICES)
+            order.append("small")
+
+    try:
+        threads = [threading.Thread(target=large)]
+        threads[0].start()
+        started.wait(10)
+        wait_until = time.monotonic() + 10
+        while not batches and time.monotonic() < wait_until:  # the large request's first chunk has run
+            time.sleep(0.001)
+        threads.append(threading.Thread(target=small))
+        threads[1].start()
+        for t in threads:
+            t.join(60)
+    finally:
+        batcher.close()
+    assert order == ["small", "large"]
+    assert 3 in [b.prompts for b in batches]  # the small request ran alone, not merged with a chunk

@@ -13,6 +13,9 @@ from rankwise.cli import main
     (["--method", "pointwise.yes_no", "--max-documents", "0"], "max-documents must be at least 1"),
     (["--method", "pointwise.yes_no", "--request-timeout", "0"], "request-timeout must be positive"),
     (["--method", "pointwise.yes_no", "--api-key", " "], "api-key must not be empty"),
+    (["--method", "pointwise.yes_no", "--chunk-prompts", "0"], "chunk-prompts must be at least 1"),
+    (["--method", "pointwise.yes_no", "--max-in-flight", "0"], "max-in-flight must be at least 1"),
+    (["--method", "pointwise.yes_no", "--header-timeout", "0"], "header-timeout must be positive"),
 ])
 def test_bad_settings_exit_2_with_one_line(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -26,5 +29,7 @@ def test_help_lists_the_limits(capsys):
     main(["serve", "--help"])
     out = capsys.readouterr().out
     for flag in ("--max-documents", "--max-document-chars", "--long-documents", "--max-body-bytes",
-                 "--request-timeout", "--api-key", "RANKWISE_API_KEY", "--batch-wait-ms", "--max-batch-prompts"):
+                 "--request-timeout", "--api-key", "RANKWISE_API_KEY", "--batch-wait-ms", "--max-batch-prompts",
+                 "--chunk-prompts", "--max-in-flight", "--header-timeout", "--body-timeout", "--keep-alive-timeout",
+                 "--guard"):
         assert flag in out

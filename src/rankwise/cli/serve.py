@@ -50,8 +50,18 @@ def serve(
     request_timeout: float = typer.Option(60.0, help="Seconds a request may take (longer: 408)."),
     batch_wait_ms: float = typer.Option(5.0, help="How long the batcher waits for other requests to join."),
     max_batch_prompts: int = typer.Option(128, help="Prompts merged into one backend call at most."),
+    chunk_prompts: int = typer.Option(16, help="A request's prompts go to the model this many at a time: other "
+                                               "requests run in between; a timed-out or disconnected request "
+                                               "stops at the next chunk."),
+    max_in_flight: int = typer.Option(8, help="Rerank requests computed or queued at once (more: 429 with "
+                                               "Retry-After)."),
+    header_timeout: float = typer.Option(10.0, help="Seconds for a request's headers to arrive (else 408, closed)."),
+    body_timeout: float = typer.Option(30.0, help="Seconds for a request's body to arrive (else 408, closed)."),
+    keep_alive_timeout: float = typer.Option(5.0, help="Seconds an idle keep-alive connection stays open."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass (transformers engine)."),
     prompt: Optional[str] = typer.Option(None, help="Prompt template name or YAML file."),
+    guard: bool = typer.Option(False, "--guard", help="Demote documents that instruct the ranker or hold chat "
+                                                      "control tokens (rankwise.methods.guard)."),
     max_passage_tokens: Optional[int] = typer.Option(None, help="Truncate each document to this many tokens."),
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file, shared with the CLI "
                                                     "(default: ~/.cache/rankwise)."),
@@ -67,11 +77,14 @@ def serve(
     from rankwise.llm.cache import OutputCache
     from rankwise.methods.registry import method_info
     from rankwise.serve import ServeConfig, create_app
+    from rankwise.serve.slow_clients import uvicorn_settings
 
     config = ServeConfig(max_documents=max_documents, max_document_chars=max_document_chars,
                          long_documents=long_documents, max_query_chars=max_query_chars,
                          max_body_bytes=max_body_bytes, request_timeout=request_timeout, api_key=api_key,
-                         batch_wait_ms=batch_wait_ms, max_batch_prompts=max_batch_prompts)
+                         batch_wait_ms=batch_wait_ms, max_batch_prompts=max_batch_prompts,
+                         chunk_prompts=chunk_prompts, max_in_flight=max_in_flight, header_timeout=header_timeout,
+                         body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout)
     method_info(method)  # an unknown name fails before any model loads
     check_port_free(host, port)  # so does a busy port
     options: dict = {"batch_size": batch_size}
@@ -83,6 +96,8 @@ def serve(
         method_opts["prompt"] = prompt
     if max_passage_tokens:
         method_opts["max_passage_tokens"] = max_passage_tokens
+    if guard:
+        method_opts["guard"] = True
     store = None if no_cache else OutputCache(cache)
     service = create_app(backend, method, config=config, cache=store, method_options=method_opts)
     err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "
@@ -92,4 +107,4 @@ def serve(
                   "use the model")
     # uvicorn stops accepting on SIGINT/SIGTERM and lets in-flight requests finish (each within the timeout).
     uvicorn.run(service, host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=math.ceil(request_timeout) + 5)
+                timeout_graceful_shutdown=math.ceil(request_timeout) + 5, **uvicorn_settings(config))

@@ -3,6 +3,12 @@
 Keys are model + rendered prompt + choices (or generation settings), not the engine, so an experiment
 re-run on another engine of the same model is free too. WAL mode and a busy timeout make it safe for
 several processes (CLI runs, the HTTP service, workers) writing at once.
+
+The first value stored for a key wins: a later write of the same key keeps the stored value, and the caller
+gets that value back, so processes that computed a prompt at the same time (and may differ in the last bits,
+e.g. bf16 under different batch shapes) all answer with one value. A file that SQLite finds damaged (not a
+database, truncated, malformed pages), when opened or later, is renamed aside (``NAME.damaged-TIMESTAMP``, kept)
+and replaced by an empty cache, with one warning.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -21,6 +28,9 @@ import numpy as np
 
 from rankwise.llm.protocol import Scores, Texts, call_usage, usage_of
 from rankwise.types import Usage
+
+log = logging.getLogger(__name__)
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 def default_cache_path() -> Path:
@@ -60,21 +70,56 @@ class OutputCache:
         self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._generation = 0  # bumped when a damaged file is replaced: threads then reopen
+        self._recover_lock = threading.Lock()
+        self._guarded(lambda conn: conn.execute("SELECT 1 FROM outputs LIMIT 1"))
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation != self._generation:
+            conn.close()
+            conn = None
         if conn is None:
+            self._local.generation = self._generation
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._local.conn = conn
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            conn.execute("CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         return conn
 
+    def _guarded(self, work: Callable[[sqlite3.Connection], object]):
+        """``work(connection)``; if SQLite reports the file damaged, set it aside and run it once more on a
+        fresh file."""
+        generation = self._generation
+        try:
+            return work(self._conn())
+        except sqlite3.DatabaseError as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _DAMAGED:
+                raise
+            self._set_aside(generation, exc)
+        return work(self._conn())
+
+    def _set_aside(self, generation: int, exc: sqlite3.DatabaseError) -> None:
+        with self._recover_lock:
+            if generation != self._generation:
+                return  # another thread has already replaced it
+            self.close()
+            kept = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    part.replace(f"{kept}{suffix}")
+            self._generation += 1
+            log.warning("the output cache %s is damaged (%s): moved it to %s and started an empty cache",
+                        self.path, exc, kept)
+
     def get_many(self, keys: Sequence[str]) -> dict[str, object]:
+        return self._guarded(lambda conn: self._get_many(conn, keys))
+
+    @staticmethod
+    def _get_many(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, object]:
         found: dict[str, object] = {}
-        conn = self._conn()
         for i in range(0, len(keys), 500):
             chunk = list(keys[i:i + 500])
             rows = conn.execute(f"SELECT key, value FROM outputs WHERE key IN ({','.join('?' * len(chunk))})",
@@ -82,14 +127,21 @@ class OutputCache:
             found.update((k, json.loads(v)) for k, v in rows)
         return found
 
-    def put_many(self, items: dict[str, object]) -> None:
+    def put_many(self, items: dict[str, object]) -> dict[str, object]:
+        """Store the items whose keys are new; returns the stored value of every item's key (the first
+        value written wins)."""
         if not items:
-            return
-        conn = self._conn()
+            return {}
+        self._guarded(lambda conn: self._insert_new(conn, items))
+        stored = self.get_many(list(items))
+        return {key: stored.get(key, value) for key, value in items.items()}
+
+    @staticmethod
+    def _insert_new(conn: sqlite3.Connection, items: dict[str, object]) -> None:
         for attempt in range(5):
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)",
+                conn.executemany("INSERT OR IGNORE INTO outputs (key, value) VALUES (?, ?)",
                                  [(k, json.dumps(v)) for k, v in items.items()])
                 conn.execute("COMMIT")
                 return
@@ -101,7 +153,7 @@ class OutputCache:
                 time.sleep(0.2 * (attempt + 1))
 
     def __len__(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+        return self._guarded(lambda conn: conn.execute("SELECT COUNT(*) FROM outputs").fetchone()[0])
 
     def batches(self, size: int = 5000) -> Iterator[dict[str, object]]:
         """Every entry, ``size`` at a time (to copy one cache into another)."""
@@ -166,9 +218,9 @@ class CachedBackend:
         fresh: dict[int, object] = {}
         if missing:
             values, computed = compute(missing)
-            fresh = dict(zip(missing, values))
             used.add(computed)
-            self.cache.put_many({keys[i]: value for i, value in fresh.items()})
+            stored = self.cache.put_many({keys[i]: value for i, value in zip(missing, values)})
+            fresh = {i: stored[keys[i]] for i in missing}  # another process's earlier value, if it wrote first
         hits = len(keys) - len(missing)
         used.cache_hits += hits
         used.calls += hits

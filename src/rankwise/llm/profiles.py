@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
+from rankwise.llm.protocol import mark_plain, neutralize_control_tokens
 from rankwise.prompts import PROMPT_DIR, PromptTemplate, load_prompt
 
 PROFILE_DIR = PROMPT_DIR / "profiles"
@@ -168,7 +169,14 @@ class FramedBackend:
         return getattr(self.backend, item)
 
     def format_chat(self, user: str, system: str | None = None) -> str:
-        return self.profile.frame(user, system)
+        """The frame around the turn; control-token strings in the turn's text are marked as plain text (or,
+        on an engine that does not tokenize itself, neutralized)."""
+        specials = getattr(self.backend, "control_tokens", None)
+
+        def safe(text: str) -> str:
+            return neutralize_control_tokens(text) if specials is None else mark_plain(text, specials)
+
+        return self.profile.frame(safe(user), safe(system) if system else system)
 
 
 def apply_profile(backend):

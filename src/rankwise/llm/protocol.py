@@ -8,7 +8,9 @@ their own calls, so cost travels with results and never through a counter shared
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from typing import Callable, Hashable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -185,6 +187,13 @@ def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_to
     """Render a Jinja chat template exactly as transformers does (sandboxed, trim_blocks/lstrip_blocks),
     with the generation prompt appended. Engines share it so one prompt string (and one cache key)
     means the same thing on every engine."""
+    return _compiled(template).render(messages=messages, add_generation_prompt=True, bos_token=bos_token,
+                                      eos_token=eos_token)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(template: str):
+    """A chat template compiled once (compiling costs milliseconds, rendering a prompt microseconds)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str) -> None:
@@ -193,8 +202,7 @@ def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_to
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = raise_exception
-    return env.from_string(template).render(messages=messages, add_generation_prompt=True,
-                                            bos_token=bos_token, eos_token=eos_token)
+    return env.from_string(template)
 
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
@@ -205,9 +213,62 @@ def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text[:cut] if cut >= 0 else text
 
 
-def chat_messages(user: str, system: str | None = None) -> list[dict]:
-    msgs = [{"role": "system", "content": system}] if system else []
-    return msgs + [{"role": "user", "content": user}]
+def chat_messages(user: str, system: str | None = None, control_tokens: Sequence[str] = ()) -> list[dict]:
+    """The messages of one user turn; the control-token strings in their text are marked as plain text."""
+    msgs = [{"role": "system", "content": mark_plain(system, control_tokens)}] if system else []
+    return msgs + [{"role": "user", "content": mark_plain(user, control_tokens)}]
+
+
+# Control tokens in user text (documents, queries) must stay text: a passage holding "<|im_end|>" must not
+# close the user turn. Engines mark each control-token string found in the text of a turn between these two
+# private-use characters when they render the chat (``mark_plain``), and tokenize marked spans with special-
+# token parsing off (``tokenize_marked``). Text without control-token strings is left as it was, so its
+# prompt, its tokens and its cache keys do not change.
+PLAIN_START, PLAIN_END = "\ue000", "\ue001"
+_MARKED = re.compile(f"{PLAIN_START}(.*?){PLAIN_END}", flags=re.S)
+# For servers whose tokenizer rankwise does not run (the OpenAI-compatible engine): the usual syntaxes of
+# control tokens, broken with a zero-width joiner after the first character.
+_CONTROL_LIKE = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>|<(?:bos|eos|pad|unk)>")
+
+
+def mark_plain(text: str, control_tokens: Sequence[str]) -> str:
+    """``text`` with each occurrence of a control-token string marked as plain text (marks already in the
+    text are removed first, so a document cannot forge them)."""
+    text = text.replace(PLAIN_START, "").replace(PLAIN_END, "")
+    found = [t for t in control_tokens if t and t in text]
+    if not found:
+        return text
+    pattern = "|".join(re.escape(t) for t in sorted(found, key=len, reverse=True))
+    return re.sub(pattern, lambda m: f"{PLAIN_START}{m.group(0)}{PLAIN_END}", text)
+
+
+def tokenize_marked(prompt: str, tokenize: Callable[[str, bool], list[int]]) -> list[int]:
+    """Token ids of ``prompt``: ``tokenize(text, specials)`` parses control tokens outside the marked spans
+    (the chat template's own) and none inside them (user text)."""
+    if PLAIN_START not in prompt:
+        return tokenize(prompt, True)
+    ids: list[int] = []
+    for i, piece in enumerate(_MARKED.split(prompt)):  # odd pieces were marked
+        if piece:
+            ids += tokenize(piece, i % 2 == 0)
+    return ids
+
+
+def unmark(prompt: str) -> str:
+    """The prompt's text without the plain-text marks."""
+    return prompt.replace(PLAIN_START, "").replace(PLAIN_END, "")
+
+
+def hf_control_tokens(tokenizer) -> tuple[str, ...]:
+    """The strings a transformers tokenizer parses as special (control) tokens."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return tuple(sorted({t.content for t in added.values() if t.special} | set(tokenizer.all_special_tokens)))
+
+
+def neutralize_control_tokens(text: str) -> str:
+    """For engines that cannot tokenize marked spans: break every control-token-like string in ``text`` with a
+    zero-width joiner, so no server parses it as a control token."""
+    return _CONTROL_LIKE.sub(lambda m: m.group(0)[0] + "\u200d" + m.group(0)[1:], text)
 
 
 def score_from_top_logprobs(top: Mapping[Hashable, float], keys: Sequence[Sequence[Hashable]]) -> list[float]:

@@ -3,23 +3,34 @@
 The method runs in a worker thread per request; its backend calls go through one ``BatchingBackend``, so
 concurrent requests share forward passes. The SQLite cache sits *over* the batcher: a cached prompt is
 answered in the request thread and never waits in the queue; only misses are batched.
+
+A request's prompts reach the model in chunks (``chunk_prompts``), so requests interleave; a request past its
+time limit (408) or whose client disconnected (499) stops at the next chunk. ``AdmissionLimit`` answers 429
+beyond ``max_in_flight`` requests; slow clients are timed out by ``RequestGuard`` (body) and
+``slow_clients`` (headers, idle connections). docs/serve.md describes the settings.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Callable
 
 import anyio
+from anyio import CancelScope
 from fastapi import FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
-from rankwise.llm.batching import BatchingBackend, RequestTimeout
+from rankwise.llm.batching import BatchingBackend, RequestCancelled, RequestTimeout
 from rankwise.llm.cache import CachedBackend, OutputCache
 from rankwise.pipeline import load_reranker
 from rankwise.pipeline import run as run_stage
+from rankwise.serve.admission import AdmissionLimit
 from rankwise.serve.errors import ApiError, install_error_handlers
 from rankwise.serve.limits import RequestGuard, ServeConfig, document_texts
 from rankwise.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -33,7 +44,8 @@ _ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in
     (400, "Invalid JSON, or a body that is not UTF-8"), (401, "Missing or wrong API key (when auth is on)"),
     (408, "The request took longer than the time limit"), (413, "Body larger than the limit"),
     (415, "Body not sent as application/json"),
-    (422, "A field is missing, of the wrong type, empty, or over its limit"))}
+    (422, "A field is missing, of the wrong type, empty, or over its limit"),
+    (429, "The server is full (max in-flight requests); retry after the Retry-After header's seconds"))}
 
 
 def create_app(backend, method: str, *, config: ServeConfig | None = None, cache: OutputCache | None = None,
@@ -44,7 +56,10 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
     """
     config = config or ServeConfig()
     metrics = ServeMetrics()
-    batcher = BatchingBackend(backend, config.batch_wait_ms, config.max_batch_prompts, metrics.observe_batch)
+    metrics.report_settings({k: v for k, v in asdict(config).items() if isinstance(v, (int, float))
+                             and not isinstance(v, bool)})
+    batcher = BatchingBackend(backend, config.batch_wait_ms, config.max_batch_prompts, metrics.observe_batch,
+                              chunk_prompts=config.chunk_prompts)
     served = CachedBackend(batcher, cache, model_key=backend.name) if cache is not None else batcher
     try:
         reranker = load_reranker(method, backend.name, backend=served, **(method_options or {}))
@@ -64,19 +79,23 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
     app.state.batcher = batcher
     install_error_handlers(app)
 
-    def run(query: str, texts: list[str], deadline: float) -> Ranking:
+    def run(query: str, texts: list[str], deadline: float, stop: threading.Event) -> Ranking:
         request = Request(Query("request", query), tuple(Candidate(str(i), t) for i, t in enumerate(texts)))
-        with batcher.request_scope(deadline):
+        with batcher.request_scope(deadline, stop):
             return run_stage(reranker, [request]).rankings["request"]
 
-    async def rerank(body: RerankRequest) -> RerankResponse:
+    async def rerank(body: RerankRequest, http: HttpRequest) -> RerankResponse:
         texts, truncated = truncate_documents(backend, document_texts(body, config), body.max_tokens_per_doc)
         deadline = time.perf_counter() + config.request_timeout
         try:
-            with anyio.fail_after(config.request_timeout):
-                ranking = await anyio.to_thread.run_sync(run, body.query, texts, deadline, abandon_on_cancel=True)
-        except (TimeoutError, RequestTimeout):
+            ranking = await _run_watched(lambda stop: run(body.query, texts, deadline, stop), http,
+                                         config.request_timeout)
+        except RequestTimeout:
+            metrics.stopped.labels("timeout").inc()
             raise ApiError(408, f"the request took longer than the limit of {config.request_timeout:g} s") from None
+        except RequestCancelled:
+            metrics.stopped.labels("disconnected").inc()
+            raise ApiError(499, "the client closed the connection before the answer") from None
         metrics.observe_rerank(len(texts), ranking.usage)
         results = []
         for candidate, score in list(ranking)[:body.top_n]:
@@ -107,11 +126,46 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
 
     protected = frozenset(RERANK_PATHS + SHAPE_PATHS + ("/metrics",))
     app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, api_key=config.api_key,
-                       protected=protected, json_paths=frozenset(RERANK_PATHS + SHAPE_PATHS))
+                       protected=protected, json_paths=frozenset(RERANK_PATHS + SHAPE_PATHS),
+                       body_timeout=config.body_timeout)
+    app.add_middleware(AdmissionLimit, max_in_flight=config.max_in_flight,
+                       paths=frozenset(RERANK_PATHS + SHAPE_PATHS))
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=protected | {"/health"})
     if config.api_key is not None:
         _document_bearer_auth(app, protected)
     return app
+
+
+async def _run_watched(work: Callable[[threading.Event], Ranking], http: HttpRequest, timeout: float) -> Ranking:
+    """``work(stop)`` in a worker thread. Past ``timeout`` raises RequestTimeout, a client that goes away
+    RequestCancelled; either way ``stop`` is set, so the batcher drops the work's remaining chunks."""
+    stop = threading.Event()
+    outcome: list = []  # the ranking or the error work raised; empty if the client went away
+    try:
+        with anyio.fail_after(timeout):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_cancel_on_disconnect, http, tasks.cancel_scope)
+                try:
+                    outcome.append(await anyio.to_thread.run_sync(work, stop, abandon_on_cancel=True))
+                except Exception as exc:  # noqa: BLE001 - re-raised below, not inside an ExceptionGroup
+                    outcome.append(exc)
+                tasks.cancel_scope.cancel()
+    except TimeoutError:
+        raise RequestTimeout() from None
+    finally:
+        stop.set()
+    if not outcome:
+        raise RequestCancelled()
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+async def _cancel_on_disconnect(http: HttpRequest, scope: CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away (the body has been read: the next message is the end)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def _usage(u: Usage) -> RerankUsage:

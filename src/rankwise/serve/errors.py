@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 _TYPES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
           408: "timeout", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-          500: "internal_error"}
+          429: "too_many_requests", 499: "client_closed_request", 500: "internal_error"}
 
 
 class ApiError(Exception):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
+import anyio
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,14 +30,20 @@ class ServeConfig:
     api_key: str | None = None
     batch_wait_ms: float = 5.0
     max_batch_prompts: int = 128
+    chunk_prompts: int = 16          # a request's prompts go to the model this many at a time
+    max_in_flight: int = 8           # rerank requests computed or queued at once; more: 429
+    header_timeout: float = 10.0     # seconds for a request's headers (from its first byte, or the connection)
+    body_timeout: float = 30.0       # seconds for a request's body
+    keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
 
     def __post_init__(self) -> None:
         for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes",
-                     "max_batch_prompts"):
+                     "max_batch_prompts", "chunk_prompts", "max_in_flight"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1")
-        if self.request_timeout <= 0:
-            raise InputError("request-timeout must be positive")
+        for name in ("request_timeout", "header_timeout", "body_timeout", "keep_alive_timeout"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name.replace('_', '-')} must be positive")
         if self.batch_wait_ms < 0:
             raise InputError("batch-wait-ms must not be negative")
         if self.long_documents not in LONG_DOCUMENT_POLICIES:
@@ -83,9 +91,10 @@ class RequestGuard:
     for POSTs to ``json_paths``, the content type, the body size (declared and actual) and UTF-8."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_key: str | None,
-                 protected: frozenset[str], json_paths: frozenset[str]):
+                 protected: frozenset[str], json_paths: frozenset[str], body_timeout: float = 30.0):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.api_key = api_key
         self.protected = protected
         self.json_paths = json_paths
@@ -103,7 +112,12 @@ class RequestGuard:
             return
         if path in self.json_paths and scope["method"] == "POST":
             try:
-                body = await self._read_body(headers, receive)
+                with anyio.fail_after(self.body_timeout):
+                    body = await self._read_body(headers, receive)
+            except TimeoutError:
+                await error_response(408, f"body: not received within {self.body_timeout:g} s", "body",
+                                     headers={"Connection": "close"})(scope, receive, send)
+                return
             except ApiError as err:
                 await error_response(err.status, err.message, err.field)(scope, receive, send)
                 return

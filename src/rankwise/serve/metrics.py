@@ -40,6 +40,16 @@ class ServeMetrics:
                                        buckets=_LATENCY, registry=r)
         self.batch_seconds = Histogram("rankwise_batch_run_seconds", "Time of one merged backend call",
                                        buckets=_LATENCY, registry=r)
+        self.late_seconds = Histogram("rankwise_batch_late_seconds", "How long after its request's deadline a "
+                                      "chunk finished (work computed for nothing)", buckets=_LATENCY, registry=r)
+        self.stopped = Counter("rankwise_requests_stopped", "Rerank requests stopped before their ranking was "
+                               "done", ["reason"], registry=r)
+        self.setting = Gauge("rankwise_setting", "The server's limits and timeouts (seconds, counts)", ["name"],
+                             registry=r)
+
+    def report_settings(self, settings: dict[str, float]) -> None:
+        for name, value in settings.items():
+            self.setting.labels(name).set(value)
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_prompts.observe(stats.prompts)
@@ -47,6 +57,8 @@ class ServeMetrics:
         self.batch_seconds.observe(stats.run_seconds)
         for wait in stats.queue_seconds:
             self.queue_seconds.observe(wait)
+        for late in stats.late_seconds:
+            self.late_seconds.observe(late)
 
     def observe_rerank(self, documents: int, usage: Usage) -> None:
         self.documents.inc(documents)

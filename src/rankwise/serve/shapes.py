@@ -31,7 +31,7 @@ from rankwise.serve.errors import ApiError
 from rankwise.serve.schemas import RerankRequest, RerankResponse
 
 SHAPE_PATHS = ("/rerank", "/score", "/v1/score")
-Rerank = Callable[[RerankRequest], Awaitable[RerankResponse]]
+Rerank = Callable[[RerankRequest, Request], Awaitable[RerankResponse]]  # a request and its HTTP request
 
 
 class TeiRerankRequest(BaseModel):
@@ -124,9 +124,10 @@ def _validated(model: type[BaseModel], body: object) -> BaseModel:
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in err.errors()]) from None
 
 
-async def _tei(rerank: Rerank, body: TeiRerankRequest) -> list[TeiRank]:
+async def _tei(rerank: Rerank, body: TeiRerankRequest, http: Request) -> list[TeiRank]:
     with _fields_named({"documents": "texts"}):
-        answer = await rerank(RerankRequest(query=body.query, documents=body.texts, return_documents=body.return_text))
+        answer = await rerank(RerankRequest(query=body.query, documents=body.texts, return_documents=body.return_text),
+                              http)
     return [TeiRank(index=r.index, score=r.relevance_score, text=r.document.text if r.document else None)
             for r in answer.results]
 
@@ -145,14 +146,14 @@ def _pairs(body: ScoreRequest) -> list[tuple[str, list[int]]]:
     return list(groups.items())
 
 
-async def _score(rerank: Rerank, body: ScoreRequest) -> ScoreResponse:
+async def _score(rerank: Rerank, body: ScoreRequest, http: Request) -> ScoreResponse:
     docs = [body.text_2] if isinstance(body.text_2, str) else body.text_2
     scores: dict[int, float] = {}
     prompt_tokens, model = 0, ""
     for query, indices in _pairs(body):
         with _fields_named({"documents": "text_2", "query": "text_1"}):
             answer = await rerank(RerankRequest(query=query, documents=[docs[i] for i in indices],
-                                                max_tokens_per_doc=body.truncate_prompt_tokens))
+                                                max_tokens_per_doc=body.truncate_prompt_tokens), http)
         scores.update({indices[r.index]: r.relevance_score for r in answer.results})
         prompt_tokens += answer.usage.prompt_tokens
         model = answer.model
@@ -170,15 +171,15 @@ def add_shape_routes(app: FastAPI, rerank: Rerank) -> None:
         except json.JSONDecodeError as err:
             raise ApiError(400, f"invalid JSON: {err.msg} (at character {err.pos})", "body") from None
         if isinstance(body, dict) and "texts" in body and "documents" not in body:
-            ranks = await _tei(rerank, _validated(TeiRerankRequest, body))
+            ranks = await _tei(rerank, _validated(TeiRerankRequest, body), request)
             return JSONResponse([r.model_dump(exclude_none=True) for r in ranks])
-        answer = await rerank(_validated(RerankRequest, body))
+        answer = await rerank(_validated(RerankRequest, body), request)
         return JSONResponse(answer.model_dump(exclude_none=True))
 
     app.add_api_route("/rerank", rerank_any, methods=["POST"], include_in_schema=False)
 
-    async def score(body: ScoreRequest) -> ScoreResponse:
-        return await _score(rerank, body)
+    async def score(body: ScoreRequest, request: Request) -> ScoreResponse:
+        return await _score(rerank, body, request)
 
     for i, path in enumerate(SHAPE_PATHS[1:]):
         app.add_api_route(path, score, methods=["POST"], response_model=ScoreResponse, include_in_schema=i == 1,

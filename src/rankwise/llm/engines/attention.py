@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rankwise.errors import InputError, ModelError
-from rankwise.llm.protocol import answered, call_usage
+from rankwise.llm.protocol import answered, call_usage, tokenize_marked
 
 
 def select_layers(spec: Sequence[int] | str | None, n_layers: int) -> list[int]:
@@ -66,8 +66,9 @@ def prefix_attention(backend, segments: Sequence[str], suffixes: Sequence[str],
     The scores' usage counts 2 forward passes, one call per suffix, and the tokens.
     """
     start_time = time.perf_counter()
-    def tokenize(text: str) -> list[int]:
-        return backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def tokenize(text: str) -> list[int]:  # control-token strings marked in user text stay plain text
+        return tokenize_marked(text, lambda piece, specials: backend.tokenizer(
+            piece, add_special_tokens=False, split_special_tokens=not specials)["input_ids"])
 
     prefix: list[int] = []
     spans: list[tuple[int, int]] = []

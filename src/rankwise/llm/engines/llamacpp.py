@@ -14,6 +14,7 @@ they are turned off there (``extra_bufts=None`` decides from the CPU flags).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ import numpy as np
 
 from rankwise.errors import InputError, ModelError
 from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, gather_choice_logprobs,
-                               render_chat)
+                                   mark_plain, render_chat, tokenize_marked)
 from rankwise.types import Usage
 
 AMX_FLAGS = frozenset({"amx_tile", "amx_bf16", "amx_int8"})
@@ -137,9 +138,20 @@ class LlamaCppBackend:
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
 
     # -- text helpers ---------------------------------------------------------------------------
+    @functools.cached_property
+    def control_tokens(self) -> tuple[str, ...]:
+        """The texts of the vocabulary's control tokens (read once, on first use)."""
+        import llama_cpp
+
+        model = self.llm._model
+        return tuple(model.token_get_text(i) for i in range(self._n_vocab)
+                     if llama_cpp.llama_vocab_get_attr(model.vocab, i) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
+
     def _tokenize(self, text: str) -> list[int]:
-        """Tokens of ``text`` with special tokens parsed and no BOS added."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        """Tokens of ``text`` with control tokens parsed (except where ``format_chat`` marked user text) and
+        no BOS added."""
+        return tokenize_marked(text, lambda piece, specials: self.llm.tokenize(
+            piece.encode("utf-8"), add_bos=False, special=specials))
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         """A prompt's tokens: BOS first where the model asks for it, never twice."""
@@ -160,8 +172,8 @@ class LlamaCppBackend:
     def format_chat(self, user: str, system: str | None = None) -> str:
         """The GGUF's own chat template, rendered as transformers renders it (same prompt string)."""
         if not self.chat_template:
-            return (f"{system}\n\n" if system else "") + user + "\n"
-        return render_chat(self.chat_template, chat_messages(user, system),
+            return mark_plain((f"{system}\n\n" if system else "") + user + "\n", self.control_tokens)
+        return render_chat(self.chat_template, chat_messages(user, system, self.control_tokens),
                            bos_token=self.bos_token, eos_token=self.eos_token)
 
     def _check_length(self, ids: Sequence[Sequence[int]], room: int = 0) -> None:

@@ -17,7 +17,10 @@ Everything goes through the legacy ``/v1/completions`` endpoint with prompts alr
   whitespace words (``exact_tokens`` is then False and a warning is logged once).
 - ``format_chat`` renders a chat template given as a string (``chat_template``) or read from a local GGUF
   file or Hugging Face directory (``chat_template_from``); with neither it falls back to the plain
-  "system, blank line, user" layout of a model without a template (with a warning, once).
+  "system, blank line, user" layout of a model without a template (with a warning, once). The server
+  tokenizes the prompt itself, parsing control tokens anywhere in it, so the turn's text (documents, query)
+  has every control-token-like string (``<|im_end|>``, ``</s>``, ``[INST]``, ...) broken with a zero-width
+  joiner first (``neutralize_control_tokens``): a document cannot close the user turn.
 
 Requests of one call go out in parallel (``concurrency`` threads); each retries ``max_retries`` times with
 exponential backoff on connection errors, timeouts, HTTP 429 and 5xx, then raises a ``RankwiseError``.
@@ -40,8 +43,8 @@ import httpx
 import numpy as np
 
 from rankwise.errors import ModelError, RankwiseError
-from rankwise.llm.protocol import (answered, call_usage, chat_messages, render_chat, score_from_top_logprobs,
-                               split_choice)
+from rankwise.llm.protocol import (answered, call_usage, chat_messages, neutralize_control_tokens, render_chat,
+                                   score_from_top_logprobs, split_choice)
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -232,7 +235,8 @@ class OpenAICompatBackend:
                 log.warning("no chat template for %s (pass chat_template or chat_template_from): "
                             "using a plain prompt", self.name)
                 self._warned_no_template = True
-            return (f"{system}\n\n" if system else "") + user + "\n"
+            return neutralize_control_tokens((f"{system}\n\n" if system else "") + user) + "\n"
+        user, system = neutralize_control_tokens(user), neutralize_control_tokens(system) if system else system
         return render_chat(self.chat_template, chat_messages(user, system),
                            bos_token=self.bos_token, eos_token=self.eos_token)
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from rankwise.errors import ModelError
-from rankwise.llm.protocol import answered, call_usage, choice_token_ids, cut_at_stop
+from rankwise.llm.protocol import (PLAIN_START, answered, call_usage, choice_token_ids, cut_at_stop, hf_control_tokens,
+                                   mark_plain, tokenize_marked)
 from rankwise.types import Usage
 
 # Ends format_chat's text: the encoder input is what comes before the last mark, the decoder prefix after.
@@ -57,6 +58,10 @@ class Seq2SeqBackend:
         if torch_dtype != torch.float32:
             _fp32_head(self.model)
         self.tokenizer = tokenizer
+        self.control_tokens = hf_control_tokens(tokenizer)
+        plain, full = tokenizer("x", add_special_tokens=False)["input_ids"], tokenizer("x")["input_ids"]
+        at = full.index(plain[0])
+        self._around = (full[:at], full[at + len(plain):])  # the special tokens the tokenizer adds (T5: </s>)
         config = self.model.config
         self._start_id = config.decoder_start_token_id
         if self._start_id is None:
@@ -76,14 +81,31 @@ class Seq2SeqBackend:
 
     # -- text helpers ---------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Ids of ``text``; control-token strings that ``format_chat`` marked in user text stay plain text."""
+        return tokenize_marked(text, lambda piece, specials: self.tokenizer(
+            piece, add_special_tokens=False)["input_ids"] if specials else self._plain(piece))
+
+    def _plain(self, piece: str) -> list[int]:
+        """A control-token string as text. Sentencepiece vocabularies may hold it as an ordinary piece too
+        (T5's "</s>"): then it is spelt character by character."""
+        ids = self.tokenizer(piece, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        control = set(self.tokenizer.all_special_ids)
+        if control.isdisjoint(ids):
+            return ids
+        return [i for ch in piece for i in self.tokenizer(ch, add_special_tokens=False)["input_ids"]
+                if i not in control]
 
     def _split(self, prompt: str) -> tuple[list[int], list[int]]:
         """Encoder ids (with the tokenizer's special tokens, e.g. T5's </s>) and decoder-prefix ids."""
         encoder, mark, prefix = prompt.rpartition(DECODER)
         if not mark:
             encoder, prefix = prompt, ""
-        return self.tokenizer(encoder)["input_ids"], self._tokenize(prefix) if prefix else []
+        if PLAIN_START in encoder:  # user text with control-token strings: the same special tokens around it
+            before, after = self._around
+            encoder_ids = before + self._tokenize(encoder) + after
+        else:
+            encoder_ids = self.tokenizer(encoder)["input_ids"]
+        return encoder_ids, self._tokenize(prefix) if prefix else []
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -96,7 +118,7 @@ class Seq2SeqBackend:
 
     def format_chat(self, user: str, system: str | None = None) -> str:
         """Plain text (no chat template), marked where the decoder takes over."""
-        return (f"{system}\n\n" if system else "") + user + DECODER
+        return mark_plain((f"{system}\n\n" if system else "") + user, self.control_tokens) + DECODER
 
     # -- primitives -----------------------------------------------------------------------------
     @torch.inference_mode()

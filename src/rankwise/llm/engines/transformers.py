@@ -40,7 +40,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rankwise.llm.protocol import answered, call_usage, chat_messages, choice_token_ids, cut_at_stop, render_chat
+from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, cut_at_stop, hf_control_tokens,
+                                   mark_plain, render_chat, tokenize_marked)
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class TransformersBackend:
             torch_model, tokenizer = self._load(model, gguf_file, torch_dtype, attn_implementation)
         self.model = torch_model.to(device=self.device, dtype=torch_dtype).eval()
         self.tokenizer = tokenizer
+        self.control_tokens = hf_control_tokens(tokenizer)
         self._decoder = self.model.get_decoder()
         # transformers >= 5.2x names the KV cache argument ``cache``; earlier releases ``past_key_values``.
         self._cache_arg = "cache" if "cache" in inspect.signature(self._decoder.forward).parameters \
@@ -107,7 +109,9 @@ class TransformersBackend:
 
     # -- text helpers ---------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Ids of ``text``; control-token strings that ``format_chat`` marked in user text stay plain text."""
+        return tokenize_marked(text, lambda piece, specials: self.tokenizer(
+            piece, add_special_tokens=False, split_special_tokens=not specials)["input_ids"])
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -121,8 +125,8 @@ class TransformersBackend:
     def format_chat(self, user: str, system: str | None = None) -> str:
         template = self.tokenizer.chat_template
         if not template:
-            return (f"{system}\n\n" if system else "") + user + "\n"
-        return render_chat(template, chat_messages(user, system),
+            return mark_plain((f"{system}\n\n" if system else "") + user + "\n", self.control_tokens)
+        return render_chat(template, chat_messages(user, system, self.control_tokens),
                            bos_token=self.tokenizer.bos_token or "", eos_token=self.tokenizer.eos_token or "")
 
     # -- primitives -----------------------------------------------------------------------------

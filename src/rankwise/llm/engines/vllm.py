@@ -23,8 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
-from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, render_chat,
-                               score_from_top_logprobs)
+from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, hf_control_tokens,
+                                   mark_plain, render_chat, score_from_top_logprobs, tokenize_marked)
 from rankwise.types import Usage
 
 
@@ -57,13 +57,16 @@ class VLLMBackend:
                        max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching, seed=seed,
                        max_logprobs=top_logprobs, **engine_args)
         self.tokenizer = self.llm.get_tokenizer()
+        self.control_tokens = hf_control_tokens(self.tokenizer)
         self.name = name or Path(str(model)).name
         self.dtype = str(self.llm.llm_engine.model_config.dtype).replace("torch.", "")
         self.top_logprobs = top_logprobs
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
 
     def _tokenize(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        """Ids of ``text``; control-token strings that ``format_chat`` marked in user text stay plain text."""
+        return tokenize_marked(text, lambda piece, specials: self.tokenizer(
+            piece, add_special_tokens=False, split_special_tokens=not specials)["input_ids"])
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -75,8 +78,8 @@ class VLLMBackend:
     def format_chat(self, user: str, system: str | None = None) -> str:
         template = self.tokenizer.chat_template
         if not template:
-            return (f"{system}\n\n" if system else "") + user + "\n"
-        return render_chat(template, chat_messages(user, system), bos_token=self.tokenizer.bos_token or "",
+            return mark_plain((f"{system}\n\n" if system else "") + user + "\n", self.control_tokens)
+        return render_chat(template, chat_messages(user, system, self.control_tokens), bos_token=self.tokenizer.bos_token or "",
                            eos_token=self.tokenizer.eos_token or "")
 
     def _run(self, prompts: Sequence[str], params, used: Usage) -> list:
