@@ -201,3 +201,30 @@ def test_requests_and_rankings_round_trip_as_json(requests):
                                   Usage(calls=3, engine="x"))
     back = Ranking.from_dict(json.loads(json.dumps(ranking.to_dict())))
     assert back.docids == ranking.docids and back.scores == ranking.scores and back.usage.calls == 3
+
+
+class _CountingEngine:
+    """The engine, counting the calls that reach it."""
+
+    def __init__(self, backend):
+        self.backend, self.calls = backend, 0
+
+    def __getattr__(self, item):
+        return getattr(self.backend, item)
+
+    def choice_logprobs(self, prompts, choices):
+        self.calls += 1
+        return self.backend.choice_logprobs(prompts, choices)
+
+
+def test_pointwise_prompts_of_all_queries_go_to_the_engine_in_one_call(tiny_dir, requests):
+    from rankwise.llm import load_backend
+
+    engine = _CountingEngine(load_backend(str(tiny_dir), engine="transformers", dtype="float32"))
+    reranker = load_reranker(METHOD, str(tiny_dir), backend=engine)
+    one = run(reranker % TOP_K, requests)
+    assert engine.calls == QUERIES
+    engine.calls = 0
+    together = run(reranker % TOP_K, requests, query_batch=QUERIES)
+    assert engine.calls == 1
+    assert {q: r.scores for q, r in together.rankings.items()} == {q: r.scores for q, r in one.rankings.items()}

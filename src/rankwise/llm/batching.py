@@ -39,6 +39,7 @@ from rankwise.types import Usage
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_WAKE = object()  # a request scope ended: the worker recounts who is still to submit
 _POLL = 0.05  # seconds between checks of a request's stop event while it waits
 # Counters shared out in proportion to each caller's prompts; forward_passes are counted in full
 # (every merged caller took part in each pass).
@@ -128,6 +129,7 @@ class BatchingBackend:
             with self._active_lock:
                 self._active -= 1
             self._local.deadline, self._local.stop, self._local.served = outer
+            self._queue.put(_WAKE)  # the worker may be waiting for this thread: count again
 
     # -- primitives --------------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
@@ -209,6 +211,8 @@ class BatchingBackend:
                 first = self._queue.get()
                 if first is _STOP:
                     break
+                if first is _WAKE:
+                    continue
                 pending.append(first)
             stopping = self._collect(pending) or stopping
             groups: dict[tuple, list[_Job]] = {}
@@ -237,6 +241,8 @@ class BatchingBackend:
                 break
             if job is _STOP:
                 return True
+            if job is _WAKE:
+                continue
             pending.append(job)
             prompts += len(job.items)
         while True:  # what else is already queued waits in pending, to be ordered with the rest
@@ -246,7 +252,8 @@ class BatchingBackend:
                 return False
             if job is _STOP:
                 return True
-            pending.append(job)
+            if job is not _WAKE:
+                pending.append(job)
 
     def _take(self, pending: list[_Job]) -> list[_Job]:
         """The next batch, removed from ``pending``: requests' first work before the later chunks of requests

@@ -49,7 +49,9 @@ class Method(Stage):
             return out
         from rankwise.llm.batching import BatchingBackend
 
-        batcher = BatchingBackend(self.backend, max_wait_ms=50.0, max_batch_prompts=10**9)
+        # every query in flight either submits its step or finishes (which wakes the batcher), so the wait
+        # only bounds a query that does Python work between steps
+        batcher = BatchingBackend(self.backend, max_wait_ms=2000.0, max_batch_prompts=10**9)
         twin = self.with_backend(batcher)
 
         def one(request: Request) -> Ranking:
