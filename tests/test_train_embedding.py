@@ -13,9 +13,17 @@ import yaml
 from rankwise.errors import InputError
 from rankwise.train.config import parse_config
 from rankwise.train.crossencoder_trainer import CONFIG_FILE, RESULTS_FILE
-from rankwise.train.embedding_trainer import (PLOT_FILE, STAGE_FILE, ListwiseRankNetLoss, contrastive_dataset,
-                                              listwise_dataset, load_embedder, pseudo_queries, ranknet,
-                                              train_embedding)
+from rankwise.train.embedding_trainer import (
+    PLOT_FILE,
+    STAGE_FILE,
+    ListwiseRankNetLoss,
+    contrastive_dataset,
+    listwise_dataset,
+    load_embedder,
+    pseudo_queries,
+    ranknet,
+    train_embedding,
+)
 from rankwise.train.groups import Group, load_source
 from rankwise.types import Candidate, Query, Request
 
@@ -33,7 +41,7 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
     try:
         tok = AutoTokenizer.from_pretrained(str(resolve_model("minilm-l6").source))
-    except Exception as err:  # pragma: no cover - model package missing
+    except (OSError, ValueError) as err:  # pragma: no cover - model package missing
         pytest.skip(f"minilm-l6 not installed: {err}")
     raw = tmp_path_factory.mktemp("tiny-bert")
     BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -199,7 +207,7 @@ def test_the_cli_trains_an_embedding_model(tiny_encoder, tiny_beir, tmp_path, ca
 def test_minilm_trains_on_scifact_claims_and_reranks(tmp_path):
     """all-MiniLM-L6-v2, both stages for a few steps on 8 SciFact training claims; it then reranks SciFact
     test queries as embedding.e2rank."""
-    from rankwise.data import load_dataset, requests_from_run, read_run
+    from rankwise.data import load_dataset, read_run, requests_from_run
     from rankwise.pipeline import load_reranker, run
 
     ds = load_dataset("scifact")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,12 @@ from torch import nn
 from rankwise.methods.embedding import E2Rank
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
-from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
+from rankwise.train.crossencoder_trainer import (
+    CHECKPOINTS,
+    CONFIG_FILE,
+    RESULTS_FILE,
+    use_bf16,
+)
 from rankwise.train.groups import Group, TrainingSource, training_split
 from rankwise.types import Candidate, Query
 
@@ -131,7 +136,10 @@ def _stage_plan(config: TrainConfig) -> list[tuple[str, float | None]]:
 def _run_stage(stage: str, model, dataset, loss, config: TrainConfig, checkpoints: Path, minutes: float | None,
                resume: bool, callbacks) -> dict:
     """Train one stage with SentenceTransformerTrainer; its results (steps, loss, log)."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -162,7 +170,9 @@ def train_embedding(config: TrainConfig, output: Path, resume: bool = False, ext
     """Train a bi-encoder as ``config`` says (contrastive, listwise or both stages); write a
     SentenceTransformer directory to ``output`` with ``train-config.yaml``, ``train-results.json``,
     ``loss.svg`` and ``checkpoints/<stage>/``. Returns the results dict."""
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     from rankwise.llm.engines.sentence_transformers import SentenceTransformerBackend
 
@@ -229,8 +239,9 @@ def plot_losses(stages: Sequence[dict], path: Path, width: int = 640, height: in
         return f"{pad + x / x_max * (width - 2 * pad):.1f},{height - pad - (y - y_min) / y_span * (height - 2 * pad):.1f}"
 
     colours = ("#1f77b4", "#d62728")
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12"><rect width="100%" height="100%" fill="white"/>')
+    parts = [svg,
              f'<text x="{pad}" y="20">training loss per logged step (0..{x_max})</text>',
              f'<text x="4" y="{pad}">{y_max:.3g}</text><text x="4" y="{height - pad}">{y_min:.3g}</text>']
     for i, (stage, line) in enumerate(points):
