@@ -174,6 +174,17 @@ def test_either_stage_trains_alone(tiny_encoder, tiny_beir, tmp_path, stage):
     assert not (tmp_path / "m" / stage).exists()
 
 
+def test_the_loss_plot_draws_each_stage_after_the_other(tmp_path):
+    from rankwise.train.embedding_trainer import plot_losses
+
+    stages = [{"stage": "contrastive", "steps": 4, "log": [{"step": 2, "loss": 2.0}, {"step": 4, "loss": 1.0}]},
+              {"stage": "listwise", "steps": 2, "log": [{"step": 2, "loss": 0.5}]}]
+    assert plot_losses(stages, tmp_path / "loss.svg") == "loss.svg"
+    svg = (tmp_path / "loss.svg").read_text()
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 3 and "(0..6)" in svg
+    assert plot_losses([{"stage": "listwise", "steps": 0, "log": []}], tmp_path / "none.svg") is None
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("stages", "all", "embedding.stages"), ("m", 0, "embedding.m"), ("scale", 0.0, "embedding.scale"),
     ("contrastive_share", 1.0, "embedding.contrastive_share"), ("infonce_weight", -1.0, "embedding.infonce_weight")])

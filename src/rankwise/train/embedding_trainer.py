@@ -235,8 +235,8 @@ def plot_losses(stages: Sequence[dict], path: Path, width: int = 640, height: in
     y_min, y_max = min(y for _, y in every), max(y for _, y in every)
     y_span = (y_max - y_min) or 1.0
 
-    def xy(x: float, y: float) -> str:
-        return f"{pad + x / x_max * (width - 2 * pad):.1f},{height - pad - (y - y_min) / y_span * (height - 2 * pad):.1f}"
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return pad + x / x_max * (width - 2 * pad), height - pad - (y - y_min) / y_span * (height - 2 * pad)
 
     colours = ("#1f77b4", "#d62728")
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
@@ -246,9 +246,11 @@ def plot_losses(stages: Sequence[dict], path: Path, width: int = 640, height: in
              f'<text x="4" y="{pad}">{y_max:.3g}</text><text x="4" y="{height - pad}">{y_min:.3g}</text>']
     for i, (stage, line) in enumerate(points):
         colour = colours[i % len(colours)]
-        if line:
+        at = [xy(x, y) for x, y in line]
+        if at:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                         f'points="{" ".join(xy(x, y) for x, y in line)}"/>')
+                         f'points="{" ".join(f"{u:.1f},{v:.1f}" for u, v in at)}"/>')
+            parts += [f'<circle cx="{u:.1f}" cy="{v:.1f}" r="3" fill="{colour}"/>' for u, v in at]
         parts.append(f'<text x="{width - 160}" y="{20 + 16 * i}" fill="{colour}">{stage}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
