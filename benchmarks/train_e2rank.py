@@ -92,7 +92,7 @@ def report(out: Path) -> str:
     lines = ["# Training bi-encoders as listwise rerankers (E2Rank)\n", intro]
     for dataset in dict.fromkeys(c["dataset"] for c in cells):
         rows = [c for c in cells if c["dataset"] == dataset]
-        labels = list(dict.fromkeys(c["label"] for c in sorted(rows, key=lambda c: c["command"])))
+        labels = list(dict.fromkeys(c["label"] for c in sorted(rows, key=_order)))
         c0 = rows[0]
         requests_bm25 = _bm25(dataset, c0["top_k"], out)
         title = f"\n## {dataset} (BM25 top-{c0['top_k']}, {c0['queries']} queries; BM25 itself: {requests_bm25:.4f})\n"
@@ -109,6 +109,12 @@ def report(out: Path) -> str:
                          f"{sum(c['seconds'] for c in mine.values()):.0f} |")
         lines.append("\nCommands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(c["command"] for c in rows)))
     return "\n".join(lines) + "\n"
+
+
+def _order(cell: dict) -> tuple[int, int]:
+    """Untrained first, then by stages and steps trained."""
+    t = cell["trained"]
+    return (len(t["stages"]), sum(t["steps"])) if t else (0, 0)
 
 
 def _bm25(dataset: str, top_k: int, out: Path) -> float:
