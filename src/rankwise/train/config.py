@@ -18,7 +18,9 @@ from rankwise.errors import InputError
 OBJECTIVES = ("bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse")
 """Cross-encoder objectives (sentence-transformers losses; see rankwise.train.crossencoder_trainer)."""
 
-KINDS = ("crossencoder", "grpo")
+KINDS = ("crossencoder", "grpo", "embedding")
+
+EMBEDDING_STAGES = ("contrastive", "listwise", "both")
 
 
 @dataclass
@@ -116,6 +118,24 @@ class CrossEncoderConfig:
 
 
 @dataclass
+class EmbeddingConfig:
+    """``kind: embedding``: E2Rank's two stages for a bi-encoder (see rankwise.train.embedding_trainer)."""
+
+    stages: str = "both"
+    """``contrastive`` (InfoNCE, BM25 hard negatives), ``listwise`` (RankNet from the pseudo query) or ``both``."""
+    m: int = 5
+    """Candidates in the pseudo query (embedding.e2rank's ``m``; evaluate with the same)."""
+    prompt: str = "embedding.e2rank"
+    """The e2rank prompt template (name or YAML file) the pseudo query is rendered with."""
+    scale: float = 20.0
+    """Cosine similarities are multiplied by this (1 / temperature) in every loss."""
+    infonce_weight: float = 1.0
+    """listwise: weight of an InfoNCE term on the plain query (keeps cosine and dense retrieval)."""
+    contrastive_share: float = 0.5
+    """both: the share of ``training.max_minutes`` the contrastive stage gets."""
+
+
+@dataclass
 class GrpoConfig:
     prompt: str = "groupwise.json"
     """The prompt template of ``groupwise.generate`` trained (a bundled name or a YAML file): a JSON list of
@@ -150,6 +170,7 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     crossencoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -220,6 +241,18 @@ def _check(config: TrainConfig, path: Path) -> None:
         raise bad("data.qrels", f"queries {d.queries!r} is a topics file: give its qrels file too")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise bad("training.max_minutes", f"must be positive, got {t.max_minutes}")
+    if config.kind == "embedding":
+        e = config.embedding
+        if e.stages not in EMBEDDING_STAGES:
+            raise bad("embedding.stages", f"unknown {e.stages!r} (use {', '.join(EMBEDDING_STAGES)})")
+        if e.m < 1:
+            raise bad("embedding.m", f"must be at least 1, got {e.m}")
+        if e.scale <= 0:
+            raise bad("embedding.scale", f"must be positive, got {e.scale}")
+        if e.infonce_weight < 0:
+            raise bad("embedding.infonce_weight", f"must be at least 0, got {e.infonce_weight}")
+        if not 0 < e.contrastive_share < 1:
+            raise bad("embedding.contrastive_share", f"must be in (0, 1), got {e.contrastive_share}")
     if config.kind == "grpo":
         g = config.grpo
         if g.num_generations < 2:
