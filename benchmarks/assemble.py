@@ -84,6 +84,9 @@ SECTIONS = [
      "python benchmarks/train_crossencoder.py (see below)"),
     ("GRPO for the groupwise format (SmolLM2-135M + LoRA, TRL)", "train_grpo.md",
      "python benchmarks/train_grpo.py --minutes 18 --eval-queries 10"),
+    ("Training embedding models as listwise rerankers (E2Rank, issue 33)", "e2rank_training.md",
+     "rankwise train examples/train-e2rank-dl20.yaml --output runs/e2rank-dl20, then python benchmarks/train_e2rank.py "
+     "(see the section)"),
     ("Batch invariance of the transformers engine: a prompt's scores do not depend on its batch",
      "batch_invariance.md", "python benchmarks/batch_invariance.py --models smollm2-135m qwen2.5-0.5b"),
     ("Global orders from comparisons: TSPRank, TourRank and Bradley-Terry (issue 34)", "aggregation.md",
