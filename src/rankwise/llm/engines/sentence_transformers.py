@@ -37,7 +37,7 @@ class SentenceTransformerBackend:
         except (OSError, ValueError) as err:
             raise ModelError(f"cannot load embedding model {model!r} from {source}: "
                              f"{str(err).splitlines()[0]}") from None
-        self._attach(resolved.name, batch_size, show_progress, memory)
+        self._attach(resolved.name, batch_size, show_progress, memory, cache)
 
     @classmethod
     def of(cls, model, name: str = "in-memory", batch_size: int = 64) -> "SentenceTransformerBackend":
@@ -45,10 +45,11 @@ class SentenceTransformerBackend:
         the model it trains)."""
         backend = cls.__new__(cls)
         backend.model = model
-        backend._attach(name, batch_size, False, 100_000)
+        backend._attach(name, batch_size, False, 100_000, None)
         return backend
 
-    def _attach(self, name: str, batch_size: int, show_progress: bool, memory: int) -> None:
+    def _attach(self, name: str, batch_size: int, show_progress: bool, memory: int,
+                cache: "OutputCache | None") -> None:
         self.name = name
         self.batch_size = batch_size
         self.show_progress = show_progress
