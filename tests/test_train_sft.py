@@ -93,6 +93,23 @@ def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_
     assert {c.docid for c in ranking.candidates} == {"a", "b"}
 
 
+def test_bf16_training_merges_the_adapter_into_fp32_weights(tiny_setup, tmp_path):  # noqa: F811
+    from transformers import AutoModelForCausalLM
+
+    model, data = tiny_setup
+    config = parse_config({"kind": "sft", "model": str(model), "sft": {"lora_r": 4},
+                           "data": {"dataset": str(data), "depth": 20, "group_size": 3, "groups_per_query": 1,
+                                    "dev_fraction": 0.0, "seed": 1},
+                           "training": {"max_steps": 2, "batch_size": 2, "learning_rate": 1e-2,
+                                        "warmup_ratio": 0.0, "dtype": "bfloat16"}})
+    results = train_sft(config, tmp_path / "sft")
+    assert results["bf16"] is True
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
+    base = AutoModelForCausalLM.from_pretrained(model)
+    assert next(merged.parameters()).dtype == torch.float32
+    assert not torch.equal(merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
+
+
 def test_resume_continues_from_the_last_checkpoint(tiny_setup, tmp_path):  # noqa: F811
     model, data = tiny_setup
     values = {"kind": "sft", "model": str(model), "sft": {"lora_r": 4},

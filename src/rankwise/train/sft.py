@@ -88,8 +88,9 @@ def answer_logits(model, batch: dict) -> torch.Tensor:
                                 ).last_hidden_state
     last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch["last"]].float()
     head = base.get_output_embeddings()
-    logits = last @ head.weight.float().T
-    return logits + head.bias.float() if getattr(head, "bias", None) is not None else logits
+    with torch.autocast(hidden.device.type, enabled=False):  # fp32 even under bf16 mixed precision
+        logits = last @ head.weight.float().T
+        return logits + head.bias.float() if getattr(head, "bias", None) is not None else logits
 
 
 def sft_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
