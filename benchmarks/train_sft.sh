@@ -17,14 +17,16 @@ train() {  # config output
   [ -s "$2/train-results.json" ] && return
   flag=""; [ -d "$2/checkpoints" ] && flag="--resume"
   echo "== train $2 $flag $(date -u +%T)"
-  rankwise train "$1" --output "$2" $flag
+  rankwise train "$1" --output "$2" $flag && return
+  echo "== training stopped (rc $?): continuing from its last checkpoint"
+  rankwise train "$1" --output "$2" --resume
 }
 rerank qwen2.5-0.5b qwen2.5-0.5b.untrained
 train examples/train-sft-pointwise-dl20.yaml "$OUT/sft-05b-dl20"
 rerank "$OUT/sft-05b-dl20" sft-05b-dl20
+rerank qwen2.5-1.5b qwen2.5-1.5b.untrained
 train examples/train-contrastive-pointwise-dl20.yaml "$OUT/contrastive-05b-dl20"
 rerank "$OUT/contrastive-05b-dl20" contrastive-05b-dl20
-rerank qwen2.5-1.5b qwen2.5-1.5b.untrained
 QRELS=${QRELS:-../shared/data/trec-dl-2019-passage/qrels.dl19-passage.txt}
 for run in ../shared/data/trec-dl-2019-passage/run.bm25.top100.trec "$OUT"/eval/dl19.*.trec; do
   echo "$(basename "$run") $(rankwise evaluate --run "$run" --qrels "$QRELS" -m nDCG@10 --json)"

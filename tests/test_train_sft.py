@@ -101,7 +101,8 @@ def test_bf16_training_merges_the_adapter_into_fp32_weights(tiny_setup, tmp_path
                            "data": {"dataset": str(data), "depth": 20, "group_size": 3, "groups_per_query": 1,
                                     "dev_fraction": 0.0, "seed": 1},
                            "training": {"max_steps": 2, "batch_size": 2, "learning_rate": 1e-2,
-                                        "warmup_ratio": 0.0, "dtype": "bfloat16"}})
+                                        "warmup_ratio": 0.0, "dtype": "bfloat16",
+                                        "gradient_checkpointing": True}})
     results = train_sft(config, tmp_path / "sft")
     assert results["bf16"] is True
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")

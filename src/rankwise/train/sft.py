@@ -82,15 +82,15 @@ def collate(rows: Sequence[TargetRow], pad_id: int) -> dict:
 
 def answer_logits(model, batch: dict) -> torch.Tensor:
     """fp32 next-token logits at each prompt's last position [n, vocab] (the engine's scoring path: the
-    decoder's last hidden state through the LM head in fp32)."""
+    decoder's last hidden state of that position only through the LM head)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                                 ).last_hidden_state
-    last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch["last"]].float()
+    last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch["last"]]
     head = base.get_output_embeddings()
-    with torch.autocast(hidden.device.type, enabled=False):  # fp32 even under bf16 mixed precision
-        logits = last @ head.weight.float().T
-        return logits + head.bias.float() if getattr(head, "bias", None) is not None else logits
+    # in the head's dtype (a fp32 copy of a 150k-token head costs 0.5 GB per step), read out in fp32
+    logits = (last.to(head.weight.dtype) @ head.weight.T).float()
+    return logits + head.bias.float() if getattr(head, "bias", None) is not None else logits
 
 
 def sft_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -120,7 +120,8 @@ def _loss_log(path: Path, keep: bool):
             if logs and "loss" in logs:
                 self.rows = [r for r in self.rows if r["step"] < state.global_step]
                 self.rows.append({"step": state.global_step, "loss": logs["loss"],
-                                  "learning_rate": logs.get("learning_rate"), "epoch": logs.get("epoch")})
+                                  "learning_rate": logs.get("learning_rate"), "epoch": logs.get("epoch"),
+                                  "time": round(time.time(), 1)})
                 path.write_text(json.dumps(self.rows, indent=1) + "\n", encoding="utf-8")
 
     return LossLog()
@@ -147,16 +148,12 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> bool:
     return True
 
 
-def _merge(config: TrainConfig, trainer, adapter: Path, bf16: bool):
-    """The trained model as plain weights: the adapter merged (into fp32 base weights where training ran on
-    bf16 ones: small LoRA updates would round away in bf16), or the fully fine-tuned model."""
-    if not config.sft.lora:
-        return trainer.model
-    if not bf16:
-        return trainer.model.merge_and_unload()
+def merge_adapter(model: str, adapter: Path):
+    """The base model in fp32 with the LoRA adapter merged (after training on bf16 base weights: small
+    LoRA updates would round away in bf16 weights)."""
     from peft import PeftModel
 
-    base, _ = load_lm(config.model, torch.float32)
+    base, _ = load_lm(model, torch.float32)
     return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
@@ -211,6 +208,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         weight_decay=t.weight_decay, bf16=bf16, use_cpu=not torch.cuda.is_available(), seed=t.seed,
         data_seed=t.seed, logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
         save_total_limit=t.save_total_limit, remove_unused_columns=False, report_to="none",
+        activation_checkpointing=t.gradient_checkpointing, activation_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0)
     budget = TimeBudget(t.max_minutes, t.warmup_ratio) if t.max_minutes else None
     log = _loss_log(output / LOSS_FILE, keep=resume)
@@ -225,9 +223,14 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     steps = trainer.state.global_step
     if s.lora:
         trainer.save_model(str(output / "adapter"))
-    merged = _merge(config, trainer, output / "adapter", bf16)
-    del trainer, model
-    gc.collect()
+    model = trainer.model
+    del trainer
+    if s.lora and bf16:
+        del model  # freed before the fp32 base loads: one model in memory at a time
+        gc.collect()
+        merged = merge_adapter(config.model, output / "adapter")
+    else:
+        merged = model.merge_and_unload() if s.lora else model
     merged.save_pretrained(str(output))
     tokenizer.save_pretrained(str(output))
     results = {
