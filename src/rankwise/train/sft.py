@@ -138,7 +138,13 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> bool:
         logger.warning("matplotlib is not installed: no loss plot (pip install matplotlib)")
         return False
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.5)
+    steps, losses = [r["step"] for r in rows], [float(r["loss"]) for r in rows]
+    window = max(1, len(rows) // 6)
+    smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+              for i in range(len(losses))]
+    ax.plot(steps, losses, lw=1, alpha=0.45, color="C0", label="per logged step")
+    ax.plot(steps, smooth, lw=2.5, color="C0", label=f"mean of {window} logged steps")
+    ax.legend(fontsize=8)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=9)
