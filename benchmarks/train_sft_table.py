@@ -32,7 +32,8 @@ def main(out: Path) -> None:
                 cells.append("")
                 continue
             (c,) = compare_runs(runs[base], run, ds.qrels, ["nDCG@10"])
-            cells.append(f"{c.delta:+.4f} ({c.randomisation_p:.3f})")
+            p = "<0.001" if c.randomisation_p < 0.001 else f"{c.randomisation_p:.3f}"
+            cells.append(f"{c.delta:+.4f} ({p})")
         (c,) = compare_runs(run, run, ds.qrels, ["nDCG@10"])
         print(f"| {name} | {c.mean_a:.4f} | " + " | ".join(cells) + " |")
     for model in ("sft-05b-dl20", "contrastive-05b-dl20"):

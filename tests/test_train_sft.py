@@ -10,14 +10,35 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train_grpo import tiny_setup  # noqa: F401  (fixture: a tiny LM directory + a BEIR folder)
-from tests.tiny_lm import tiny_backend
+from tests.tiny_lm import save_tiny_model, tiny_backend
 from rankwise.errors import InputError
 from rankwise.train.config import parse_config
 from rankwise.train.groups import Group
 from rankwise.train.sft import collate, contrastive_loss, sft_loss, train_sft
 from rankwise.train.targets import choice_index, target_method, target_rows, yes_no_ids
 from rankwise.types import Candidate, Query
+
+
+WORDS = ["bread yeast rises", "plants light food", "bitcoin mining energy", "capital of france paris"]
+
+
+@pytest.fixture
+def tiny_setup(tmp_path, monkeypatch):
+    """A tiny random causal LM directory and a tiny BEIR folder (12 queries over 4 topics)."""
+    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "tiny-lm"
+    save_tiny_model(model)
+    root = tmp_path / "beir"
+    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
+    for t, words in enumerate(WORDS):
+        corpus += [{"_id": f"t{t}d{i}", "title": "", "text": f"{words} passage {i}"} for i in range(6)]
+        queries += [{"_id": f"t{t}q{q}", "text": f"{words} {q}"} for q in range(3)]
+        qrels += [f"t{t}q{q}\tt{t}d{q}\t{1 + q % 2}" for q in range(3)]
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus) + "\n")
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    (root / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n")
+    return model, root
 
 
 def _group() -> Group:
@@ -71,7 +92,7 @@ def test_collate_pads_right_and_marks_last_positions():
 
 @pytest.mark.parametrize("kind,target", [("sft", "pointwise.yes_no"), ("sft", "pointwise.graded"),
                                          ("contrastive", "pointwise.yes_no")])
-def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_path, kind, target):  # noqa: F811
+def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_path, kind, target):
     from rankwise.pipeline import load_reranker
 
     model, data = tiny_setup
@@ -93,7 +114,7 @@ def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_
     assert {c.docid for c in ranking.candidates} == {"a", "b"}
 
 
-def test_bf16_training_merges_the_adapter_into_fp32_weights(tiny_setup, tmp_path):  # noqa: F811
+def test_bf16_training_merges_the_adapter_into_fp32_weights(tiny_setup, tmp_path):
     from transformers import AutoModelForCausalLM
 
     model, data = tiny_setup
@@ -111,7 +132,7 @@ def test_bf16_training_merges_the_adapter_into_fp32_weights(tiny_setup, tmp_path
     assert not torch.equal(merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny_setup, tmp_path):  # noqa: F811
+def test_resume_continues_from_the_last_checkpoint(tiny_setup, tmp_path):
     model, data = tiny_setup
     values = {"kind": "sft", "model": str(model), "sft": {"lora_r": 4},
               "data": {"dataset": str(data), "depth": 20, "group_size": 3, "groups_per_query": 1,
@@ -126,7 +147,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_setup, tmp_path):  # noq
     assert [r["step"] for r in json.loads((out / "loss.json").read_text())] == [1, 2, 3]
 
 
-def test_held_out_datasets_are_never_trained_on(tiny_setup, tmp_path):  # noqa: F811
+def test_held_out_datasets_are_never_trained_on(tiny_setup, tmp_path):
     from rankwise.train.groups import training_split
 
     _, data = tiny_setup
