@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import yaml
-from pathlib import Path
 
 from rankwise.data import load_dataset, read_run
 from rankwise.eval.significance import compare_runs

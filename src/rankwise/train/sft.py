@@ -23,15 +23,20 @@ import gc
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
-from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
+from rankwise.train.crossencoder_trainer import (
+    CHECKPOINTS,
+    CONFIG_FILE,
+    RESULTS_FILE,
+    use_bf16,
+)
 from rankwise.train.groups import training_split
 from rankwise.train.targets import TargetRow, target_method, target_rows, yes_no_ids
 

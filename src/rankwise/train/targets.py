@@ -8,8 +8,8 @@ from exactly the prompt ``rankwise rerank --method <target> --model DIR`` shows 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rankwise.errors import InputError
 from rankwise.llm.protocol import choice_token_ids
