@@ -84,6 +84,8 @@ SECTIONS = [
      "python benchmarks/train_crossencoder.py (see below)"),
     ("GRPO for the groupwise format (SmolLM2-135M + LoRA, TRL)", "train_grpo.md",
      "python benchmarks/train_grpo.py --minutes 18 --eval-queries 10"),
+    ("Training causal-LM rerankers: pointwise SFT and contrastive training of qwen2.5-0.5b (issue 31)",
+     "training_sft.md", "bash benchmarks/train_sft.sh, then python benchmarks/train_sft_table.py"),
     ("Training embedding models as listwise rerankers (E2Rank, issue 33)", "e2rank_training.md",
      "rankwise train examples/train-e2rank-dl20.yaml --output runs/e2rank-dl20, then python benchmarks/train_e2rank.py "
      "(see the section)"),

@@ -12,7 +12,7 @@ import pytest
 
 from rankwise.methods import aggregation as ag
 from rankwise.methods import sorting
-from tests.test_sorting import Counted, graded, ideal
+from unit.test_sorting import Counted, graded, ideal
 
 
 def distinct(n, seed):

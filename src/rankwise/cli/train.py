@@ -1,5 +1,5 @@
-"""``rankwise train CONFIG.yaml``: train a reranker (cross-encoder, embedding model (E2Rank), or an LLM with
-GRPO + LoRA)."""
+"""``rankwise train CONFIG.yaml``: train a reranker (a cross-encoder; an embedding model for E2Rank; an LLM
+by SFT, contrastive training or GRPO)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def train(
     output: Optional[Path] = typer.Option(None, help="Model directory to write (default: the config's output)."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after N optimisation steps (overrides the config)."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this much wall time (overrides the config)."),
-    batch_size: Optional[int] = typer.Option(None, help="Groups (cross-encoder, embedding) or prompts (GRPO) per step "
+    batch_size: Optional[int] = typer.Option(None, help="Groups (cross-encoder, embedding, SFT) or prompts (GRPO) "
+                                                        "per step "
                                                         "(overrides the config; larger on a GPU)."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in the output directory."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
@@ -77,6 +78,10 @@ def train(
         from rankwise.train.embedding_trainer import train_embedding
 
         results = train_embedding(cfg, target, resume=resume)
+    elif cfg.kind in ("sft", "contrastive"):
+        from rankwise.train.sft import train_sft
+
+        results = train_sft(cfg, target, resume=resume)
     else:
         from rankwise.train.grpo import train_grpo
 

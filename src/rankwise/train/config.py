@@ -18,9 +18,11 @@ from rankwise.errors import InputError
 OBJECTIVES = ("bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse")
 """Cross-encoder objectives (sentence-transformers losses; see rankwise.train.crossencoder_trainer)."""
 
-KINDS = ("crossencoder", "grpo", "embedding")
+KINDS = ("crossencoder", "grpo", "embedding", "sft", "contrastive")
 
 EMBEDDING_STAGES = ("contrastive", "listwise", "both")
+SFT_TARGETS = ("pointwise.yes_no", "pointwise.graded")
+"""Methods whose prompt ``kind: sft`` / ``contrastive`` can train (rankwise.train.targets)."""
 
 
 @dataclass
@@ -72,6 +74,9 @@ class DataConfig:
     """Multiply teacher scores by this (bring cosine similarities to logit range, for example)."""
     synthetic: SyntheticQueriesConfig = field(default_factory=SyntheticQueriesConfig)
     """How ``queries: synthetic`` are generated and filtered."""
+    held_out: list = field(default_factory=list)
+    """Datasets (aliases or directories) whose judged queries are never trained on, by id and by text
+    (e.g. ``[dl19]`` when training on DL20 and evaluating on DL19)."""
     seed: int = 13
 
 
@@ -100,6 +105,8 @@ class TrainingConfig:
     """Evaluate on the dev queries every N steps (None: only at the end)."""
     dtype: str = "auto"
     """auto (bf16 on GPUs and CPUs that have it natively) | float32 | bfloat16."""
+    gradient_checkpointing: bool = False
+    """sft / contrastive: recompute activations in the backward pass (much less memory, ~30% more time)."""
     seed: int = 13
 
 
@@ -161,6 +168,24 @@ class GrpoConfig:
 
 
 @dataclass
+class SftConfig:
+    """``kind: sft`` and ``kind: contrastive``: a causal LM trained on a method's own inference prompt."""
+
+    target: str = "pointwise.yes_no"
+    """The method whose prompt and answer are trained (pointwise.yes_no or pointwise.graded); the model
+    directory then reranks with ``--method`` this."""
+    options: dict = field(default_factory=dict)
+    """Options of that method (prompt, max_passage_tokens); give the same ones at inference."""
+    lora: bool = True
+    """LoRA through PEFT (merged into the saved weights); false: full fine-tuning."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    temperature: float = 1.0
+    """contrastive: InfoNCE over the yes/no log-odds of a group divided by this."""
+
+
+@dataclass
 class TrainConfig:
     kind: str = "crossencoder"
     model: str = "minilm-l6"
@@ -171,6 +196,7 @@ class TrainConfig:
     crossencoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    sft: SftConfig = field(default_factory=SftConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -191,7 +217,7 @@ def _coerce(value: Any, hint: Any, where: str, path: Path) -> Any:
         except ValueError:
             pass
     expected = origin or hint
-    if expected in (int, str, bool, dict) and isinstance(value, expected) and \
+    if expected in (int, str, bool, dict, list) and isinstance(value, expected) and \
             not (expected is int and isinstance(value, bool)):
         return value
     raise InputError(f"field {where!r}: expected {getattr(expected, '__name__', expected)}, "
@@ -253,6 +279,13 @@ def _check(config: TrainConfig, path: Path) -> None:
             raise bad("embedding.infonce_weight", f"must be at least 0, got {e.infonce_weight}")
         if not 0 < e.contrastive_share < 1:
             raise bad("embedding.contrastive_share", f"must be in (0, 1), got {e.contrastive_share}")
+    if config.kind in ("sft", "contrastive"):
+        if config.sft.target not in SFT_TARGETS:
+            raise bad("sft.target", f"cannot train {config.sft.target!r} yet (use {' or '.join(SFT_TARGETS)})")
+        if config.kind == "contrastive" and config.sft.target != "pointwise.yes_no":
+            raise bad("sft.target", "contrastive training scores with the yes/no log-odds: use pointwise.yes_no")
+        if config.sft.temperature <= 0:
+            raise bad("sft.temperature", f"must be positive, got {config.sft.temperature}")
     if config.kind == "grpo":
         g = config.grpo
         if g.num_generations < 2:

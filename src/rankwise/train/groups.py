@@ -247,6 +247,10 @@ def training_split(data, group_size: int) -> TrainingSplit:
     when no query yields a group)."""
     source = load_source(data.dataset, data.queries, data.qrels, data.first_stage, data.depth, data.synthetic,
                          data.seed)
+    for name in data.held_out:  # evaluation sets named in the config: never trained on
+        held = load_dataset(name).judged_queries()
+        source.queries = drop_held_out(source.queries, held)
+        source.held_out = {**source.held_out, **held}
     qids = list(source.queries)[: data.max_queries] if data.max_queries else list(source.queries)
     train_qids, dev_qids = split_queries(qids, data.dev_fraction, data.seed)
     groups = build_groups(source, group_size, data.groups_per_query, data.depth, data.min_grade, data.seed,
