@@ -161,7 +161,7 @@ def test_sft_on_smollm2_for_two_steps(tmp_path):
     """The shipped example config, two steps on SmolLM2-135M (a minute on 2 shared cores)."""
     from rankwise.train.config import load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "train-sft-pointwise-dl20.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "train-sft-pointwise-dl20.yaml")
     config.model = "smollm2-135m"
     config.training.max_steps, config.training.batch_size, config.training.max_minutes = 2, 1, None
     config.data.max_queries = 2
