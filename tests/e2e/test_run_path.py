@@ -228,3 +228,14 @@ def test_pointwise_prompts_of_all_queries_go_to_the_engine_in_one_call(tiny_dir,
     together = run(reranker % TOP_K, requests, query_batch=QUERIES)
     assert engine.calls == 1
     assert {q: r.scores for q, r in together.rankings.items()} == {q: r.scores for q, r in one.rankings.items()}
+
+
+@pytest.mark.slow
+def test_the_ray_executor_takes_the_same_run_path(tiny_dir, requests):
+    """The fifth entry point: Ray workers rebuild the stage from its spec and call the same run."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'rankwise[ray]')")
+    reference = run(_stage(tiny_dir), requests, cache=False)
+    on_ray = run(_stage(tiny_dir), requests, executor="ray", cache=False, workers=1)
+    assert on_ray.run() == reference.run()
+    assert _counters(on_ray.usage) == _counters(reference.usage)
+    assert sum(w["queries"] for w in on_ray.workers.values()) == QUERIES
