@@ -89,6 +89,12 @@ SECTIONS = [
     ("Training embedding models as listwise rerankers (E2Rank, issue 33)", "e2rank_training.md",
      "rankwise train examples/train-e2rank-dl20.yaml --output runs/e2rank-dl20, then python benchmarks/train_e2rank.py "
      "(see the section)"),
+    ("Reliability of the service: one large request, overload, slow clients, control tokens (issue 28)",
+     "reliability.md", "python benchmarks/stall_test.py ... and python benchmarks/control_tokens.py ... (see the section)"),
+    ("Install, demo and model cache; PyTerrier and serving shapes (issue 29)", "ecosystem.md",
+     "commands in the section"),
+    ("Your own collection: persistent embeddings and query coverage (issue 36)", "own_collection.md",
+     "commands in the section"),
     ("Batch invariance of the transformers engine: a prompt's scores do not depend on its batch",
      "batch_invariance.md", "python benchmarks/batch_invariance.py --models smollm2-135m qwen2.5-0.5b"),
     ("Global orders from comparisons: TSPRank, TourRank and Bradley-Terry (issue 34)", "aggregation.md",

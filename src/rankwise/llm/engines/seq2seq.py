@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rankwise.errors import ModelError
+from rankwise.llm.engines.hf_text import HFTokenizerText
 from rankwise.llm.protocol import (PLAIN_START, answered, call_usage, choice_token_ids, cut_at_stop, hf_control_tokens,
                                    mark_plain, tokenize_marked)
 from rankwise.types import Usage
@@ -34,7 +35,7 @@ from rankwise.types import Usage
 DECODER = "<|decoder|>"
 
 
-class Seq2SeqBackend:
+class Seq2SeqBackend(HFTokenizerText):
     """An encoder-decoder LM from a hub id or a local directory (``AutoModelForSeq2SeqLM``)."""
 
     engine = "seq2seq"
@@ -106,15 +107,6 @@ class Seq2SeqBackend:
         else:
             encoder_ids = self.tokenizer(encoder)["input_ids"]
         return encoder_ids, self._tokenize(prefix) if prefix else []
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self._tokenize(text)
-        if len(ids) <= max_tokens:
-            return text
-        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
 
     def format_chat(self, user: str, system: str | None = None) -> str:
         """Plain text (no chat template), marked where the decoder takes over."""

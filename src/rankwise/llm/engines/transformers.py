@@ -40,8 +40,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from rankwise.llm.engines.hf_text import HFTokenizerText
 from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, cut_at_stop, hf_control_tokens,
-                                   mark_plain, render_chat, tokenize_marked)
+                                   mark_plain, render_chat)
 from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ WIDTH_BUCKET = 32
 HEAD_ROWS = 32
 
 
-class TransformersBackend:
+class TransformersBackend(HFTokenizerText):
     """A causal LM from a hub id, a local directory, or a GGUF file (dequantised once, then cached)."""
 
     engine = "transformers"
@@ -108,20 +109,6 @@ class TransformersBackend:
         return lm, tok
 
     # -- text helpers ---------------------------------------------------------------------------
-    def _tokenize(self, text: str) -> list[int]:
-        """Ids of ``text``; control-token strings that ``format_chat`` marked in user text stay plain text."""
-        return tokenize_marked(text, lambda piece, specials: self.tokenizer(
-            piece, add_special_tokens=False, split_special_tokens=not specials)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self._tokenize(text)
-        if len(ids) <= max_tokens:
-            return text
-        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
-
     def format_chat(self, user: str, system: str | None = None) -> str:
         template = self.tokenizer.chat_template
         if not template:

@@ -23,8 +23,9 @@ from typing import Sequence
 import numpy as np
 
 from rankwise.errors import ModelError
+from rankwise.llm.engines.hf_text import HFTokenizerText
 from rankwise.llm.protocol import (answered, call_usage, chat_messages, choice_token_ids, hf_control_tokens,
-                                   mark_plain, render_chat, score_from_top_logprobs, tokenize_marked)
+                                   mark_plain, render_chat, score_from_top_logprobs)
 from rankwise.types import Usage
 
 
@@ -41,7 +42,7 @@ def _memory_fraction() -> float:
     return round(max(0.05, 0.5 * memory.available / memory.total), 2)
 
 
-class VLLMBackend:
+class VLLMBackend(HFTokenizerText):
     engine = "vllm"
 
     def __init__(self, model: str | Path, *, name: str | None = None, dtype: str = "auto",
@@ -62,18 +63,6 @@ class VLLMBackend:
         self.dtype = str(self.llm.llm_engine.model_config.dtype).replace("torch.", "")
         self.top_logprobs = top_logprobs
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
-
-    def _tokenize(self, text: str) -> list[int]:
-        """Ids of ``text``; control-token strings that ``format_chat`` marked in user text stay plain text."""
-        return tokenize_marked(text, lambda piece, specials: self.tokenizer(
-            piece, add_special_tokens=False, split_special_tokens=not specials)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self._tokenize(text)
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
     def format_chat(self, user: str, system: str | None = None) -> str:
         template = self.tokenizer.chat_template
