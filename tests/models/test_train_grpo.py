@@ -1,7 +1,7 @@
-"""GRPO glue (rankwise.train.grpo): the training prompts ARE the method's prompts (rendered by
-groupwise.generate itself, equal character for character to the ones the trained directory reranks with),
-the TRL dataset, and real GRPOTrainer steps on a tiny random model whose output loads and reranks through
-the method."""
+"""GRPO glue (rankwise.train.grpo): the training prompts ARE the method's prompts (rendered by the target
+method itself, equal character for character to the ones the trained directory reranks with), the TRL
+dataset, real GRPOTrainer steps of every recipe on a tiny random model whose output loads and reranks
+through the method, and the collapse check."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import torch
 from rankwise.pipeline import run
 from rankwise.train.config import GrpoConfig, parse_config
 from rankwise.train.groups import Group
-from rankwise.train.grpo import (METHOD, grpo_dataset, load_trained, method_options, moving_average,
-                                 train_grpo, training_method, training_text)
+from rankwise.train.grpo import (CollapseCheck, grpo_dataset, load_trained, method_options, moving_average,
+                                 train_grpo, training_method, training_target, training_text)
+from rankwise.train.stages import train as train_stages
 from rankwise.types import Candidate, Query, Request
 from tests.tiny_lm import save_tiny_model, tiny_model, tiny_tokenizer
 
@@ -28,14 +29,17 @@ def _groups(n: int = 8) -> list[Group]:
                   (3.0, 0.0, 1.0, 0.0), 1) for i in range(n)]
 
 
-def _rows(config: GrpoConfig, seed: int = 1):
+GROUPWISE = {"prompt": "groupwise.json", "answer_prefix": "["}
+
+
+def _rows(config: GrpoConfig, seed: int = 1, groups: list[Group] | None = None):
     tok = tiny_tokenizer()
-    method = training_method(tiny_model(len(tok)), tok, "tiny", config)
-    return grpo_dataset(_groups(), method, tok, seed), tok
+    target = training_target(training_method(tiny_model(len(tok)), tok, "tiny", config), config)
+    return grpo_dataset(groups or _groups(), target, tok, seed), tok
 
 
 def test_grpo_rows_shuffle_passages_with_their_labels():
-    rows, _ = _rows(GrpoConfig(group_size=4))
+    rows, _ = _rows(GrpoConfig(group_size=4, options=GROUPWISE))
     firsts = set()
     for row in rows:
         text = row["prompt"]
@@ -49,16 +53,16 @@ def test_grpo_rows_shuffle_passages_with_their_labels():
 def test_training_prompts_equal_the_prompts_of_the_trained_directory(tmp_path):
     """Character for character (passages cut by the method alike), and token for token as TRL and the
     engine tokenize them."""
-    config = GrpoConfig(group_size=4, max_passage_tokens=3)
+    config = GrpoConfig(group_size=4, options={**GROUPWISE, "max_passage_tokens": 3})
     texts = tuple(f"{i} {w} and more words" for i, w in enumerate(WORDS))
     groups = [Group(f"q{i}", f"query {i}", ("a", "b", "c", "d"), texts, (3.0, 0.0, 1.0, 0.0), 1) for i in range(6)]
-    tok = tiny_tokenizer()
-    rows = grpo_dataset(groups, training_method(tiny_model(len(tok)), tok, "tiny", config), tok, seed=2)
+    rows, tok = _rows(config, seed=2, groups=groups)
     save_tiny_model(tmp_path / "tiny")
     reranker = load_trained(tmp_path / "tiny", config)  # what evaluation and `rankwise rerank` load
     cut = {t: reranker.backend.truncate(t, 3) for t in texts}
     assert all(cut[t] != t and cut[t] in rows[0]["prompt"] and t not in rows[0]["prompt"] for t in texts)
-    for row, group in zip(rows, groups):
+    for row in rows:
+        group = groups[[g.query in row["prompt"] for g in groups].index(True)]
         shown = sorted(group.texts, key=lambda t: row["prompt"].index(cut[t]))
         assert row["prompt"] == reranker.prompt(group.query, shown)
         assert tok(row["prompt"])["input_ids"] == reranker.backend.tokenizer(
@@ -81,10 +85,14 @@ def test_a_bos_the_tokenizer_adds_again_is_dropped_from_the_training_text():
 
 
 def test_the_method_options_are_the_configs():
-    g = GrpoConfig(prompt="groupwise.json", group_size=3, max_passage_tokens=20, answer_prefix="[")
+    g = GrpoConfig(options={"prompt": "groupwise.json", "max_passage_tokens": 20, "answer_prefix": "["},
+                   group_size=3)
     assert method_options(g) == {"prompt": "groupwise.json", "group_size": 3, "max_passage_tokens": 20,
                                  "answer_prefix": "["}
-    assert METHOD == "groupwise.generate"
+    assert method_options(GrpoConfig(target="setwise.reasoning", group_size=4)) == {"set_size": 4}
+    assert method_options(GrpoConfig(target="listwise.window", group_size=5, options={"step": 2})) == \
+        {"step": 2, "window_size": 5}
+    assert method_options(GrpoConfig(target="pointwise.graded", group_size=5)) == {}
 
 
 def test_moving_average():
@@ -119,7 +127,8 @@ def test_one_grpo_step_on_a_tiny_model_writes_adapter_merged_model_and_rewards(t
     config = parse_config({
         "kind": "grpo", "model": str(model),
         "data": {"dataset": str(data), "depth": 20, "groups_per_query": 1, "dev_fraction": 0.0, "seed": 1},
-        "grpo": {"group_size": 3, "num_generations": 2, "max_completion_length": 4, "max_passage_tokens": 8},
+        "grpo": {"group_size": 3, "num_generations": 2, "max_completion_length": 4,
+                 "options": {"prompt": "groupwise.json", "answer_prefix": "[", "max_passage_tokens": 8}},
         "training": {"max_steps": 1, "batch_size": 1, "dtype": dtype, "save_steps": 10}})
     out = tmp_path / "grpo"
     results = train_grpo(config, out)
@@ -130,7 +139,7 @@ def test_one_grpo_step_on_a_tiny_model_writes_adapter_merged_model_and_rewards(t
     rows = json.loads((out / "rewards.json").read_text())
     assert len(rows) == 1 and {"reward", "reward_std", "rewards/format_reward/mean"} <= set(rows[0])
     assert -1.0 <= rows[0]["rewards/format_reward/mean"] <= 1.0
-    assert results["method"] == METHOD and results["method_options"] == method_options(config.grpo)
+    assert results["method"] == "groupwise.generate" and results["method_options"] == method_options(config.grpo)
 
 
 def test_the_trained_directory_reranks_through_the_method(tiny_setup, tmp_path):
@@ -139,7 +148,8 @@ def test_the_trained_directory_reranks_through_the_method(tiny_setup, tmp_path):
     config = parse_config({
         "kind": "grpo", "model": str(model),
         "data": {"dataset": str(data), "depth": 20, "groups_per_query": 1, "dev_fraction": 0.0, "seed": 1},
-        "grpo": {"group_size": 3, "num_generations": 2, "max_completion_length": 4, "max_passage_tokens": 8},
+        "grpo": {"group_size": 3, "num_generations": 2, "max_completion_length": 4,
+                 "options": {"prompt": "groupwise.json", "answer_prefix": "[", "max_passage_tokens": 8}},
         "training": {"max_steps": 2, "batch_size": 1, "dtype": "float32", "save_steps": 10}})
     out = tmp_path / "grpo"
     assert train_grpo(config, out)["steps"] == 2
@@ -172,3 +182,79 @@ def test_grpo_trains_a_lora_adapter_on_smollm2_for_one_step(tmp_path):
          "the capital of France is Paris", "sourdough rises because of wild yeast"])])
     ranking = run(load_trained(tmp_path / "grpo", config.grpo), [request]).rankings["q"]
     assert sorted(ranking.docids) == [f"d{i}" for i in range(5)] and ranking.usage.calls == 1
+
+
+RECIPES = ["train-grpo-groupwise.yaml", "train-grouprank.yaml", "train-prorank.yaml", "train-erank.yaml",
+           "train-rank-r1.yaml", "train-reasonrank.yaml"]
+
+
+def _tiny_recipe(name: str, model: Path, data: Path) -> dict:
+    """The shipped recipe, every stage cut to one or two steps on the tiny model and data (4 passages a list)."""
+    import yaml
+
+    values = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / name).read_text())
+    values["model"] = str(model)
+    values["data"] = {**values["data"], "dataset": str(data), "depth": 20, "groups_per_query": 1,
+                      "held_out": [], "group_size": 4}
+    values["grpo"] = {**values["grpo"], "num_generations": 2,
+                      "max_completion_length": min(values["grpo"].get("max_completion_length", 64), 12)}
+    if "reasoning_tokens" in values["grpo"].get("options", {}):
+        values["grpo"]["options"] = {**values["grpo"]["options"], "reasoning_tokens": 8}
+    if values["grpo"]["target"].startswith(("groupwise", "setwise", "listwise")):
+        values["grpo"]["group_size"] = 3
+    batch = 4 if values["grpo"]["target"].startswith("pointwise") else 1
+    values["training"] = {**values["training"], "max_steps": 2, "batch_size": batch, "dtype": "float32",
+                          "max_minutes": None}
+    for stage in values.get("stages", []):
+        stage["training"] = {**stage.get("training", {}), "max_minutes": None, "max_steps": 1}
+        if stage.get("kind") == "sft":
+            stage["training"]["batch_size"] = 1
+    return values
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_trains_on_a_tiny_model_and_its_output_reranks_through_its_method(recipe, tiny_setup,
+                                                                                         tmp_path):
+    """A few GRPO steps of each shipped recipe (every stage); rewards.json logs each reward component, the
+    spread and the answers' variety; the output reranks through the recipe's method with its options."""
+    model, data = tiny_setup
+    config = parse_config(_tiny_recipe(recipe, model, data), recipe)
+    out = tmp_path / "out"
+    results = train_stages(config, out)
+    assert results["steps"] >= 1 and results["method"] == config.grpo.target
+    rows = json.loads((out / "rewards.json").read_text())
+    components = {f"rewards/{n}_reward/mean" for n in config.grpo.rewards}
+    if config.stages:  # the last stage's rewards; every stage left its output
+        last = {**config.to_dict()["grpo"], **config.stages[-1].get("grpo", {})}
+        components = {f"rewards/{n}_reward/mean" for n in last["rewards"]}
+        assert [s["name"] for s in results["stages"]] == [s["name"] for s in config.stages]
+        assert all((Path(s["output"]) / "config.json").is_file() for s in results["stages"])
+    assert components <= set(rows[0]) and {"reward_std", "frac_reward_zero_std", "answers/distinct"} <= set(rows[0])
+    assert ("kl" in rows[0]) == (config.grpo.beta > 0)
+    requests = [Request(Query(f"q{n}", WORDS[n]), [Candidate(f"d{i}", f"{w} passage", 0.0)
+                                                   for i, w in enumerate(WORDS + WORDS[:2])]) for n in range(2)]
+    result = run(load_trained(out, config.grpo, dtype="float32") % 6, requests)
+    assert all(sorted(result.rankings[r.query.qid].docids) == sorted(c.docid for c in r.candidates)
+               for r in requests)
+
+
+def test_the_collapse_check_fires_on_a_constant_policy_and_not_on_a_varied_one():
+    constant, varied = CollapseCheck(window=3, share=0.95), CollapseCheck(window=3, share=0.95)
+    for step in range(3):
+        assert constant.add(["[1, 2, 3]"] * 8) == {"answers/distinct": 1 / 8, "answers/top_share": 1.0}
+        varied.add([f"[{step}, {i % 3}]" for i in range(8)])
+        assert (constant.collapsed() is None) == (step < 2)  # only once the window is full
+    assert constant.collapsed() == ("[1, 2, 3]", 1.0)
+    assert varied.collapsed() is None
+
+
+def test_a_collapsing_policy_stops_the_run(tiny_setup, tmp_path):
+    """A tiny model that answers one thing: the check stops training after its window and says when."""
+    model, data = tiny_setup
+    values = _tiny_recipe("train-prorank.yaml", model, data)
+    values.pop("stages")
+    values["grpo"] |= {"rewards": {"format": 1.0}, "collapse_window": 1, "collapse_share": 0.0001,
+                       "on_collapse": "stop"}
+    values["training"]["max_steps"] = 5
+    results = train_grpo(parse_config(values), tmp_path / "out")
+    assert results["collapsed_at"] == 1 and results["steps"] == 1

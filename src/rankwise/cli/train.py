@@ -69,23 +69,11 @@ def train(
     if resume and overwrite:
         raise InputError("--resume continues a directory, --overwrite replaces it: pass one of them")
     prepare_output(target, overwrite, resume)
-    err.print(f"[bold]train {cfg.kind}[/] from {cfg.model} -> {target}")
-    if cfg.kind == "crossencoder":
-        from rankwise.train.crossencoder_trainer import train_crossencoder
+    from rankwise.train.stages import train as train_stages
 
-        results = train_crossencoder(cfg, target, resume=resume)
-    elif cfg.kind == "embedding":
-        from rankwise.train.embedding_trainer import train_embedding
-
-        results = train_embedding(cfg, target, resume=resume)
-    elif cfg.kind in ("sft", "contrastive"):
-        from rankwise.train.sft import train_sft
-
-        results = train_sft(cfg, target, resume=resume)
-    else:
-        from rankwise.train.grpo import train_grpo
-
-        results = train_grpo(cfg, target, resume=resume)
+    stages = f" in {len(cfg.stages)} stages ({', '.join(s['name'] for s in cfg.stages)})" if cfg.stages else ""
+    err.print(f"[bold]train {cfg.kind}[/]{stages} from {cfg.model} -> {target}")
+    results = train_stages(cfg, target, resume=resume)
     summary = {k: results[k] for k in ("steps", "seconds", "train_loss", "mean_reward") if results.get(k) is not None}
     err.print(f"wrote {target}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in summary.items()))

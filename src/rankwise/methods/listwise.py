@@ -40,6 +40,14 @@ COUNTDOWN = ("keep_input", "accept")
 LETTERS = string.ascii_uppercase
 DEFAULT_PROMPTS = {"numeric": "listwise.rankgpt", "alpha": "listwise.rankgpt.alpha"}
 COUNTDOWN_MIN = 5  # shorter windows reversed can be a real answer
+THINK_OPEN, ANSWER_OPEN, ANSWER_CLOSE = "<think>", "<answer>", "</answer>"
+
+
+def answer_section(text: str) -> str:
+    """What stands after the last ``<answer>`` (up to ``</answer>``); empty when there is no answer tag."""
+    if ANSWER_OPEN not in text:
+        return ""
+    return text.rsplit(ANSWER_OPEN, 1)[1].split(ANSWER_CLOSE, 1)[0]
 
 
 def is_countdown(order: Sequence[int]) -> bool:
@@ -83,7 +91,8 @@ class Listwise(Method):
                  prompt: str | PromptTemplate | None = None, labels: str | None = None,
                  window_size: int = 20, step: int = 10, cutoff: int = 10, buffer: int = 20,
                  max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT,
-                 overflow: str = "error", tokens_per_item: int = 5, countdown: str = "keep_input"):
+                 overflow: str = "error", tokens_per_item: int = 5, countdown: str = "keep_input",
+                 reasoning_tokens: int = 0):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown listwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if mode not in MODES:
@@ -96,6 +105,8 @@ class Listwise(Method):
             raise InputError(f"need window_size >= 2 and 1 <= step <= window_size (got {window_size}, {step})")
         if algorithm == "tdpart" and not 1 <= cutoff < window_size:
             raise InputError(f"tdpart needs 1 <= cutoff < window_size (got cutoff {cutoff}, window {window_size})")
+        if reasoning_tokens < 0 or (reasoning_tokens and mode != "generate"):
+            raise InputError(f"reasoning_tokens needs mode generate and must be at least 0 (got {reasoning_tokens})")
         if algorithm == "tdpart" and buffer < cutoff:
             raise InputError(f"tdpart needs buffer >= cutoff (got buffer {buffer}, cutoff {cutoff})")
         self.labels = labels or ("alpha" if mode == "first" else "numeric")
@@ -123,6 +134,7 @@ class Listwise(Method):
         self.overflow = overflow
         self.tokens_per_item = tokens_per_item
         self.countdown = countdown
+        self.reasoning_tokens = reasoning_tokens
         self.answer_prefix, self.choices = self._identifier_tokens()
 
     def _identifier_tokens(self) -> tuple[str, list[str]]:
@@ -132,6 +144,8 @@ class Listwise(Method):
         are "[A", "[B", ...; when it is two ("[" + "A"), the prefix is "[" and the choices "A", "B", ...
         """
         labels = labels_for(self.window_size if self.labels == "alpha" else 1, self.labels)
+        if self.reasoning_tokens:
+            return THINK_OPEN, []
         merged = all(self.backend.count_tokens("[" + label) == 1 for label in labels)
         if self.mode == "generate":
             return ("" if merged else "["), []
@@ -151,7 +165,13 @@ class Listwise(Method):
         return self.backend.format_chat(user, system=self.template.system) + self.answer_prefix
 
     def max_new_tokens(self, n: int) -> int:
-        return self.tokens_per_item * n + 4
+        return self.reasoning_tokens + self.tokens_per_item * n + 4
+
+    def read_permutation(self, text: str, n: int) -> permutation.ParsedPermutation:
+        """The permutation a generated window answer (the answer prefix included) gives; with reasoning,
+        only what stands inside <answer> </answer> counts (the thoughts name identifiers too)."""
+        shown = answer_section(text) if self.reasoning_tokens else text
+        return permutation.parse_permutation(shown, labels_for(n, self.labels), self.template.answer_regex)
 
     def rank(self, query: Query, head: list[Candidate]) -> Ranking:
         ranker = _WindowRanker(self, query.text, [self.backend.truncate(c.content, self.max_passage_tokens)
@@ -199,10 +219,10 @@ class _WindowRanker:
             logprobs = spend(self.used, m.backend.choice_logprobs([prompt], m.choices[: len(items)]))[0]
             positions = sorted(range(len(items)), key=lambda j: -logprobs[j])  # ties: window order
         else:
+            stop = [ANSWER_CLOSE] if m.reasoning_tokens else ["\n\n"]
             text = spend(self.used, m.backend.generate([prompt], max_new_tokens=m.max_new_tokens(len(items)),
-                                                       stop=["\n\n"]))[0]
-            parsed = permutation.parse_permutation(m.answer_prefix + text, labels_for(len(items), m.labels),
-                                                   m.template.answer_regex)
+                                                       stop=stop))[0]
+            parsed = m.read_permutation(m.answer_prefix + text, len(items))
             positions = parsed.order
             if m.countdown == "keep_input" and is_countdown(positions):
                 positions = list(range(len(items)))
@@ -232,7 +252,9 @@ def _options(*, algorithm: bool = True, prompt: str | None = None, mode: bool = 
         Option("overflow", str, "error", "listwise.full when the list does not fit: error or window", OVERFLOW),
         Option("tokens_per_item", int, 5, "generation budget per identifier"),
         Option("countdown", str, "keep_input", "a window answered in reversed input order: keep_input or accept",
-               COUNTDOWN))
+               COUNTDOWN),
+        Option("reasoning_tokens", int, 0, "ReasonRank: reason in <think> (this many tokens), then answer in "
+                                           "<answer> </answer>; 0: answer directly"))
 
 
 @register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +21,9 @@ KINDS = ("crossencoder", "grpo", "embedding", "sft", "contrastive")
 
 EMBEDDING_STAGES = ("contrastive", "listwise", "both")
 SFT_TARGETS = ("pointwise.yes_no", "pointwise.graded")
+GRPO_FAMILIES = ("pointwise", "groupwise", "setwise", "listwise")
+STAGE_FIELDS = {"name", "kind", "data", "training", "grpo", "sft"}
+"""What a stage of a multi-stage recipe may override (its model is the previous stage's output)."""
 """Methods whose prompt ``kind: sft`` / ``contrastive`` can train (rankwise.train.targets)."""
 
 
@@ -144,27 +146,37 @@ class EmbeddingConfig:
 
 @dataclass
 class GrpoConfig:
-    prompt: str = "groupwise.json"
-    """The prompt template of ``groupwise.generate`` trained (a bundled name or a YAML file): a JSON list of
-    0-3 scores, one per passage."""
+    """``kind: grpo``: GRPO with a LoRA adapter for a method's own prompt and parser (rankwise.train.grpo)."""
+
+    target: str = "groupwise.generate"
+    """The method trained (and the one that reranks with the output): pointwise.graded, pointwise.yes_no,
+    groupwise.generate, setwise.reasoning, listwise.window, ..."""
+    options: dict = field(default_factory=dict)
+    """Options of that method (prompt, max_passage_tokens, answer_prefix, reasoning_tokens, ...); evaluation
+    runs it with the same ones."""
     group_size: int = 5
-    """Documents per prompt (the method's ``group_size``)."""
+    """Passages per prompt (the method's group_size / set_size / window_size); pointwise targets show one
+    passage per prompt and train on lists of ``data.group_size``."""
     num_generations: int = 4
     """Completions sampled per prompt (GRPO's group)."""
     max_completion_length: int = 64
-    max_passage_tokens: int = 64
-    """Each passage is cut to this many tokens in the prompt (the method's ``max_passage_tokens``)."""
-    answer_prefix: str = "["
-    """The assistant turn is prefilled with this start of the answer (the method's ``answer_prefix``)."""
     temperature: float = 1.0
     rewards: dict = field(default_factory=lambda: {"ndcg": 1.0, "distribution": 0.5, "format": 1.0})
-    """Reward weights: ndcg (nDCG@k of the induced ranking), distribution (graded labels vs scores), format."""
-    ndcg_k: int = 10
+    """Reward components and their weights (rankwise.train.rewards: format, ndcg, recall, rbo, distribution,
+    label, coarse, pooled)."""
+    reward_k: int = 10
+    """The cut-off of the ndcg and recall rewards."""
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     beta: float = 0.0
-    """KL coefficient (0: no reference model, as in recent GRPO practice)."""
+    """KL coefficient against the start (0: no reference model; > 0 also logs the KL)."""
+    collapse_window: int = 8
+    """Steps over which the collapse check counts answers."""
+    collapse_share: float = 0.95
+    """Collapse: one answer makes up this share of the answers of the last ``collapse_window`` steps."""
+    on_collapse: str = "stop"
+    """What a collapse does: ``stop`` (save the model and end the run) or ``warn``."""
 
 
 @dataclass
@@ -197,6 +209,9 @@ class TrainConfig:
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     sft: SftConfig = field(default_factory=SftConfig)
+    stages: list = field(default_factory=list)
+    """A multi-stage recipe (rankwise.train.stages): each stage (a name and the fields it overrides) trains
+    from the previous stage's output; empty: one stage, this config."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -287,28 +302,45 @@ def _check(config: TrainConfig, path: Path) -> None:
         if config.sft.temperature <= 0:
             raise bad("sft.temperature", f"must be positive, got {config.sft.temperature}")
     if config.kind == "grpo":
-        g = config.grpo
-        if g.num_generations < 2:
-            raise bad("grpo.num_generations", "GRPO compares completions: needs at least 2")
-        unknown = sorted(set(g.rewards) - {"ndcg", "distribution", "format"})
+        _check_grpo(config, bad)
+    for n, stage in enumerate(config.stages):
+        if not isinstance(stage, dict) or not isinstance(stage.get("name"), str):
+            raise bad(f"stages[{n}]", "each stage is a mapping with a name (and the fields it overrides)")
+        unknown = sorted(set(stage) - STAGE_FIELDS)
         if unknown:
-            raise bad("grpo.rewards", f"unknown reward {unknown[0]!r} (use ndcg, distribution, format)")
-        if g.group_size < 2:
-            raise bad("grpo.group_size", f"needs at least 2 documents, got {g.group_size}")
-        _check_grpo_prompt(g.prompt, bad)
+            raise bad(f"stages[{n}].{unknown[0]}", f"a stage overrides only {', '.join(sorted(STAGE_FIELDS))}")
 
 
-def _check_grpo_prompt(name: str, bad: Callable[[str, str], InputError]) -> None:
-    """The rewards read a JSON list of scores: the template's answer_regex must capture one (one group)."""
-    from rankwise.prompts import load_prompt
+def _check_grpo(config: TrainConfig, bad: Callable[[str, str], InputError]) -> None:
+    from rankwise.methods.registry import check_options, method_names
+    from rankwise.train.rewards import COMPONENTS
 
+    g = config.grpo
+    if g.num_generations < 2:
+        raise bad("grpo.num_generations", "GRPO compares completions: needs at least 2")
+    unknown = sorted(set(g.rewards) - set(COMPONENTS))
+    if unknown:
+        raise bad("grpo.rewards", f"unknown reward {unknown[0]!r} (use {', '.join(COMPONENTS)})")
+    if g.target.split(".")[0] not in GRPO_FAMILIES or g.target not in method_names():
+        raise bad("grpo.target", f"cannot train {g.target!r} with GRPO (use a {', '.join(GRPO_FAMILIES)} method)")
     try:
-        template = load_prompt(name)
+        check_options(g.target, g.options)
     except InputError as e:
-        raise bad("grpo.prompt", str(e)) from None
-    if not template.item or not template.answer_regex or re.compile(template.answer_regex).groups != 1:
-        raise bad("grpo.prompt", f"{name!r} needs an item line and an answer_regex whose one group captures "
-                                 "the JSON list of scores (as groupwise.json)")
+        raise bad("grpo.options", str(e)) from None
+    pointwise = g.target.startswith("pointwise.")
+    if not pointwise and g.group_size < 2:
+        raise bad("grpo.group_size", f"needs at least 2 documents, got {g.group_size}")
+    if "pooled" in g.rewards and not pointwise:
+        raise bad("grpo.rewards", "the pooled reward compares pointwise answers: use it with a pointwise target")
+    if "pooled" in g.rewards and config.training.batch_size % config.data.group_size:
+        raise bad("training.batch_size", f"the pooled reward compares the passages of a list: give a multiple "
+                                         f"of data.group_size ({config.data.group_size}) prompts per step")
+    if "label" in g.rewards and pointwise:
+        raise bad("grpo.rewards", "the label reward needs several passages per prompt (not a pointwise target)")
+    if g.on_collapse not in ("stop", "warn"):
+        raise bad("grpo.on_collapse", f"use stop or warn, got {g.on_collapse!r}")
+    if not 0 < g.collapse_share <= 1 or g.collapse_window < 1:
+        raise bad("grpo.collapse_share", "needs 0 < collapse_share <= 1 and collapse_window >= 1")
 
 
 def parse_config(values: Any, path: str | Path = "<config>") -> TrainConfig:

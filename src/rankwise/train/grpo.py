@@ -1,24 +1,28 @@
-"""GRPO for LLM rerankers on TRL's GRPOTrainer with a PEFT LoRA adapter: the model is trained to be run by
-``groupwise.generate`` with the ``groupwise.json`` prompt (a JSON list of one 0-3 score per passage).
+"""GRPO for LLM rerankers on TRL's GRPOTrainer with a PEFT LoRA adapter, for any method a target can
+reward (``grpo.target``: pointwise.graded / yes_no, groupwise.generate, setwise.reasoning, listwise.window;
+see rankwise.train.grpo_targets).
 
 Train and inference are one code path: the training prompts are rendered by the method itself (built over
 the policy being trained, ``training_method``), passages shuffled with their labels (seeded); the rewards
-read completions with the method's parser (rankwise.train.rewards); evaluation loads the output directory
-as that method (``load_trained``) and reranks through ``rankwise.pipeline.run``. The method's
-``answer_prefix`` (``[``) ends the prompt, so a small model continues a list instead of chatting: without it
-SmolLM2-135M's answers were all broken, every reward -1 and GRPO's advantages zero. Rewards: nDCG@k of the
-induced ranking, a distributional reward against the graded labels, and a format reward. The output
-directory holds the LoRA adapter (``adapter/``), the merged model (a plain transformers directory, so
-``--model DIR`` loads it), the config, ``rewards.json`` (mean reward per logged step) and ``rewards.png``
-when matplotlib is installed.
+read completions with the method's parser and score them with named, weighted components
+(rankwise.train.rewards); evaluation loads the output directory as that method with the same options
+(``load_trained``) and reranks through ``rankwise.pipeline.run``. The output directory holds the LoRA
+adapter (``adapter/``), the merged model (a plain transformers directory, so ``--model DIR`` loads it),
+the config, ``rewards.json`` (per step: the reward and each component, the spread within a prompt's
+completions, the share of prompts whose completions all scored the same, distinct answers, the share of
+the most common answer, the KL to the start when ``beta`` > 0) and ``rewards.png``.
+
+What the first run (a collapse to one answer for every group) taught: every step logs how many distinct
+answers the policy gave; when one answer makes up ``collapse_share`` of the answers of the last
+``collapse_window`` steps, the run warns or stops (``on_collapse``) and records the step.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -27,37 +31,40 @@ from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedu
 from rankwise.train.config import GrpoConfig, TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
 from rankwise.train.groups import Group, training_split
-from rankwise.train.rewards import MAX_GRADE, reward_functions
+from rankwise.train.grpo_targets import SIZE_OPTION, Target, family, target_for
+from rankwise.train.rewards import AnswerLog, reward_functions
 
 if TYPE_CHECKING:
-    from rankwise.methods.groupwise import Groupwise
+    from rankwise.methods.method import Method
 
 logger = logging.getLogger(__name__)
 
-METHOD = "groupwise.generate"
-"""The method a GRPO-trained model is trained for and evaluated with."""
-
 
 def method_options(g: GrpoConfig) -> dict[str, Any]:
-    """The options of ``METHOD`` that the config trains: evaluation runs the method with the same ones."""
-    return {"prompt": g.prompt, "group_size": g.group_size, "max_passage_tokens": g.max_passage_tokens,
-            "answer_prefix": g.answer_prefix}
+    """The options of ``g.target`` that the config trains (``grpo.options`` and the passages per prompt):
+    evaluation runs the method with the same ones."""
+    size = SIZE_OPTION.get(family(g.target))
+    return {**g.options, **({size: g.group_size} if size else {})}
 
 
-def training_method(model, tokenizer, name: str, g: GrpoConfig) -> Groupwise:
-    """``METHOD`` over the policy being trained (the same weights, left on their device and dtype), loaded
-    through ``load_reranker`` like any reranker: its ``prompt()`` renders the training prompts."""
+def training_method(model, tokenizer, name: str, g: GrpoConfig) -> Method:
+    """``g.target`` over the policy being trained (the same weights, left on their device and dtype), loaded
+    through ``load_reranker`` like any reranker: it renders the training prompts."""
     from rankwise.llm.engines.transformers import TransformersBackend
 
     backend = TransformersBackend(name, name=name, torch_model=model, tokenizer=tokenizer,
                                   device=str(model.device), dtype=model.dtype)
-    return load_reranker(METHOD, name, backend=backend, **method_options(g))
+    return load_reranker(g.target, name, backend=backend, **method_options(g))
 
 
-def load_trained(model: str | Path, g: GrpoConfig, dtype: str = "auto") -> Groupwise:
+def training_target(method: Method, g: GrpoConfig) -> Target:
+    return target_for(method, 1 if family(g.target) == "pointwise" else g.group_size)
+
+
+def load_trained(model: str | Path, g: GrpoConfig, dtype: str = "auto") -> Method:
     """A model (the merged output directory, or the untrained start) as the method GRPO trains, on the
     transformers engine that training used. No output cache: a retrained directory keeps its name."""
-    return load_reranker(METHOD, str(model), engine="transformers", dtype=dtype, cache=False,
+    return load_reranker(g.target, str(model), engine="transformers", dtype=dtype, cache=False,
                          **method_options(g))
 
 
@@ -74,20 +81,14 @@ def training_text(prompt: str, tokenizer) -> str:
     return prompt
 
 
-def grpo_dataset(groups: Sequence[Group], method: Groupwise, tokenizer, seed: int):
-    """TRL rows: the ``prompt`` the method renders (passages shuffled, seeded: the positive must not always
-    come first), the ``labels`` (grades clipped to 0-3) in prompt order and the method's ``answer_prefix``,
-    which the rewards put back in front of each completion."""
+def grpo_dataset(groups: Sequence[Group], target: Target, tokenizer, seed: int):
+    """TRL rows from ``target.rows`` (the method's prompts, labels in prompt order, the answer prefix the
+    rewards put back in front of each completion, the list a pointwise prompt belongs to)."""
     from datasets import Dataset
 
-    prompts, labels = [], []
-    for n, g in enumerate(groups):
-        order = list(range(len(g.texts)))
-        random.Random(seed * 100_003 + n).shuffle(order)
-        prompts.append(training_text(method.prompt(g.query, [g.texts[i] for i in order]), tokenizer))
-        labels.append([min(g.labels[i], MAX_GRADE) for i in order])
-    return Dataset.from_dict({"prompt": prompts, "labels": labels,
-                              "answer_prefix": [method.answer_prefix] * len(groups)})
+    rows = target.rows(groups, seed)
+    return Dataset.from_dict({"prompt": [training_text(r["prompt"], tokenizer) for r in rows],
+                              **{k: [r[k] for r in rows] for k in ("labels", "answer_prefix", "list_id")}})
 
 
 def load_causal_lm(model: str, dtype: str = "float32"):
@@ -105,7 +106,8 @@ def load_causal_lm(model: str, dtype: str = "float32"):
     return AutoModelForCausalLM.from_pretrained(source, dtype=dtype), tokenizer
 
 
-SPREAD_KEYS = ("reward_std", "frac_reward_zero_std", "completions/mean_length")
+SPREAD_KEYS = ("reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
+               "kl", "entropy")
 """Logged beside the rewards: GRPO learns nothing from a prompt whose completions all score the same."""
 
 
@@ -120,21 +122,60 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def _reward_log(path: Path):
+class CollapseCheck:
+    """The answers of the last ``window`` steps; collapsed when one answer makes up ``share`` of them."""
+
+    def __init__(self, window: int, share: float):
+        self.window = window
+        self.share = share
+        self.steps: deque[list[str]] = deque(maxlen=window)
+
+    def add(self, keys: list[str]) -> dict[str, float]:
+        """This step's answers; returns its distinct-answer share and the most common answer's share."""
+        self.steps.append(keys)
+        if not keys:
+            return {}
+        top = Counter(keys).most_common(1)[0][1]
+        return {"answers/distinct": len(set(keys)) / len(keys), "answers/top_share": top / len(keys)}
+
+    def collapsed(self) -> tuple[str, float] | None:
+        """(the answer, its share) when the window is full and one answer dominates it, else None."""
+        keys = [k for step in self.steps for k in step]
+        if len(self.steps) < self.window or not keys:
+            return None
+        answer, count = Counter(keys).most_common(1)[0]
+        return (answer, count / len(keys)) if count / len(keys) >= self.share else None
+
+
+def _reward_log(path: Path, answers: AnswerLog, check: CollapseCheck, on_collapse: str):
     from transformers import TrainerCallback
 
     class RewardLog(TrainerCallback):
-        """Keeps the mean reward (and each reward's mean) of every logged step."""
+        """Keeps, per logged step, the reward, each component's mean, the spread, the answers' variety and
+        the KL; warns or stops when the policy collapses to one answer."""
 
         def __init__(self):
             self.rows: list[dict] = []
+            self.collapsed_at: int | None = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                self.rows.append({"step": state.global_step, "reward": logs["reward"],
-                                  **{k: logs[k] for k in SPREAD_KEYS if k in logs},
-                                  **{k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}})
-                path.write_text(json.dumps(self.rows, indent=1) + "\n", encoding="utf-8")
+            if not logs or "reward" not in logs:
+                return
+            row = {"step": state.global_step, "reward": logs["reward"],
+                   **{k: logs[k] for k in SPREAD_KEYS if k in logs},
+                   **{k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")},
+                   **check.add(answers.take())}
+            self.rows.append(row)
+            path.write_text(json.dumps(self.rows, indent=1) + "\n", encoding="utf-8")
+            found = check.collapsed()
+            if found and self.collapsed_at is None:
+                self.collapsed_at = state.global_step
+                logger.warning("policy collapse at step %d: %.0f%% of the answers of the last %d steps are %r%s",
+                               state.global_step, 100 * found[1], check.window, found[0],
+                               "; stopping" if on_collapse == "stop" else "")
+                if on_collapse == "stop":
+                    control.should_training_stop = True
+                    control.should_save = True
 
     return RewardLog()
 
@@ -168,7 +209,8 @@ def plot_rewards(rows: list[dict], path: Path) -> bool:
 
 
 def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
-    """GRPO + LoRA on groupwise prompts built from ``config.data``; writes ``output`` (see module doc)."""
+    """GRPO + LoRA on the prompts of ``config.grpo.target`` built from ``config.data``; writes ``output``
+    (see module doc)."""
     import torch
     from peft import LoraConfig
     from transformers.trainer_utils import get_last_checkpoint
@@ -176,16 +218,18 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
 
     d, t, g = config.data, config.training, config.grpo
     started = time.monotonic()
-    split = training_split(d, g.group_size)
+    pointwise = family(g.target) == "pointwise"
+    split = training_split(d, d.group_size if pointwise else g.group_size)
     groups, train_qids, dev_qids = split.groups, split.train_qids, split.dev_qids
     bf16 = use_bf16(t.dtype)
     # bf16 where it is native: the frozen base weights in bf16 (generation and the forward passes run 2-4x
     # faster on CPUs with avx512_bf16 / AMX than under fp32 weights); PEFT keeps the LoRA weights in fp32.
     model, tokenizer = load_causal_lm(config.model, "bfloat16" if bf16 else "float32")
-    method = training_method(model, tokenizer, config.model, g)
-    dataset = grpo_dataset(groups, method, tokenizer, d.seed)
-    funcs, weights = reward_functions(g.rewards, method.template.answer_regex, g.ndcg_k)
-    del method  # the engine's copy of the LM head goes with it
+    target = training_target(training_method(model, tokenizer, config.model, g), g)
+    dataset = grpo_dataset(groups, target, tokenizer, d.seed)
+    target.release_backend()
+    answers = AnswerLog()
+    funcs, weights = reward_functions(g.rewards, target, g.reward_k, float(d.min_grade), answers)
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / CONFIG_FILE)
     args = GRPOConfig(
@@ -195,10 +239,12 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay,
         max_completion_length=g.max_completion_length, temperature=g.temperature, beta=g.beta,
         reward_weights=weights, bf16=bf16, use_cpu=not torch.cuda.is_available(),
+        shuffle_dataset=False,  # rows come in a seeded order, a pointwise list's passages side by side
         activation_checkpointing=False, seed=t.seed, data_seed=t.seed, logging_steps=1,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, report_to="none")
     budget = TimeBudget(t.max_minutes, t.warmup_ratio) if t.max_minutes else None
-    log = _reward_log(output / "rewards.json")
+    log = _reward_log(output / "rewards.json", answers, CollapseCheck(g.collapse_window, g.collapse_share),
+                      g.on_collapse)
     peft_config = LoraConfig(r=g.lora_r, lora_alpha=g.lora_alpha, lora_dropout=g.lora_dropout,
                              target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = with_time_schedule(GRPOTrainer, budget)(
@@ -219,11 +265,11 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     tokenizer.save_pretrained(str(output))
     rows = log.rows
     results = {
-        "kind": "grpo", "model": config.model, "method": METHOD, "method_options": method_options(g),
-        "steps": trainer.state.global_step,
+        "kind": "grpo", "model": config.model, "method": g.target, "method_options": method_options(g),
+        "steps": trainer.state.global_step, "prompts": len(dataset),
         "train_loss": train_out.training_loss, "train_groups": len(groups), "train_queries": len(train_qids),
         "dev_queries": len(dev_qids), "bf16": args.bf16, "resumed_from": checkpoint,
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds": round(time.monotonic() - started, 1), "collapsed_at": log.collapsed_at,
         "mean_reward": sum(r["reward"] for r in rows) / len(rows) if rows else None,
         "first_reward": rows[0]["reward"] if rows else None, "last_reward": rows[-1]["reward"] if rows else None,
         "plot": plot_rewards(rows, output / "rewards.png") if rows else False,

@@ -1,132 +1,166 @@
-"""GRPO rewards for the groupwise format: the model answers a JSON list of one score (0-3) per passage.
+"""GRPO rewards: named, weighted components over answers read by the trained method's own parser.
 
-Answers are read with the method's own parser (``rankwise.methods.groupwise.answer_list`` with the answer
-regex of the prompt template the model is trained on), so a completion rewarded as well-formed is one the
-method reads the same way when it reranks.
+Every component maps an ``Answer`` (rankwise.train.grpo_targets: one score per passage shown, a format
+grade) and the passages' graded labels (0..3) to a number:
 
-- ``format``: partial credit, so that a small model whose answers are all broken still gets a spread of
-  rewards to learn from: 1 for exactly a list of the right length with scores in 0-3, 0.75 when text
-  follows the list, 0.5 for scores outside 0-3, -0.5..0 for a list of the wrong length (closer lengths
-  score higher), -0.75 for a list cut off before its ``]``, -1 for anything else.
-- ``ndcg``: nDCG@k of the ranking the scores induce (ties keep the prompt order); gated like ReasonRank:
-  0 for a wrong count, -1 for a broken format.
-- ``distribution``: 1 - the mean absolute difference between predicted scores and graded labels, both on
-  the 0-3 scale (GroupRank aligns score distributions with labels); 0 when the answer does not parse.
+- ``format``: the target's format grade (1 for an answer exactly as asked, partial credit below, -1 for
+  one that does not parse; for reasoning methods the think/answer tags in order);
+- ``ndcg``: nDCG@k of the ranking the answer's scores induce (ties keep the prompt order);
+- ``recall``: recall@k of that ranking (relevant: label >= the threshold);
+- ``rbo``: rank-biased overlap (p = 0.9) of that ranking with the target order (labels descending;
+  ReasonRank's multi-view reward combines it with nDCG and recall);
+- ``distribution``: 1 - the mean absolute difference between scores and labels on the 0-3 scale
+  (GroupRank's distributional reward; for a pointwise grade, its distance to the label);
+- ``label``: 1 when the top-scored passage has the best label shown (Rank-R1: the chosen one is a most
+  relevant passage), else 0;
+- ``coarse``: the share of passages whose score and label fall on the same side of the threshold
+  (ProRank's warm-up: coarse relevance);
+- ``pooled`` (pointwise, ERank-style): the completions of all passages of a list (``list_id``) are pooled
+  into one ranking; a completion is credited with the share of the completions of differently labelled
+  passages it is ordered correctly against (ties count half), each pair weighted by the label difference.
 
-Reward functions follow TRL's signature: ``f(completions, labels, **kwargs) -> list[float]``, where
-``labels`` comes from the dataset column of that name (one list of grades per prompt) and the optional
-``answer_prefix`` column holds the start of the answer that the prompt already wrote for the model (the
-method's ``answer_prefix``, ``[``): it is put back in front of the completion before parsing, as the
-method does.
+Ranking components (ndcg, recall, rbo) are gated like ReasonRank: 0 for an answer that parses but not as
+a complete ranking, -1 for one that does not parse. ``distribution``, ``label``, ``coarse`` and ``pooled``
+give 0 to an unparsable answer. Reward functions follow TRL's signature ``f(completions, labels, **columns)
+-> list[float]``; the ``answer_prefix`` column is put back in front of each completion before parsing,
+as the method does.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Callable, Sequence
 
-from rankwise.methods.groupwise import answer_list
+from rankwise.train.grpo_targets import BROKEN, MAX_GRADE, OK, Answer, Target, completion_text
 
-MAX_GRADE = 3.0
-_UNCLOSED = re.compile(r"\[\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?)*\s*,?\s*$")
-FORMAT_VALUES = {"ok": 1.0, "trailing": 0.75, "range": 0.5, "unclosed": -0.75, "broken": -1.0}
-
-
-def completion_text(completion, prefix: str | None = None) -> str:
-    """The text of a completion, plain or conversational (a list of messages), after the answer's prefix."""
-    if not isinstance(completion, str):
-        completion = "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-    return (prefix or "") + completion
+Reward = Callable[..., list[float]]
+COMPONENTS = ("format", "ndcg", "recall", "rbo", "distribution", "label", "coarse", "pooled")
+RBO_P = 0.9
 
 
-def _texts(completions, answer_prefix) -> list[str]:
-    prefixes = answer_prefix if answer_prefix is not None else [None] * len(completions)
-    return [completion_text(c, p) for c, p in zip(completions, prefixes)]
-
-
-def parse_scores(text: str, n: int, pattern: str) -> tuple[str, list[float] | None]:
-    """("ok", scores) for a JSON list of ``n`` numbers (the list ``pattern`` captures); ("count", scores)
-    for another length; ("broken", None)."""
-    found = answer_list(text, pattern)
-    if found is None:
-        return "broken", None
-    return ("ok" if len(found[0]) == n else "count"), found[0]
+def ranked(scores: Sequence[float]) -> list[int]:
+    """Positions by score descending, ties in prompt order."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
 def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 10) -> float:
     """nDCG@k (gain 2^label - 1) of ``labels`` ordered by ``scores`` descending, ties in input order."""
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    order = ranked(scores)
     dcg = sum((2 ** labels[i] - 1) / math.log2(r + 2) for r, i in enumerate(order[:k]))
     ideal = sum((2 ** g - 1) / math.log2(r + 2) for r, g in enumerate(sorted(labels, reverse=True)[:k]))
     return dcg / ideal if ideal > 0 else 0.0
 
 
-def answer_status(text: str, n: int, pattern: str) -> tuple[str, int]:
-    """How well ``text`` follows the format, finer than ``parse_scores``: ("ok" | "trailing" | "range" |
-    "count" | "unclosed" | "broken", number of scores found)."""
-    found = answer_list(text, pattern)
-    if found is None:
-        return ("unclosed" if _UNCLOSED.search(text.strip()) else "broken"), 0
-    scores, end = found
-    if len(scores) != n:
-        return "count", len(scores)
-    if not all(0 <= s <= MAX_GRADE for s in scores):
-        return "range", n
-    return ("ok" if not text[end:].strip() else "trailing"), n
+def recall_at_k(scores: Sequence[float], labels: Sequence[float], k: int, threshold: float) -> float:
+    """Share of the relevant passages (label >= ``threshold``) in the top k; 0 when none is relevant."""
+    relevant = {i for i, label in enumerate(labels) if label >= threshold}
+    return len(relevant & set(ranked(scores)[:k])) / len(relevant) if relevant else 0.0
 
 
-def format_value(text: str, n: int, pattern: str) -> float:
-    """The format reward of one answer (see the module doc)."""
-    status, found = answer_status(text, n, pattern)
-    if status == "count":
-        return -0.5 * min(1.0, abs(found - n) / n)
-    return FORMAT_VALUES[status]
+def rbo(ranking: Sequence[int], target: Sequence[int], p: float = RBO_P) -> float:
+    """Rank-biased overlap of two orders of the same items, normalised so that equal orders give 1:
+    sum over depths d of p^(d-1) * |overlap at d| / d, divided by the same sum for equal orders."""
+    seen_a, seen_b, total, best = set(), set(), 0.0, 0.0
+    for d, (a, b) in enumerate(zip(ranking, target), 1):
+        seen_a.add(a)
+        seen_b.add(b)
+        total += p ** (d - 1) * len(seen_a & seen_b) / d
+        best += p ** (d - 1)
+    return total / best if best else 0.0
 
 
-Reward = Callable[..., list[float]]
+def target_order(labels: Sequence[float]) -> list[int]:
+    """The ideal order: labels descending, ties in prompt order."""
+    return ranked(labels)
 
 
-def make_format_reward(pattern: str) -> Reward:
-    """Partial credit for the format: 1 for exactly a right-length list of 0-3 scores down to -1 for garbage."""
-    def format_reward(completions, labels, answer_prefix=None, **_) -> list[float]:
-        return [format_value(t, len(l), pattern) for t, l in zip(_texts(completions, answer_prefix), labels)]
+def component_value(name: str, answer: Answer, labels: Sequence[float], k: int, threshold: float) -> float:
+    """One component's value for one answer (``pooled`` needs the batch: see ``pooled_values``)."""
+    if name == "format":
+        return answer.format
+    if name in ("ndcg", "recall", "rbo"):
+        if answer.status == BROKEN:
+            return -1.0
+        if answer.status != OK or answer.scores is None or len(answer.scores) != len(labels):
+            return 0.0
+        if name == "ndcg":
+            return ndcg_at_k(answer.scores, labels, k)
+        if name == "recall":
+            return recall_at_k(answer.scores, labels, k, threshold)
+        return rbo(ranked(answer.scores), target_order(labels))
+    scores = answer.scores
+    if scores is None or len(scores) != len(labels):
+        return 0.0
+    if name == "distribution":
+        return 1.0 - sum(abs(s - g) for s, g in zip(scores, labels)) / (MAX_GRADE * len(labels))
+    if name == "label":
+        return 1.0 if labels[ranked(scores)[0]] == max(labels) else 0.0
+    if name == "coarse":
+        return sum((s >= threshold) == (g >= threshold) for s, g in zip(scores, labels)) / len(labels)
+    raise ValueError(f"unknown reward component {name!r}")
 
-    return format_reward
 
-
-def make_ndcg_reward(pattern: str, k: int = 10) -> Reward:
-    """An nDCG@k reward (ReasonRank gating: 0 for a wrong count, -1 for a broken format)."""
-    def ndcg_reward(completions, labels, answer_prefix=None, **_) -> list[float]:
-        out = []
-        for t, l in zip(_texts(completions, answer_prefix), labels):
-            status, scores = parse_scores(t, len(l), pattern)
-            out.append(ndcg_at_k(scores, l, k) if status == "ok" else (0.0 if status == "count" else -1.0))
-        return out
-
-    return ndcg_reward
-
-
-def make_distribution_reward(pattern: str) -> Reward:
-    """1 - mean |score - label| / 3 with scores clipped to 0-3; 0 unless the answer has the right length."""
-    def distribution_reward(completions, labels, answer_prefix=None, **_) -> list[float]:
-        out = []
-        for t, l in zip(_texts(completions, answer_prefix), labels):
-            status, scores = parse_scores(t, len(l), pattern)
-            if status != "ok":
-                out.append(0.0)
+def pooled_values(answers: Sequence[Answer], labels: Sequence[Sequence[float]],
+                  list_ids: Sequence[object], doc_ids: Sequence[object]) -> list[float]:
+    """The pooled (ERank-style) credit of every completion of a batch of one-passage answers (see the
+    module doc). ``doc_ids`` tell a passage's own other completions apart from other passages'."""
+    out = []
+    for i, (a, l) in enumerate(zip(answers, labels)):
+        if a.scores is None:
+            out.append(0.0)
+            continue
+        won = weight = 0.0
+        for j, (b, m) in enumerate(zip(answers, labels)):
+            if list_ids[j] != list_ids[i] or doc_ids[j] == doc_ids[i] or b.scores is None or m[0] == l[0]:
                 continue
-            error = sum(abs(min(max(s, 0.0), MAX_GRADE) - g) for s, g in zip(scores, l)) / (MAX_GRADE * len(l))
-            out.append(1.0 - error)
-        return out
+            w = abs(l[0] - m[0])
+            agree = (a.scores[0] - b.scores[0]) * (l[0] - m[0])
+            won += w * (1.0 if agree > 0 else 0.5 if agree == 0 else 0.0)
+            weight += w
+        out.append(won / weight if weight else 0.0)
+    return out
 
-    return distribution_reward
+
+class AnswerLog:
+    """What the policy answered since the last log (the answers' keys), for the collapse check."""
+
+    def __init__(self):
+        self.keys: list[str] = []
+
+    def record(self, answers: Sequence[Answer]) -> None:
+        self.keys.extend(a.key for a in answers)
+
+    def take(self) -> list[str]:
+        keys, self.keys = self.keys, []
+        return keys
 
 
-def reward_functions(weights: dict[str, float], pattern: str, k: int = 10) -> tuple[list[Reward], list[float]]:
-    """The reward functions named in ``weights`` (ndcg, distribution, format) reading answers with the
-    answer regex ``pattern``, and their weights, in order."""
-    known = {"ndcg": lambda: make_ndcg_reward(pattern, k), "distribution": lambda: make_distribution_reward(pattern),
-             "format": lambda: make_format_reward(pattern)}
-    names = [n for n in ("ndcg", "distribution", "format") if n in weights]
-    return [known[n]() for n in names], [float(weights[n]) for n in names]
+def read_answers(target: Target, completions, labels, answer_prefix=None) -> list[Answer]:
+    prefixes = answer_prefix if answer_prefix is not None else [None] * len(completions)
+    return [target.read(completion_text(c, p), len(l)) for c, p, l in zip(completions, prefixes, labels)]
+
+
+def make_reward(name: str, target: Target, k: int = 10, threshold: float = 2.0,
+                log: AnswerLog | None = None) -> Reward:
+    """The TRL reward function of component ``name`` (its ``__name__`` is ``<name>_reward``, as TRL logs
+    it); ``log``, when given, records every answer read."""
+    def reward(completions, labels, answer_prefix=None, list_id=None, prompts=None, **_) -> list[float]:
+        answers = read_answers(target, completions, labels, answer_prefix)
+        if log is not None:
+            log.record(answers)
+        if name == "pooled":
+            ids = list_id if list_id is not None else [0] * len(answers)
+            return pooled_values(answers, labels, ids, prompts if prompts is not None else range(len(answers)))
+        return [component_value(name, a, l, k, threshold) for a, l in zip(answers, labels)]
+
+    reward.__name__ = f"{name}_reward"
+    return reward
+
+
+def reward_functions(weights: dict[str, float], target: Target, k: int = 10, threshold: float = 2.0,
+                     log: AnswerLog | None = None) -> tuple[list[Reward], list[float]]:
+    """The reward functions named in ``weights`` (in ``COMPONENTS`` order) and their weights; the first
+    one also records the answers in ``log``."""
+    names = [n for n in COMPONENTS if n in weights]
+    funcs = [make_reward(n, target, k, threshold, log if i == 0 else None) for i, n in enumerate(names)]
+    return funcs, [float(weights[n]) for n in names]

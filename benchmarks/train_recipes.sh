@@ -1,0 +1,55 @@
+#!/bin/bash
+# Issue 32: the GRPO recipes (examples/train-{grouprank,erank,prorank,rank-r1,reasonrank}.yaml) on
+# qwen2.5-0.5b, each evaluated on DL19 (BM25 top 20) with the method it trains, beside its start.
+# Resumable: a training whose results exist is skipped (an interrupted one continues with --resume), and so
+# is an evaluation whose run file exists. One model process at a time. Table: benchmarks/train_recipes_table.py
+# SFT=DIR: the pointwise SFT checkpoint of examples/train-sft-pointwise-dl20.yaml (trained if missing).
+set -u
+OUT=${OUT:-runs}
+SFT=${SFT:-$OUT/sft-05b-dl20}
+mkdir -p "$OUT/eval"
+FEW=$(python -c "from rankwise.data import load_dataset; print(','.join(sorted(load_dataset('dl19').judged_queries())[:10]))")
+rerank() {  # label model method [options...]: all 43 judged DL19 queries (QIDS=... for a subset)
+  local label=$1 model=$2 method=$3; shift 3
+  [ -s "$OUT/eval/dl19.$label.trec" ] && return
+  echo "== rerank $label $(date -u +%T)"
+  rankwise rerank --method "$method" --model "$model" --engine transformers --dataset dl19 --run bm25 --top-k 20 \
+    --no-cache ${QIDS:+--qids "$QIDS"} "$@" --usage "$OUT/eval/dl19.$label.usage.json" \
+    --output "$OUT/eval/dl19.$label.trec.tmp" --overwrite && mv "$OUT/eval/dl19.$label.trec.tmp" "$OUT/eval/dl19.$label.trec"
+}
+train() {  # config output
+  [ -s "$2/train-results.json" ] && return
+  flag=""; [ -d "$2" ] && flag="--resume"
+  echo "== train $2 $flag $(date -u +%T)"
+  rankwise train "$1" --output "$2" $flag && return
+  echo "== training stopped (rc $?): continuing from its last checkpoint"
+  rankwise train "$1" --output "$2" --resume
+}
+[ -s "$SFT/train-results.json" ] || train examples/train-sft-pointwise-dl20.yaml "$SFT"
+GROUP=(-o prompt=groupwise.json -o group_size=5 -o max_passage_tokens=96 -o 'answer_prefix=[')
+# GroupRank from the SFT checkpoint
+sed "s#^model: .*#model: $SFT#" examples/train-grouprank.yaml > "$OUT/grouprank.yaml"
+train "$OUT/grouprank.yaml" "$OUT/grouprank-05b"
+rerank grouprank.start "$SFT" groupwise.generate "${GROUP[@]}"
+rerank grouprank "$OUT/grouprank-05b" groupwise.generate "${GROUP[@]}"
+# ERank: its SFT stage is the SFT checkpoint (same settings), so only the RL stage trains here
+mkdir -p "$OUT/erank-05b/stages"
+[ -e "$OUT/erank-05b/stages/1-sft" ] || ln -s "$(realpath "$SFT")" "$OUT/erank-05b/stages/1-sft"
+train examples/train-erank.yaml "$OUT/erank-05b"
+rerank sft-05b-dl20 "$SFT" pointwise.yes_no
+rerank erank "$OUT/erank-05b" pointwise.yes_no
+# ProRank from the instruction-tuned model
+train examples/train-prorank.yaml "$OUT/prorank-05b"
+rerank qwen2.5-0.5b.graded qwen2.5-0.5b pointwise.graded
+rerank prorank "$OUT/prorank-05b" pointwise.graded
+# Rank-R1 and ReasonRank: 10 queries (the first 10 judged DL19 qids), reasoning budgets that fit a CPU
+R1=(-o prompt=setwise.rank_r1 -o set_size=4 -o reasoning_tokens=128 -o max_passage_tokens=64)
+RR=(-o prompt=listwise.reasonrank -o window_size=5 -o step=3 -o reasoning_tokens=128 -o max_passage_tokens=64)
+train examples/train-rank-r1.yaml "$OUT/rank-r1-05b"
+QIDS=$FEW rerank qwen2.5-0.5b.rank-r1.10q qwen2.5-0.5b setwise.reasoning "${R1[@]}"
+QIDS=$FEW rerank rank-r1.10q "$OUT/rank-r1-05b" setwise.reasoning "${R1[@]}"
+train examples/train-reasonrank.yaml "$OUT/reasonrank-05b"
+QIDS=$FEW rerank qwen2.5-0.5b.reasonrank.10q qwen2.5-0.5b listwise.window "${RR[@]}"
+QIDS=$FEW rerank reasonrank.10q "$OUT/reasonrank-05b" listwise.window "${RR[@]}"
+rerank qwen2.5-0.5b.grouprank qwen2.5-0.5b groupwise.generate "${GROUP[@]}"
+echo "== done $(date -u +%T)"
