@@ -26,7 +26,7 @@ train() {  # config output
   rankwise train "$1" --output "$2" --resume
 }
 [ -s "$SFT/train-results.json" ] || train examples/train-sft-pointwise-dl20.yaml "$SFT"
-GROUP=(-o prompt=groupwise.json -o group_size=5 -o max_passage_tokens=96 -o 'answer_prefix=[')
+GROUP=(-o prompt=groupwise.json -o group_size=5 -o max_passage_tokens=64 -o 'answer_prefix=[')
 # GroupRank from the SFT checkpoint
 sed "s#^model: .*#model: $SFT#" examples/train-grouprank.yaml > "$OUT/grouprank.yaml"
 train "$OUT/grouprank.yaml" "$OUT/grouprank-05b"

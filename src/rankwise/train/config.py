@@ -321,7 +321,8 @@ def _check_grpo(config: TrainConfig, bad: Callable[[str, str], InputError]) -> N
     unknown = sorted(set(g.rewards) - set(COMPONENTS))
     if unknown:
         raise bad("grpo.rewards", f"unknown reward {unknown[0]!r} (use {', '.join(COMPONENTS)})")
-    if g.target.split(".")[0] not in GRPO_FAMILIES or g.target not in method_names():
+    if g.target.split(".")[0] not in GRPO_FAMILIES or g.target not in method_names() or \
+            (g.target.startswith("pointwise.") and g.target not in SFT_TARGETS):
         raise bad("grpo.target", f"cannot train {g.target!r} with GRPO (use a {', '.join(GRPO_FAMILIES)} method)")
     try:
         check_options(g.target, g.options)

@@ -1,0 +1,163 @@
+"""The GRPO recipes' table: ``python benchmarks/train_recipes_table.py runs`` reads what
+``benchmarks/train_recipes.sh`` wrote under ``runs/`` (training results, reward logs, DL19 run files) and
+writes benchmarks/results/train_recipes.md (+ one reward plot per recipe).
+
+Per recipe: the start point, steps, minutes, DL19 nDCG@10 before/after on the same queries and candidates
+(BM25 top 20) with a paired randomisation test, parse failures, the distinct-answer rate (groupwise: the
+share of groups whose answer differs from every other group's... counted as distinct answers / groups),
+and the reward trajectory (first and last blocks of steps: total reward, each component, the spread within
+a prompt's completions, the share of zero-spread prompts, distinct answers, KL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from datetime import date
+from importlib.metadata import version
+from pathlib import Path
+
+from rankwise.data import load_dataset, read_run
+from rankwise.eval import evaluate_per_query, randomisation_test
+from rankwise.llm.hardware import cpu_info
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "train_recipes.md"
+
+RECIPES = [
+    # name, output dir, example, method, start label (eval file), start description, trained eval file
+    ("GroupRank", "grouprank-05b", "train-grouprank.yaml", "groupwise.generate", "grouprank.start",
+     "pointwise SFT checkpoint (issue 31)", "grouprank"),
+    ("ERank (RL stage)", "erank-05b", "train-erank.yaml", "pointwise.yes_no", "sft-05b-dl20",
+     "pointwise SFT checkpoint (issue 31)", "erank"),
+    ("ProRank", "prorank-05b", "train-prorank.yaml", "pointwise.graded", "qwen2.5-0.5b.graded",
+     "qwen2.5-0.5b-instruct", "prorank"),
+    ("Rank-R1", "rank-r1-05b", "train-rank-r1.yaml", "setwise.reasoning", "qwen2.5-0.5b.rank-r1.10q",
+     "qwen2.5-0.5b-instruct", "rank-r1.10q"),
+    ("ReasonRank", "reasonrank-05b", "train-reasonrank.yaml", "listwise.window", "qwen2.5-0.5b.reasonrank.10q",
+     "qwen2.5-0.5b-instruct", "reasonrank.10q"),
+]
+GROUP_SIZE, TOP_K = 5, 20
+
+
+def ndcg(run_file: Path, qrels) -> dict[str, float]:
+    run = read_run(run_file)
+    return {q: v["nDCG@10"] for q, v in evaluate_per_query(run, {q: qrels[q] for q in run if q in qrels},
+                                                             ["nDCG@10"]).items()}
+
+
+def distinct_group_answers(run_file: Path, bm25) -> tuple[int, int]:
+    """(distinct answers, groups) of a groupwise.generate run: each group of 5 consecutive BM25 candidates
+    answered one list of scores, read back from the run's scores."""
+    run = read_run(run_file)
+    answers = []
+    for qid, scored in run.items():
+        head = sorted(bm25[qid], key=lambda d: -bm25[qid][d])[:TOP_K]
+        for i in range(0, len(head), GROUP_SIZE):
+            answers.append(tuple(round(scored.get(d, float("nan")), 3) for d in head[i:i + GROUP_SIZE]))
+    return len(set(answers)), len(answers)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def trajectory(rows: list[dict]) -> list[str]:
+    """A markdown table of the reward log in up to 6 blocks of steps."""
+    keys = sorted({k for r in rows for k in r if k.startswith("rewards/")})
+    extra = [k for k in ("reward_std", "frac_reward_zero_std", "answers/distinct", "answers/top_share", "kl")
+             if any(k in r for r in rows)]
+    names = [k.split("/")[1].removesuffix("_reward") for k in keys]
+    lines = ["| steps | reward | " + " | ".join(names + [e.replace("frac_reward_zero_std", "zero-spread share")
+                                                       for e in extra]) + " |",
+             "|---|" + "---:|" * (1 + len(keys) + len(extra))]
+    block = max(1, -(-len(rows) // 6))
+    for i in range(0, len(rows), block):
+        part = rows[i:i + block]
+        lines.append(f"| {part[0]['step']}-{part[-1]['step']} | {_fmt(_mean(part, 'reward'))} | "
+                     + " | ".join(_fmt(_mean(part, k)) for k in keys + extra) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path)
+    args = parser.parse_args()
+    ds = load_dataset("dl19")
+    bm25 = read_run(ds.runs["bm25"])
+    cpu = cpu_info()
+    summary = ["| recipe | method | start | steps | train min | queries | BM25 | nDCG@10 start | nDCG@10 after "
+               "| after - start (p) | parse failures start / after | distinct answers start / after | collapse |",
+               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    details = []
+    for name, out, example, method, start_label, start_desc, label in RECIPES:
+        results_file = args.runs / out / "train-results.json"
+        after_file, start_file = args.runs / "eval" / f"dl19.{label}.trec", args.runs / "eval" / f"dl19.{start_label}.trec"
+        if not results_file.is_file():
+            summary.append(f"| {name} | `{method}` | {start_desc} | not run | | | | | | | | | |")
+            continue
+        results = json.loads(results_file.read_text())
+        stages = results.get("stages") or [{"name": "train", "steps": results["steps"], "seconds": results["seconds"]}]
+        trained = [s for s in stages if Path(s.get("output", out)).name != "1-sft" or name != "ERank (RL stage)"]
+        steps = " + ".join(str(s["steps"]) for s in trained)
+        minutes = sum(s["seconds"] for s in trained) / 60
+        row = f"| {name} | `{method}` | {start_desc} | {steps} | {minutes:.1f} |"
+        if after_file.is_file() and start_file.is_file():
+            before, after = ndcg(start_file, ds.qrels), ndcg(after_file, ds.qrels)
+            qids = sorted(set(before) & set(after))
+            b = [before[q] for q in qids]
+            a = [after[q] for q in qids]
+            base = ndcg_of_bm25(bm25, ds.qrels, qids)
+            p = randomisation_test(b, a)
+            fails = []
+            for f in (start_file, after_file):
+                usage = json.loads(f.with_name(f.name.replace(".trec", ".usage.json")).read_text())
+                fails.append(f"{usage['parse_failures']}/{usage['calls']}")
+            distinct = "n/a"
+            if method == "groupwise.generate":
+                distinct = " / ".join("{}/{}".format(*distinct_group_answers(f, bm25)) for f in (start_file, after_file))
+            row += (f" {len(qids)} | {base:.4f} | {sum(b) / len(b):.4f} | {sum(a) / len(a):.4f} | "
+                    f"{(sum(a) - sum(b)) / len(b):+.4f} ({p:.3f}) | {' / '.join(fails)} | {distinct} |")
+        else:
+            row += " | | | | | | | |"
+        row += f" {results.get('collapsed_at') or 'no'} |"
+        summary.append(row)
+        rewards = args.runs / out / "rewards.json"
+        if rewards.is_file():
+            plot = OUT.with_name(f"train_recipe_{out}.png")
+            if (args.runs / out / "rewards.png").is_file():
+                shutil.copyfile(args.runs / out / "rewards.png", plot)
+            details += [f"### {name} (`examples/{example}`)", "",
+                        f"Start: {start_desc}; {results.get('prompts', '?')} training prompts; "
+                        f"`rankwise train examples/{example}`" + (f" (stages: {', '.join(s['name'] for s in stages)}; "
+                                                                   "the reward log is the last stage's)"
+                                                                   if results.get("stages") else "") + ".", "",
+                        *trajectory(json.loads(rewards.read_text())), "", f"![rewards]({plot.relative_to(ROOT)})", ""]
+    text = ["# GRPO recipes on qwen2.5-0.5b (issue 32)", "",
+            f"Regenerate: `OUT=runs bash benchmarks/train_recipes.sh` then `python benchmarks/train_recipes_table.py "
+            f"runs` ({date.today()}). CPU: **{cpu.model_name}, {os.cpu_count()} cores** (training in bf16 with fp32 "
+            f"LoRA weights, evaluation in bf16, transformers engine, no cache). trl {version('trl')}, "
+            f"peft {version('peft')}, transformers {version('transformers')}, torch {version('torch')}.", "",
+            "DL19, BM25 top 20 reranked by the method each recipe trains, before (start) and after training, on the "
+            "same candidates; p from a paired randomisation test over the queries. GroupRank, ERank and ProRank: "
+            "all 43 judged queries; Rank-R1 and ReasonRank: the first 10 judged query ids (reasoning generation "
+            "on 2 CPU cores). Distinct answers (groupwise): different score lists over all groups of 5.", "",
+            *summary, "", *details]
+    OUT.write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("\n".join(summary))
+
+
+def ndcg_of_bm25(bm25, qrels, qids: list[str]) -> float:
+    values = evaluate_per_query({q: bm25[q] for q in qids}, {q: qrels[q] for q in qids}, ["nDCG@10"])
+    return sum(v["nDCG@10"] for v in values.values()) / len(qids)
+
+
+if __name__ == "__main__":
+    main()
