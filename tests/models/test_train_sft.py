@@ -13,7 +13,7 @@ import torch
 from rankwise.errors import InputError
 from rankwise.train.config import parse_config
 from rankwise.train.groups import Group
-from rankwise.train.sft import collate, contrastive_loss, sft_loss, train_sft
+from rankwise.train.sft import collate, contrastive_loss, first_ranking_loss, sft_loss, train_sft
 from rankwise.train.targets import choice_index, target_method, target_rows
 from rankwise.types import Candidate, Query
 from tests.tiny_lm import save_tiny_model, tiny_backend
@@ -60,19 +60,64 @@ def test_training_prompts_are_the_methods_inference_prompts(target):
     expected = method.prompts(Query(group.qid, group.query), [Candidate(d, t) for d, t in
                                                                zip(group.docids, group.texts)])
     assert [list(ids) for ids in row.input_ids] == [backend._tokenize(p) for p in expected]
-    answer = [backend.tokenizer.decode([t]) for t in row.targets]
+    answer = [backend.tokenizer.decode(list(a)) for a in row.answers]
     assert answer == (["Yes", "No", "No"] if target == "pointwise.yes_no" else ["3", "1", "0"])
 
 
-def test_only_pointwise_targets_train():
+def _listwise_group() -> Group:
+    return Group("q1", "capital of france", ("p", "n1", "n2", "n3"),
+                 ("Paris is the capital", "bread", "bitcoin", "plants"), (3.0, 1.0, 0.0, 0.0), 1)
+
+
+@pytest.mark.parametrize("target", ["listwise.window", "listwise.first"])
+def test_listwise_rows_are_the_window_prompt_and_the_permutation_by_grade(target):
+    """RankZephyr: the permutation ordered by grade (ties in the group's first-stage order), then the end of
+    the turn; FIRST: also the identifier tokens in that order."""
+    backend = tiny_backend()
+    method = target_method(target, backend, {"window_size": 4, "step": 2})
+    group = _listwise_group()
+    rows = target_rows(method, [group] * 6, threshold=2, seed=3)
+    seen_first = set()
+    for row in rows:
+        (prompt,), (answer,) = row.input_ids, row.answers
+        text = backend.tokenizer.decode(list(prompt))
+        shown = sorted(range(4), key=lambda i: text.index(group.texts[i]))  # the seeded window order
+        expected = method.prompt(group.query, [group.texts[i] for i in shown], [0.0] * 4)
+        assert list(prompt) == backend._tokenize(expected)
+        labels = ["1", "2", "3", "4"] if target == "listwise.window" else ["A", "B", "C", "D"]
+        by_grade = sorted(range(4), key=lambda j: (-group.labels[shown[j]], shown[j]))
+        permutation = " > ".join(f"[{labels[j]}]" for j in by_grade)
+        assert method.answer_prefix + backend.tokenizer.decode(list(answer[:-1])) == permutation
+        assert answer[-1] == backend.tokenizer.eos_token_id
+        if target == "listwise.first":
+            ids = [backend._tokenize(c)[0] for c in method.choices[:4]]
+            assert list(row.ranking) == [ids[j] for j in by_grade]
+        seen_first.add(shown.index(0))
+    assert len(seen_first) > 1  # the positive is not always shown first
+
+
+def test_setwise_rows_answer_the_label_of_the_best_passage():
+    backend = tiny_backend()
+    method = target_method("setwise.heapsort", backend, {})
+    group = _listwise_group()
+    for row in target_rows(method, [group] * 4, threshold=2, seed=1):
+        text = backend.tokenizer.decode(list(row.input_ids[0]))
+        assert text.endswith("Passage")
+        position = sorted(range(4), key=lambda i: text.index(group.texts[i])).index(0)
+        assert backend.tokenizer.decode(list(row.answers[0])).strip() == "ABCD"[position]
+
+
+def test_methods_sft_cannot_train_are_named():
     with pytest.raises(InputError, match="sft.target"):
-        parse_config({"kind": "sft", "sft": {"target": "listwise.window"}})
+        parse_config({"kind": "sft", "sft": {"target": "pointwise.qlm"}})
+    with pytest.raises(InputError, match="reasoning"):
+        target_method("listwise.window", tiny_backend(), {"reasoning_tokens": 16, "prompt": "listwise.reasonrank"})
     with pytest.raises(InputError, match="log-odds"):
         parse_config({"kind": "contrastive", "sft": {"target": "pointwise.graded"}})
 
 
 def test_losses():
-    batch = {"targets": torch.tensor([1, 0]), "group_size": 2}
+    batch = {"targets": torch.tensor([1, 0]), "group_size": 2, "first": torch.tensor([0, 1])}
     logits = torch.tensor([[0.0, 5.0, 0.0], [5.0, 0.0, 0.0]])
     assert sft_loss(logits, batch) < 0.02
     # yes = token 0, no = token 1: the first passage (the positive) must out-score the second
@@ -81,22 +126,42 @@ def test_losses():
     assert good < 0.01 and bad > 9
 
 
-def test_collate_pads_right_and_marks_last_positions():
+def test_first_ranking_loss_by_hand():
+    """Identifiers 5, 6, 7 ranked in that order: pairs (1,2) weight 1/3, (1,3) 1/4, (2,3) 1/5."""
+    logits = torch.zeros(1, 8)
+    logits[0, 5], logits[0, 6], logits[0, 7] = 2.0, 1.0, 0.0
+    batch = {"first": torch.tensor([0]), "ranking": torch.tensor([[5, 6, 7, -1]])}
+    sp = torch.nn.functional.softplus
+    expected = (sp(torch.tensor(-1.0)) / 3 + sp(torch.tensor(-2.0)) / 4 + sp(torch.tensor(-1.0)) / 5) / (1 / 3 + 1 / 4 + 1 / 5)
+    assert first_ranking_loss(logits, batch) == pytest.approx(expected.item())
+    logits[0, 5], logits[0, 7] = 0.0, 2.0  # the order reversed: a larger loss
+    assert first_ranking_loss(logits, batch) > expected
+
+
+def test_collate_pads_right_and_marks_answer_positions():
     from rankwise.train.targets import TargetRow
 
-    batch = collate([TargetRow(((1, 2, 3), (4,)), (7, 8))], pad_id=0)
+    batch = collate([TargetRow(((1, 2, 3), (4,)), ((7,), (8,)))], pad_id=0)  # pointwise: one token each
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert batch["last"].tolist() == [2, 0] and batch["group_size"] == 2
+    assert batch["positions"].tolist() == [[0, 2], [1, 0]] and batch["targets"].tolist() == [7, 8]
+    batch = collate([TargetRow(((1, 2),), ((5, 6, 9),), (5, 6))], pad_id=0)  # a permutation of 3 tokens
+    assert batch["input_ids"].tolist() == [[1, 2, 5, 6]]  # teacher forcing: the last answer token not fed
+    assert batch["positions"].tolist() == [[0, 1], [0, 2], [0, 3]] and batch["targets"].tolist() == [5, 6, 9]
+    assert batch["first"].tolist() == [0] and batch["ranking"].tolist() == [[5, 6]]
 
 
-@pytest.mark.parametrize("kind,target", [("sft", "pointwise.yes_no"), ("sft", "pointwise.graded"),
-                                         ("contrastive", "pointwise.yes_no")])
-def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_path, kind, target):
+@pytest.mark.parametrize("kind,target,options", [
+    ("sft", "pointwise.yes_no", {}), ("sft", "pointwise.graded", {}), ("contrastive", "pointwise.yes_no", {}),
+    ("sft", "listwise.window", {"window_size": 3, "step": 1, "max_passage_tokens": 8}),
+    ("sft", "listwise.first", {"window_size": 3, "step": 1, "max_passage_tokens": 8}),
+    ("sft", "setwise.heapsort", {"set_size": 3, "max_passage_tokens": 8})])
+def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_path, kind, target, options):
     from rankwise.pipeline import load_reranker
 
     model, data = tiny_setup
     config = parse_config({
-        "kind": kind, "model": str(model), "sft": {"target": target, "lora_r": 4},
+        "kind": kind, "model": str(model), "sft": {"target": target, "lora_r": 4, "options": options},
         "data": {"dataset": str(data), "depth": 20, "group_size": 3, "groups_per_query": 1, "dev_fraction": 0.0,
                  "min_grade": 1, "seed": 1},
         "training": {"max_steps": 3, "batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1,
@@ -108,9 +173,10 @@ def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_
     assert len(json.loads((out / "loss.json").read_text())) == 3
     assert set(json.loads((out / "train-queries.json").read_text())) == {f"t{t}q{q}" for t in range(4)
                                                                          for q in range(3)}
-    reranker = load_reranker(target, str(out), cache=False)
-    ranking = reranker.rank(Query("q", "bread yeast"), [Candidate("a", "bread yeast rises"), Candidate("b", "x")])
-    assert {c.docid for c in ranking.candidates} == {"a", "b"}
+    reranker = load_reranker(target, str(out), cache=False, **options)
+    docs = [Candidate("a", "bread yeast rises"), Candidate("b", "x"), Candidate("c", "plants")]
+    ranking = reranker.rank(Query("q", "bread yeast"), docs)
+    assert {c.docid for c in ranking.candidates} == {"a", "b", "c"}
 
 
 def test_bf16_training_merges_the_adapter_into_fp32_weights(tiny_setup, tmp_path):

@@ -16,10 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize("name", ["train-crossencoder-scifact.yaml", "train-crossencoder-dl20.yaml",
                                   "train-crossencoder-synthetic.yaml",
                                   "train-grpo-groupwise.yaml", "train-grouprank.yaml", "train-prorank.yaml",
-                                  "train-erank.yaml", "train-rank-r1.yaml", "train-reasonrank.yaml"])
+                                  "train-erank.yaml", "train-rank-r1.yaml", "train-reasonrank.yaml",
+                                  "train-sft-listwise-dl20.yaml", "train-sft-first-dl20.yaml",
+                                  "train-sft-setwise-dl20.yaml"])
 def test_shipped_examples_load(name):
     config = load_config(EXAMPLES / name)
-    assert config.kind in ("crossencoder", "grpo")
+    assert config.kind in ("crossencoder", "grpo", "sft")
 
 
 def test_defaults_and_float_strings():

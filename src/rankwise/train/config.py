@@ -20,7 +20,8 @@ OBJECTIVES = ("bce", "contrastive", "listnet", "lambda", "ranknet", "margin-mse"
 KINDS = ("crossencoder", "grpo", "embedding", "sft", "contrastive")
 
 EMBEDDING_STAGES = ("contrastive", "listwise", "both")
-SFT_TARGETS = ("pointwise.yes_no", "pointwise.graded")
+SFT_TARGETS = ("pointwise.yes_no", "pointwise.graded", "listwise.window", "listwise.full", "listwise.first",
+               "setwise.heapsort", "setwise.bubblesort", "setwise.tournament")
 GRPO_FAMILIES = ("pointwise", "groupwise", "setwise", "listwise")
 STAGE_FIELDS = {"name", "kind", "data", "training", "grpo", "sft"}
 """What a stage of a multi-stage recipe may override (its model is the previous stage's output)."""
@@ -184,8 +185,9 @@ class SftConfig:
     """``kind: sft`` and ``kind: contrastive``: a causal LM trained on a method's own inference prompt."""
 
     target: str = "pointwise.yes_no"
-    """The method whose prompt and answer are trained (pointwise.yes_no or pointwise.graded); the model
-    directory then reranks with ``--method`` this."""
+    """The method whose prompt and answer are trained (pointwise.yes_no / graded, listwise.window / full / first,
+    setwise.heapsort / bubblesort / tournament); the model directory then reranks with ``--method`` this. For
+    listwise and setwise, one window or set is one group of ``data.group_size`` passages."""
     options: dict = field(default_factory=dict)
     """Options of that method (prompt, max_passage_tokens); give the same ones at inference."""
     lora: bool = True
@@ -195,6 +197,9 @@ class SftConfig:
     lora_dropout: float = 0.05
     temperature: float = 1.0
     """contrastive: InfoNCE over the yes/no log-odds of a group divided by this."""
+    first_weight: float = 1.0
+    """listwise.first: weight of FIRST's ranking loss on the first identifier's logits beside the language-model
+    loss on the permutation."""
 
 
 @dataclass
@@ -322,7 +327,7 @@ def _check_grpo(config: TrainConfig, bad: Callable[[str, str], InputError]) -> N
     if unknown:
         raise bad("grpo.rewards", f"unknown reward {unknown[0]!r} (use {', '.join(COMPONENTS)})")
     if g.target.split(".")[0] not in GRPO_FAMILIES or g.target not in method_names() or \
-            (g.target.startswith("pointwise.") and g.target not in SFT_TARGETS):
+                    (g.target.startswith("pointwise.") and g.target not in ("pointwise.yes_no", "pointwise.graded")):
         raise bad("grpo.target", f"cannot train {g.target!r} with GRPO (use a {', '.join(GRPO_FAMILIES)} method)")
     try:
         check_options(g.target, g.options)

@@ -1,11 +1,13 @@
 """Causal-LM rerankers trained on a method's own prompt: ``kind: sft`` and ``kind: contrastive``.
 
-Both read the answer token's logits at the last prompt position (fp32 LM head, as the transformers engine
-scores) for every passage of a group (one positive first, hard negatives after):
+Both read the answer's logits after the prompt (fp32 LM head, as the transformers engine scores) for the
+rows of rankwise.train.targets (pointwise: a prompt per passage of a group, one positive first; listwise and
+setwise: one window or set per group):
 
-- ``sft``: token cross-entropy over the vocabulary on the answer token the label maps to (Yes/No from
-  ``data.min_grade``, or the grade 0..k for ``pointwise.graded``), i.e. generative fine-tuning on the
-  answer;
+- ``sft``: token cross-entropy over the vocabulary on the answer tokens the labels map to (Yes/No from
+  ``data.min_grade``, the grade 0..k for ``pointwise.graded``, the permutation by grade for listwise
+  (RankZephyr), the best passage's label for setwise), i.e. generative fine-tuning on the answer; for
+  ``listwise.first`` plus FIRST's ranking loss on the first identifier's logits (``sft.first_weight``);
 - ``contrastive``: InfoNCE over the group on the score ``pointwise.yes_no`` ranks by, the yes/no log-odds
   (logsumexp of the Yes variants minus that of the No variants), the positive as the class.
 
@@ -71,42 +73,70 @@ class RowDataset(torch.utils.data.Dataset):
 
 
 def collate(rows: Sequence[TargetRow], pad_id: int) -> dict:
-    """Groups -> one right-padded batch of all their prompts, the last real position of each, the targets."""
+    """Groups -> one right-padded batch of all their prompts, each followed by its answer but the last
+    answer token (teacher forcing): ``positions`` (row, position) predict the answer tokens ``targets``;
+    ``last`` is each prompt's last position (its first answer prediction, which pointwise scoring, the
+    contrastive loss and FIRST's ranking loss read), ``first`` its index among ``positions``."""
     prompts = [p for r in rows for p in r.input_ids]
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    answers = [a for r in rows for a in r.answers]
+    sequences = [p + a[:-1] for p, a in zip(prompts, answers)]
+    width = max(len(q) for q in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
-    for i, p in enumerate(prompts):
-        input_ids[i, :len(p)] = torch.tensor(p)
-        mask[i, :len(p)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask,
-            "last": torch.tensor([len(p) - 1 for p in prompts]),
-            "targets": torch.tensor([t for r in rows for t in r.targets]),
+    positions, first = [], []
+    for i, (q, p, a) in enumerate(zip(sequences, prompts, answers)):
+        input_ids[i, :len(q)] = torch.tensor(q)
+        mask[i, :len(q)] = 1
+        first.append(len(positions))
+        positions += [(i, len(p) - 1 + k) for k in range(len(a))]
+    width = max((len(r.ranking) for r in rows), default=0)
+    ranking = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ranking[i, :len(r.ranking)] = torch.tensor(r.ranking, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": mask, "positions": torch.tensor(positions),
+            "last": torch.tensor([len(p) - 1 for p in prompts]), "first": torch.tensor(first),
+            "targets": torch.tensor([t for a in answers for t in a]), "ranking": ranking,
             "group_size": len(rows[0].input_ids)}
 
 
 def answer_logits(model, batch: dict) -> torch.Tensor:
-    """fp32 next-token logits at each prompt's last position [n, vocab] (the engine's scoring path: the
-    decoder's last hidden state of that position only through the LM head)."""
+    """fp32 next-token logits at every answer position [n, vocab] (the engine's scoring path: the decoder's
+    hidden states of those positions only through the LM head)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                                 ).last_hidden_state
-    last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch["last"]]
+    rows, cols = batch["positions"].T
+    picked = hidden[rows.to(hidden.device), cols.to(hidden.device)]
     head = base.get_output_embeddings()
     # in the head's dtype (a fp32 copy of a 150k-token head costs 0.5 GB per step), read out in fp32
-    logits = (last.to(head.weight.dtype) @ head.weight.T).float()
+    logits = (picked.to(head.weight.dtype) @ head.weight.T).float()
     return logits + head.bias.float() if getattr(head, "bias", None) is not None else logits
 
 
 def sft_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
-    """Token cross-entropy on the answer token of every prompt."""
+    """Token cross-entropy on the answer tokens of every prompt."""
     return F.cross_entropy(logits, batch["targets"])
+
+
+def first_ranking_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """FIRST's ranking loss: at each window's first answer position, the logit of every identifier against
+    those ranked below it (RankNet), a pair at 1-based ranks i < j weighted 1 / (i + j)."""
+    first = logits[batch["first"]]
+    losses = []
+    for row, ids in zip(first, batch["ranking"]):
+        ids = ids[ids >= 0]
+        scores = row[ids.to(row.device)]
+        i, j = torch.triu_indices(len(ids), len(ids), 1)
+        weight = 1.0 / (i + j + 2).float()
+        losses.append((weight * F.softplus(scores[j] - scores[i])).sum() / weight.sum())
+    return torch.stack(losses).mean()
 
 
 def contrastive_loss(logits: torch.Tensor, batch: dict, yes: Sequence[int], no: Sequence[int],
                      temperature: float) -> torch.Tensor:
-    """InfoNCE over each group's yes/no log-odds; the positive is the group's first passage."""
-    logprobs = torch.log_softmax(logits, dim=-1)
+    """InfoNCE over each group's yes/no log-odds (read at each prompt's first answer position); the
+    positive is the group's first passage."""
+    logprobs = torch.log_softmax(logits[batch["first"]], dim=-1)
     scores = torch.logsumexp(logprobs[:, list(yes)], -1) - torch.logsumexp(logprobs[:, list(no)], -1)
     scores = scores.view(-1, batch["group_size"]) / temperature
     return F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
@@ -188,8 +218,8 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     backend = TransformersBackend(str(output), name=str(output), torch_model=model, tokenizer=tokenizer,
                                   dtype=dtype, device="cpu")
     method = target_method(s.target, backend, s.options)
-    rows = target_rows(method, split.groups, d.min_grade)
-    yes, no = yes_no_ids(method)
+    rows = target_rows(method, split.groups, d.min_grade, d.seed)
+    yes, no = yes_no_ids(method) if config.kind == "contrastive" else ([], [])
     del backend, method
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / CONFIG_FILE)
@@ -205,6 +235,8 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         logits = answer_logits(model, batch)
         if config.kind == "contrastive":
             return contrastive_loss(logits, batch, yes, no, s.temperature)
+        if batch["ranking"].shape[1]:  # listwise.first: FIRST's objective
+            return sft_loss(logits, batch) + s.first_weight * first_ranking_loss(logits, batch)
         return sft_loss(logits, batch)
 
     class AnswerTrainer(Trainer):
@@ -247,7 +279,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     results = {
         "kind": config.kind, "target": s.target, "model": config.model, "steps": steps,
         "train_loss": train_out.training_loss, "train_groups": len(rows),
-        "train_prompts": sum(len(r.targets) for r in rows), "train_queries": len(split.train_qids),
+        "train_prompts": sum(len(r.answers) for r in rows), "train_queries": len(split.train_qids),
         "dev_queries": len(split.dev_qids), "held_out_queries": len(split.source.held_out),
         "sources": {"queries": f"{d.dataset}: {d.queries}", "labels": d.qrels or f"{d.dataset}: qrels",
                     "negatives": f"{d.dataset}: {d.first_stage} top {d.depth}", "held_out": list(d.held_out)},

@@ -1,41 +1,59 @@
 """Training rows for causal-LM rerankers, rendered by the method's own prompt code.
 
-A pointwise method (``pointwise.yes_no``, ``pointwise.graded``) is built over a TransformersBackend that wraps
-the model being trained, and its ``prompts()`` renders every (query, passage) of a group: the text, the
-passage truncation and the chat template are the ones inference uses, so the trained answer token is read
-from exactly the prompt ``rankwise rerank --method <target> --model DIR`` shows the model.
+The target method is built over a TransformersBackend that wraps the model being trained, and renders every
+training prompt: the text, the passage truncation, the chat template and the answer prefix are the ones
+inference uses, so the trained answer is read from exactly the prompt ``rankwise rerank --method <target>
+--model DIR`` shows the model. Per family, one group of ``data.group_size`` passages becomes:
+
+- pointwise (``pointwise.yes_no``, ``pointwise.graded``): one prompt per passage; the answer is one token
+  (Yes/No from the grade threshold, or the grade 0..k);
+- listwise (``listwise.window``, ``listwise.full``: RankZephyr; ``listwise.first``: FIRST): one window of the
+  group's passages in a seeded order; the answer is the permutation by grade ("[2] > [1] > [3]", ties in
+  first-stage order) and the end of the turn; for ``listwise.first`` also the identifier tokens in that
+  order, for FIRST's ranking loss on the first answer position;
+- setwise (``setwise.heapsort`` / ``bubblesort`` / ``tournament`` in scoring mode, llm-rankers' setting):
+  one set in a seeded order; the answer is the label token of the most relevant passage.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rankwise.errors import InputError
 from rankwise.llm.protocol import choice_token_ids
+from rankwise.methods.listwise import Listwise, labels_for
+from rankwise.methods.pointwise import Pointwise
+from rankwise.methods.setwise import Setwise
 from rankwise.train.groups import Group
 from rankwise.types import Candidate, Query
 
 
 @dataclass(frozen=True)
 class TargetRow:
-    """One group as token ids: a prompt per passage (the positive first) and the answer token to train."""
+    """One group as token ids: its prompts, and the answer tokens trained after each prompt."""
 
     input_ids: tuple[tuple[int, ...], ...]
-    targets: tuple[int, ...]
-    """The answer token per prompt: the first variant of the choice its label maps to."""
+    answers: tuple[tuple[int, ...], ...]
+    ranking: tuple[int, ...] = ()
+    """``listwise.first``: the identifier tokens, most relevant first (FIRST's ranking loss)."""
 
 
 def target_method(target: str, backend, options: dict):
-    """The registered pointwise method ``target`` over ``backend`` (InputError for other methods)."""
-    from rankwise.methods.pointwise import Pointwise
+    """The registered method ``target`` over ``backend`` (InputError for a method SFT cannot train)."""
     from rankwise.methods.registry import build_method, check_options
 
     check_options(target, options)
     method = build_method(target, backend, **options)
-    if not isinstance(method, Pointwise) or method.mode not in ("yes_no", "graded"):
-        raise InputError(f"sft.target {target!r}: only pointwise.yes_no and pointwise.graded can be trained")
-    return method
+    if isinstance(method, Pointwise) and method.mode in ("yes_no", "graded"):
+        return method
+    if isinstance(method, Listwise) and not method.reasoning_tokens:
+        return method
+    if isinstance(method, Setwise) and method.mode == "scoring":
+        return method
+    raise InputError(f"sft.target {target!r}: SFT trains pointwise.yes_no / graded, listwise (window, full, "
+                     "first; no reasoning: there are no reasoning chains to imitate) and setwise in scoring mode")
 
 
 def choice_index(mode: str, label: float, threshold: float, top_label: float, n_choices: int) -> int:
@@ -47,20 +65,82 @@ def choice_index(mode: str, label: float, threshold: float, top_label: float, n_
     return min(n_choices - 1, round(max(label, 0.0) / (top_label or 1.0) * (n_choices - 1)))
 
 
-def target_rows(method, groups: Sequence[Group], threshold: float) -> list[TargetRow]:
-    """Every group as prompts (rendered by ``method``) and answer tokens (from the graded labels)."""
-    backend = method.backend
-    tokenize = backend._tokenize  # the engine's own tokenization of a prompt (no special tokens added)
+def target_order(labels: Sequence[float], rank: Sequence[int]) -> list[int]:
+    """Positions by label descending, ties by ``rank`` (the passages' order in the group: first stage)."""
+    return sorted(range(len(labels)), key=lambda i: (-labels[i], rank[i]))
+
+
+def _shown(group: Group, n: int, seed: int) -> list[int]:
+    """The group's passages in the seeded order a window or set shows them."""
+    order = list(range(len(group.texts)))
+    random.Random(seed * 100_003 + n).shuffle(order)
+    return order
+
+
+def _pointwise_rows(method: Pointwise, groups: Sequence[Group], threshold: float) -> list[TargetRow]:
+    tokenize = method.backend._tokenize  # the engine's own tokenization of a prompt (no special tokens added)
     answers = [ids[0] for ids in choice_token_ids(tokenize, method.template.choices)]
     top = max((max(g.labels) for g in groups), default=1.0)
     rows = []
     for g in groups:
-        prompts = method.prompts(Query(g.qid, g.query),
-                                 [Candidate(d, t) for d, t in zip(g.docids, g.texts)])
+        prompts = method.prompts(Query(g.qid, g.query), [Candidate(d, t) for d, t in zip(g.docids, g.texts)])
         rows.append(TargetRow(tuple(tuple(tokenize(p)) for p in prompts),
-                              tuple(answers[choice_index(method.mode, label, threshold, top, len(answers))]
+                              tuple((answers[choice_index(method.mode, label, threshold, top, len(answers))],)
                                     for label in g.labels)))
     return rows
+
+
+def _listwise_rows(method: Listwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
+    backend = method.backend
+    tokenize, eos = backend._tokenize, backend.tokenizer.eos_token_id
+    rows = []
+    for n, g in enumerate(groups):
+        shown = _shown(g, n, seed)
+        labels = labels_for(len(shown), method.labels)
+        order = target_order([g.labels[i] for i in shown], shown)
+        prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown],
+                               [0.0] * len(shown))
+        answer = " > ".join(f"[{labels[j]}]" for j in order)
+        if not answer.startswith(method.answer_prefix):  # pragma: no cover - prefixes are "" or "["
+            raise InputError(f"{method.name}: the answer does not start with the prefix {method.answer_prefix!r}")
+        ranking = ()
+        if method.mode == "first":
+            ids = [v[0] for v in choice_token_ids(tokenize, method.choices[:len(shown)])]
+            ranking = tuple(ids[j] for j in order)
+        rows.append(TargetRow((tuple(tokenize(prompt)),),
+                              (tuple(tokenize(answer[len(method.answer_prefix):])) + (eos,),), ranking))
+    return rows
+
+
+def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
+    from rankwise.methods.setwise import LABELS
+
+    backend = method.backend
+    rows = []
+    for n, g in enumerate(groups):
+        shown = _shown(g, n, seed)
+        if len(shown) > len(LABELS):
+            raise InputError(f"data.group_size {len(shown)}: a setwise prompt labels at most {len(LABELS)} passages")
+        best = target_order([g.labels[i] for i in shown], shown)[0]
+        prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown])
+        rows.append(TargetRow((tuple(backend._tokenize(prompt)),), ((label_token(backend, LABELS[best]),),)))
+    return rows
+
+
+def label_token(backend, label: str) -> int:
+    """The token a setwise answer names ``label`` with after "Passage": " A" where that is one token (as in
+    Qwen's and Llama's vocabularies), else "A" (both are variants the method reads)."""
+    spaced = backend._tokenize(" " + label)
+    return spaced[0] if len(spaced) == 1 else backend._tokenize(label)[0]
+
+
+def target_rows(method, groups: Sequence[Group], threshold: float, seed: int = 0) -> list[TargetRow]:
+    """Every group as prompts (rendered by ``method``) and answers (from the graded labels)."""
+    if isinstance(method, Pointwise):
+        return _pointwise_rows(method, groups, threshold)
+    if isinstance(method, Listwise):
+        return _listwise_rows(method, groups, seed)
+    return _setwise_rows(method, groups, seed)
 
 
 def yes_no_ids(method) -> tuple[list[int], list[int]]:
