@@ -233,3 +233,65 @@ def test_sft_on_smollm2_for_two_steps(tmp_path):
     config.data.max_queries = 2
     results = train_sft(config, tmp_path / "sft")
     assert results["steps"] == 2 and (tmp_path / "sft" / "loss.png").is_file()
+
+
+def test_distillation_scores_the_candidates_once_and_trains_on_the_teachers_distribution(tiny_setup, tmp_path):
+    """A pointwise.yes_no teacher (the tiny model itself) scores every training candidate once into
+    teacher.trec (log-odds); the student trains on its distribution; a resumed run reuses the file."""
+    from rankwise.data import read_run
+    from rankwise.pipeline import load_reranker
+    from rankwise.train.teacher import log_odds
+
+    model, data = tiny_setup
+    values = {"kind": "sft", "model": str(model), "sft": {"lora_r": 4},
+              "teacher": {"method": "pointwise.yes_no", "model": str(model), "scale": 2.0},
+              "data": {"dataset": str(data), "depth": 20, "group_size": 3, "groups_per_query": 1,
+                       "dev_fraction": 0.0, "seed": 1},
+              "training": {"max_steps": 2, "batch_size": 2, "logging_steps": 1, "save_steps": 2,
+                           "dtype": "float32"}}
+    out = tmp_path / "distil"
+    results = train_sft(parse_config(values), out)
+    assert results["teacher"] == f"pointwise.yes_no on {model}" and results["steps"] == 2
+    teacher = read_run(out / "teacher.trec")
+    assert len(teacher) == 12 and all(len(docs) >= 3 for docs in teacher.values())
+    direct = load_reranker("pointwise.yes_no", str(model), cache=False)
+    query = next(iter(teacher))
+    docs = list(teacher[query])
+    scored = direct.rank(Query(query, _query_text(data, query)), [Candidate(d, _doc_text(data, d)) for d in docs])
+    for d, s in zip(scored.docids, scored.scores):
+        assert teacher[query][d] == pytest.approx(log_odds(s), abs=1e-3)
+    values["training"]["max_steps"] = 3
+    stamp = (out / "teacher.trec").stat().st_mtime_ns
+    train_sft(parse_config(values), out, resume=True)
+    assert (out / "teacher.trec").stat().st_mtime_ns == stamp  # not computed again
+
+
+def _query_text(data: Path, qid: str) -> str:
+    return next(json.loads(line)["text"] for line in (data / "queries.jsonl").read_text().splitlines()
+                if json.loads(line)["_id"] == qid)
+
+
+def _doc_text(data: Path, docid: str) -> str:
+    return next(json.loads(line)["text"] for line in (data / "corpus.jsonl").read_text().splitlines()
+                if json.loads(line)["_id"] == docid)
+
+
+def test_a_teacher_orders_listwise_answers():
+    backend = tiny_backend()
+    method = target_method("listwise.window", backend, {"window_size": 4, "step": 2})
+    group = _listwise_group()
+    teacher = [(0.0, 1.0, 3.0, 2.0)]  # the teacher prefers n2, n3, n1, then the qrels' positive
+    (row,) = target_rows(method, [group], threshold=2, seed=3, teacher=teacher)
+    text = backend.tokenizer.decode(list(row.input_ids[0]))
+    shown = sorted(range(4), key=lambda i: text.index(group.texts[i]))
+    expected = " > ".join(f"[{shown.index(i) + 1}]" for i in (2, 3, 1, 0))
+    assert method.answer_prefix + backend.tokenizer.decode(list(row.answers[0][:-1])) == expected
+
+
+def test_distill_loss_is_zero_when_the_student_matches_the_teacher():
+    from rankwise.train.sft import distill_loss
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # yes = token 0, no = token 1
+    batch = {"first": torch.tensor([0, 1]), "group_size": 2, "soft": torch.tensor([[2.0, 0.0]])}
+    assert distill_loss(logits, batch, [0], [1], 1.0, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(logits, batch, [0], [1], 1.0, -1.0).item() > 0.5  # a teacher of the opposite order

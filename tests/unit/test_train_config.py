@@ -18,7 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
                                   "train-grpo-groupwise.yaml", "train-grouprank.yaml", "train-prorank.yaml",
                                   "train-erank.yaml", "train-rank-r1.yaml", "train-reasonrank.yaml",
                                   "train-sft-listwise-dl20.yaml", "train-sft-first-dl20.yaml",
-                                  "train-sft-setwise-dl20.yaml"])
+                                  "train-sft-setwise-dl20.yaml", "train-distill-pointwise-dl20.yaml"])
 def test_shipped_examples_load(name):
     config = load_config(EXAMPLES / name)
     assert config.kind in ("crossencoder", "grpo", "sft")
@@ -49,6 +49,10 @@ def test_defaults_and_float_strings():
     ({"kind": "grpo", "grpo": {"on_collapse": "panic"}}, "grpo.on_collapse"),
     ({"stages": [{"grpo": {}}]}, "stages[0]"),  # a stage needs a name
     ({"stages": [{"name": "a", "model": "x"}]}, "stages[0].model"),  # the model is the previous stage's
+    ({"kind": "sft", "teacher": {"method": "no.such"}}, "teacher.method"),
+    ({"kind": "sft", "sft": {"target": "pointwise.graded"}, "teacher": {}}, "teacher"),
+    ({"kind": "contrastive", "teacher": {}}, "teacher"),
+    ({"kind": "grpo", "teacher": {}}, "teacher"),
     ({"training": []}, "training"),
 ])
 def test_bad_fields_are_named(values, field, tmp_path):

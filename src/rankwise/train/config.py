@@ -203,6 +203,19 @@ class SftConfig:
 
 
 @dataclass
+class TeacherConfig:
+    """Distillation: a rankwise method + model that scores the training candidates (rankwise.train.teacher)."""
+
+    method: str = "pointwise.yes_no"
+    model: str = "qwen2.5-1.5b"
+    options: dict = field(default_factory=dict)
+    engine: str = "auto"
+    dtype: str = "auto"
+    scale: float = 1.0
+    """sft (pointwise.yes_no student): the group's teacher distribution is softmax(scale * teacher scores)."""
+
+
+@dataclass
 class TrainConfig:
     kind: str = "crossencoder"
     model: str = "minilm-l6"
@@ -214,6 +227,9 @@ class TrainConfig:
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     sft: SftConfig = field(default_factory=SftConfig)
+    teacher: Optional[TeacherConfig] = None
+    """Distil from a teacher: pointwise.yes_no students learn its score distribution over each group (KL),
+    listwise and setwise students its order instead of the qrels' (``kind: sft``)."""
     stages: list = field(default_factory=list)
     """A multi-stage recipe (rankwise.train.stages): each stage (a name and the fields it overrides) trains
     from the previous stage's output; empty: one stage, this config."""
@@ -306,6 +322,14 @@ def _check(config: TrainConfig, path: Path) -> None:
             raise bad("sft.target", "contrastive training scores with the yes/no log-odds: use pointwise.yes_no")
         if config.sft.temperature <= 0:
             raise bad("sft.temperature", f"must be positive, got {config.sft.temperature}")
+    if config.teacher is not None:
+        from rankwise.methods.registry import method_names
+
+        if config.teacher.method not in method_names():
+            raise bad("teacher.method", f"unknown method {config.teacher.method!r}")
+        if config.kind != "sft" or config.sft.target == "pointwise.graded":
+            raise bad("teacher", "a teacher trains kind sft with a pointwise.yes_no, listwise or setwise target "
+                                 "(cross-encoders distil from a run file: data.teacher)")
     if config.kind == "grpo":
         _check_grpo(config, bad)
     for n, stage in enumerate(config.stages):

@@ -9,7 +9,9 @@ setwise: one window or set per group):
   (RankZephyr), the best passage's label for setwise), i.e. generative fine-tuning on the answer; for
   ``listwise.first`` plus FIRST's ranking loss on the first identifier's logits (``sft.first_weight``);
 - ``contrastive``: InfoNCE over the group on the score ``pointwise.yes_no`` ranks by, the yes/no log-odds
-  (logsumexp of the Yes variants minus that of the No variants), the positive as the class.
+  (logsumexp of the Yes variants minus that of the No variants), the positive as the class;
+- ``sft`` with a ``teacher`` (rankwise.train.teacher): a pointwise.yes_no student learns the teacher's score
+  distribution over each group (KL on the log-odds); listwise and setwise students the teacher's order.
 
 Training runs on transformers' Trainer (checkpoints, ``--resume``, progress bar, the time budget of
 rankwise.train.budget) with a PEFT LoRA adapter (or full fine-tuning). Where bf16 is native the frozen base
@@ -96,6 +98,7 @@ def collate(rows: Sequence[TargetRow], pad_id: int) -> dict:
     return {"input_ids": input_ids, "attention_mask": mask, "positions": torch.tensor(positions),
             "last": torch.tensor([len(p) - 1 for p in prompts]), "first": torch.tensor(first),
             "targets": torch.tensor([t for a in answers for t in a]), "ranking": ranking,
+            "soft": torch.tensor([r.soft for r in rows], dtype=torch.float32) if rows[0].soft else None,
             "group_size": len(rows[0].input_ids)}
 
 
@@ -132,13 +135,28 @@ def first_ranking_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
+def yes_no_log_odds(logits: torch.Tensor, batch: dict, yes: Sequence[int], no: Sequence[int]) -> torch.Tensor:
+    """The score ``pointwise.yes_no`` ranks by, per prompt, read at its first answer position, as
+    [groups, group_size]: logsumexp of the Yes variants minus that of the No variants."""
+    logprobs = torch.log_softmax(logits[batch["first"]], dim=-1)
+    scores = torch.logsumexp(logprobs[:, list(yes)], -1) - torch.logsumexp(logprobs[:, list(no)], -1)
+    return scores.view(-1, batch["group_size"])
+
+
+def distill_loss(logits: torch.Tensor, batch: dict, yes: Sequence[int], no: Sequence[int], temperature: float,
+                 scale: float) -> torch.Tensor:
+    """KL from the teacher's distribution over each group, softmax(scale * teacher scores), to the student's,
+    softmax(yes/no log-odds / temperature)."""
+    student = torch.log_softmax(yes_no_log_odds(logits, batch, yes, no) / temperature, dim=-1)
+    teacher = torch.softmax(scale * batch["soft"].to(student.device), dim=-1)
+    return F.kl_div(student, teacher, reduction="batchmean")
+
+
 def contrastive_loss(logits: torch.Tensor, batch: dict, yes: Sequence[int], no: Sequence[int],
                      temperature: float) -> torch.Tensor:
     """InfoNCE over each group's yes/no log-odds (read at each prompt's first answer position); the
     positive is the group's first passage."""
-    logprobs = torch.log_softmax(logits[batch["first"]], dim=-1)
-    scores = torch.logsumexp(logprobs[:, list(yes)], -1) - torch.logsumexp(logprobs[:, list(no)], -1)
-    scores = scores.view(-1, batch["group_size"]) / temperature
+    scores = yes_no_log_odds(logits, batch, yes, no) / temperature
     return F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
 
 
@@ -208,6 +226,14 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     d, t, s = config.data, config.training, config.sft
     started = time.monotonic()
     split = training_split(d, d.group_size)
+    teacher = None
+    if config.teacher is not None:  # scored before the student loads: one model in memory at a time
+        from rankwise.train.groups import teacher_labels
+        from rankwise.train.teacher import teacher_run
+
+        teacher = teacher_labels(split.groups, teacher_run(config.teacher, split.groups, split.source.queries,
+                                                           output))
+        gc.collect()
     bf16 = use_bf16(t.dtype)
     # LoRA: frozen base weights in bf16 where native (2-4x faster), PEFT keeps the adapter in fp32.
     # Full fine-tuning keeps fp32 weights (AdamW updates would round away in bf16) under bf16 autocast.
@@ -218,8 +244,8 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     backend = TransformersBackend(str(output), name=str(output), torch_model=model, tokenizer=tokenizer,
                                   dtype=dtype, device="cpu")
     method = target_method(s.target, backend, s.options)
-    rows = target_rows(method, split.groups, d.min_grade, d.seed)
-    yes, no = yes_no_ids(method) if config.kind == "contrastive" else ([], [])
+    rows = target_rows(method, split.groups, d.min_grade, d.seed, teacher)
+    yes, no = yes_no_ids(method) if config.kind == "contrastive" or rows[0].soft else ([], [])
     del backend, method
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / CONFIG_FILE)
@@ -235,6 +261,8 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         logits = answer_logits(model, batch)
         if config.kind == "contrastive":
             return contrastive_loss(logits, batch, yes, no, s.temperature)
+        if batch["soft"] is not None:  # distillation of a pointwise.yes_no student
+            return distill_loss(logits, batch, yes, no, s.temperature, config.teacher.scale)
         if batch["ranking"].shape[1]:  # listwise.first: FIRST's objective
             return sft_loss(logits, batch) + s.first_weight * first_ranking_loss(logits, batch)
         return sft_loss(logits, batch)
@@ -283,6 +311,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         "dev_queries": len(split.dev_qids), "held_out_queries": len(split.source.held_out),
         "sources": {"queries": f"{d.dataset}: {d.queries}", "labels": d.qrels or f"{d.dataset}: qrels",
                     "negatives": f"{d.dataset}: {d.first_stage} top {d.depth}", "held_out": list(d.held_out)},
+        "teacher": f"{config.teacher.method} on {config.teacher.model}" if config.teacher else None,
         "bf16": bf16, "lora": s.lora, "resumed_from": checkpoint, "seconds": train_seconds,
         "plot": plot_loss(log.rows, output / "loss.png", f"{config.kind} {s.target} on {config.model}")
         if log.rows else False,

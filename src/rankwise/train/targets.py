@@ -13,6 +13,9 @@ inference uses, so the trained answer is read from exactly the prompt ``rankwise
   order, for FIRST's ranking loss on the first answer position;
 - setwise (``setwise.heapsort`` / ``bubblesort`` / ``tournament`` in scoring mode, llm-rankers' setting):
   one set in a seeded order; the answer is the label token of the most relevant passage.
+
+With a teacher (rankwise.train.teacher), its scores replace the grades: listwise and setwise answers follow
+its order, and pointwise rows carry its scores for the distillation loss.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class TargetRow:
     answers: tuple[tuple[int, ...], ...]
     ranking: tuple[int, ...] = ()
     """``listwise.first``: the identifier tokens, most relevant first (FIRST's ranking loss)."""
+    soft: tuple[float, ...] = ()
+    """Distillation (pointwise): the teacher's score of each prompt's passage."""
 
 
 def target_method(target: str, backend, options: dict):
@@ -77,27 +82,30 @@ def _shown(group: Group, n: int, seed: int) -> list[int]:
     return order
 
 
-def _pointwise_rows(method: Pointwise, groups: Sequence[Group], threshold: float) -> list[TargetRow]:
+def _pointwise_rows(method: Pointwise, groups: Sequence[Group], threshold: float,
+                    teacher: Sequence[tuple[float, ...]] | None) -> list[TargetRow]:
     tokenize = method.backend._tokenize  # the engine's own tokenization of a prompt (no special tokens added)
     answers = [ids[0] for ids in choice_token_ids(tokenize, method.template.choices)]
     top = max((max(g.labels) for g in groups), default=1.0)
     rows = []
-    for g in groups:
+    for n, g in enumerate(groups):
         prompts = method.prompts(Query(g.qid, g.query), [Candidate(d, t) for d, t in zip(g.docids, g.texts)])
         rows.append(TargetRow(tuple(tuple(tokenize(p)) for p in prompts),
                               tuple((answers[choice_index(method.mode, label, threshold, top, len(answers))],)
-                                    for label in g.labels)))
+                                    for label in g.labels), soft=tuple(teacher[n]) if teacher else ()))
     return rows
 
 
-def _listwise_rows(method: Listwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
+def _listwise_rows(method: Listwise, groups: Sequence[Group], seed: int,
+                   teacher: Sequence[tuple[float, ...]] | None) -> list[TargetRow]:
     backend = method.backend
     tokenize, eos = backend._tokenize, backend.tokenizer.eos_token_id
     rows = []
     for n, g in enumerate(groups):
         shown = _shown(g, n, seed)
         labels = labels_for(len(shown), method.labels)
-        order = target_order([g.labels[i] for i in shown], shown)
+        grades = teacher[n] if teacher else g.labels
+        order = target_order([grades[i] for i in shown], shown)
         prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown],
                                [0.0] * len(shown))
         answer = " > ".join(f"[{labels[j]}]" for j in order)
@@ -112,7 +120,8 @@ def _listwise_rows(method: Listwise, groups: Sequence[Group], seed: int) -> list
     return rows
 
 
-def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
+def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int,
+                  teacher: Sequence[tuple[float, ...]] | None) -> list[TargetRow]:
     from rankwise.methods.setwise import LABELS
 
     backend = method.backend
@@ -121,7 +130,8 @@ def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int) -> list[T
         shown = _shown(g, n, seed)
         if len(shown) > len(LABELS):
             raise InputError(f"data.group_size {len(shown)}: a setwise prompt labels at most {len(LABELS)} passages")
-        best = target_order([g.labels[i] for i in shown], shown)[0]
+        grades = teacher[n] if teacher else g.labels
+        best = target_order([grades[i] for i in shown], shown)[0]
         prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown])
         rows.append(TargetRow((tuple(backend._tokenize(prompt)),), ((label_token(backend, LABELS[best]),),)))
     return rows
@@ -134,13 +144,15 @@ def label_token(backend, label: str) -> int:
     return spaced[0] if len(spaced) == 1 else backend._tokenize(label)[0]
 
 
-def target_rows(method, groups: Sequence[Group], threshold: float, seed: int = 0) -> list[TargetRow]:
-    """Every group as prompts (rendered by ``method``) and answers (from the graded labels)."""
+def target_rows(method, groups: Sequence[Group], threshold: float, seed: int = 0,
+                teacher: Sequence[tuple[float, ...]] | None = None) -> list[TargetRow]:
+    """Every group as prompts (rendered by ``method``) and answers (from the graded labels, or the order of
+    the ``teacher``'s scores, one tuple per group); pointwise rows carry the teacher's scores as soft labels."""
     if isinstance(method, Pointwise):
-        return _pointwise_rows(method, groups, threshold)
+        return _pointwise_rows(method, groups, threshold, teacher)
     if isinstance(method, Listwise):
-        return _listwise_rows(method, groups, seed)
-    return _setwise_rows(method, groups, seed)
+        return _listwise_rows(method, groups, seed, teacher)
+    return _setwise_rows(method, groups, seed, teacher)
 
 
 def yes_no_ids(method) -> tuple[list[int], list[int]]:
