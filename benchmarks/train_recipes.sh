@@ -9,12 +9,13 @@ OUT=${OUT:-runs}
 SFT=${SFT:-$OUT/sft-05b-dl20}
 mkdir -p "$OUT/eval"
 FEW=$(python -c "from rankwise.data import load_dataset; print(','.join(sorted(load_dataset('dl19').judged_queries())[:10]))")
-rerank() {  # label model method [options...]: all 43 judged DL19 queries (QIDS=... for a subset)
+rerank() {  # label model method [options...]: all 43 judged DL19 queries (QIDS=... for a subset), BM25 top 20
+  # (TOPK=...), 8 queries at a time
   local label=$1 model=$2 method=$3; shift 3
   [ -s "$OUT/eval/dl19.$label.trec" ] && return
   echo "== rerank $label $(date -u +%T)"
-  rankwise rerank --method "$method" --model "$model" --engine transformers --dataset dl19 --run bm25 --top-k 20 \
-    --no-cache ${QIDS:+--qids "$QIDS"} "$@" --usage "$OUT/eval/dl19.$label.usage.json" \
+  rankwise rerank --method "$method" --model "$model" --engine transformers --dataset dl19 --run bm25 --top-k "${TOPK:-20}" \
+    --no-cache --query-batch 8 ${QIDS:+--qids "$QIDS"} "$@" --usage "$OUT/eval/dl19.$label.usage.json" \
     --output "$OUT/eval/dl19.$label.trec.tmp" --overwrite && mv "$OUT/eval/dl19.$label.trec.tmp" "$OUT/eval/dl19.$label.trec"
 }
 train() {  # config output
@@ -42,14 +43,14 @@ rerank erank "$OUT/erank-05b" pointwise.yes_no
 train examples/train-prorank.yaml "$OUT/prorank-05b"
 rerank qwen2.5-0.5b.graded qwen2.5-0.5b pointwise.graded
 rerank prorank "$OUT/prorank-05b" pointwise.graded
-# Rank-R1 and ReasonRank: 10 queries (the first 10 judged DL19 qids), reasoning budgets that fit a CPU
+# Rank-R1 and ReasonRank: 10 queries (the first 10 judged DL19 qids), BM25 top 10, reasoning budgets that fit a CPU
 R1=(-o prompt=setwise.rank_r1 -o set_size=4 -o reasoning_tokens=128 -o max_passage_tokens=64)
 RR=(-o prompt=listwise.reasonrank -o window_size=5 -o step=3 -o reasoning_tokens=128 -o max_passage_tokens=64)
 train examples/train-rank-r1.yaml "$OUT/rank-r1-05b"
-QIDS=$FEW rerank qwen2.5-0.5b.rank-r1.10q qwen2.5-0.5b setwise.reasoning "${R1[@]}"
-QIDS=$FEW rerank rank-r1.10q "$OUT/rank-r1-05b" setwise.reasoning "${R1[@]}"
+TOPK=10 QIDS=$FEW rerank qwen2.5-0.5b.rank-r1.10q qwen2.5-0.5b setwise.reasoning "${R1[@]}"
+TOPK=10 QIDS=$FEW rerank rank-r1.10q "$OUT/rank-r1-05b" setwise.reasoning "${R1[@]}"
 train examples/train-reasonrank.yaml "$OUT/reasonrank-05b"
-QIDS=$FEW rerank qwen2.5-0.5b.reasonrank.10q qwen2.5-0.5b listwise.window "${RR[@]}"
-QIDS=$FEW rerank reasonrank.10q "$OUT/reasonrank-05b" listwise.window "${RR[@]}"
+TOPK=10 QIDS=$FEW rerank qwen2.5-0.5b.reasonrank.10q qwen2.5-0.5b listwise.window "${RR[@]}"
+TOPK=10 QIDS=$FEW rerank reasonrank.10q "$OUT/reasonrank-05b" listwise.window "${RR[@]}"
 rerank qwen2.5-0.5b.grouprank qwen2.5-0.5b groupwise.generate "${GROUP[@]}"
 echo "== done $(date -u +%T)"

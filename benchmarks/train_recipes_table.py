@@ -145,10 +145,11 @@ def main() -> None:
             f"runs` ({date.today()}). CPU: **{cpu.model_name}, {os.cpu_count()} cores** (training in bf16 with fp32 "
             f"LoRA weights, evaluation in bf16, transformers engine, no cache). trl {version('trl')}, "
             f"peft {version('peft')}, transformers {version('transformers')}, torch {version('torch')}.", "",
-            "DL19, BM25 top 20 reranked by the method each recipe trains, before (start) and after training, on the "
-            "same candidates; p from a paired randomisation test over the queries. GroupRank, ERank and ProRank: "
-            "all 43 judged queries; Rank-R1 and ReasonRank: the first 10 judged query ids (reasoning generation "
-            "on 2 CPU cores). Distinct answers (groupwise): different score lists over all groups of 5.", "",
+            "DL19, the BM25 candidates reranked by the method each recipe trains, before (start) and after training, "
+            "on the same candidates; p from a paired randomisation test over the queries. GroupRank, ERank and "
+            "ProRank: all 43 judged queries, BM25 top 20; Rank-R1 and ReasonRank: the first 10 judged query ids, "
+            "BM25 top 10 (reasoning generation on 2 CPU cores). Distinct answers (groupwise): different score "
+            "lists over all groups of 5.", "",
             *summary, "", *details]
     OUT.write_text("\n".join(text) + "\n", encoding="utf-8")
     print("\n".join(summary))
