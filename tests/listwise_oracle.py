@@ -4,7 +4,7 @@ properties (orderings, call counts, parse repairs), never a product path.
 
 - listwise generation: the identifiers of the window (the "[label]" at the start of each item line)
   ordered by grade, written "[3] > [1] > [2]" (the answer prefix "[" is continued when the prompt ends
-  with it); FIRST: the inherited ``CompareOracle`` choice log-probabilities (by position, 4 x grade);
+  with it; after "<think>", thoughts naming the worst passage first, then "<answer>...</answer>"); FIRST: the inherited ``CompareOracle`` choice log-probabilities (by position, 4 x grade);
 - groupwise generation: "Document [i] score: s" lines with s = round(10 * grade / max_grade), or for the
   groupwise.json prompt ("Passage i:" items) a JSON list of the grades in order (continuing a "[" the
   prompt ends with); groupwise logits: the prompt ends with "Document [i] score: " (first digit) or "... score: 1" (P("0") after "1").
@@ -83,6 +83,8 @@ class ListwiseOracle(CompareOracle):
                 text = " > ".join(f"[{labels[i]}]" for i in best)
                 if prompt.endswith("["):
                     text = text[1:]
+                elif prompt.endswith("<think>"):  # reasoning: thoughts naming the worst first, then the answer
+                    text = f" [{labels[best[-1]]}] is off topic. </think> <answer>{text}</answer>"
             used.completion_tokens += self.count_tokens(text)
             texts.append(text)
         return answered(self, texts, used)

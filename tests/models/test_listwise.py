@@ -84,6 +84,24 @@ def test_malformed_permutations_are_repaired_and_counted():
     assert sorted(ranking.docids) == sorted(c.docid for c in cands)
 
 
+def test_reasoning_windows_read_only_the_answer_section():
+    """ReasonRank's format: the thoughts name identifiers too (the worst first); only <answer> counts."""
+    cands, grades = synthetic(12)
+    backend = ListwiseOracle(grades)
+    method = build_method("listwise.window", backend, prompt="listwise.reasonrank", window_size=6, step=3,
+                          reasoning_tokens=64)
+    assert method.answer_prefix == "<think>"
+    ranking = method.rerank(Query("q", "x"), cands)
+    assert [grades[c.text] for c in ranking.candidates[:3]] == sorted(grades.values(), reverse=True)[:3]
+    assert ranking.usage.parse_failures == 0 and set(backend.max_new_tokens) == {64 + 5 * 6 + 4}
+    unanswered = build_method("listwise.window", ListwiseOracle(grades, malformed_every=1),
+                              prompt="listwise.reasonrank", window_size=12, step=6, reasoning_tokens=64)
+    ranking = unanswered.rerank(Query("q", "x"), cands)  # no <answer>: the window keeps its order, one failure
+    assert ranking.docids == [c.docid for c in cands] and ranking.usage.parse_failures == 1
+    with pytest.raises(InputError, match="reasoning_tokens"):
+        build_method("listwise.first", backend, reasoning_tokens=8)
+
+
 def rising(n: int) -> tuple[list[Candidate], dict[str, int]]:
     """Candidates whose true order is exactly the input reversed (grades 0..n-1 down the list)."""
     cands = [Candidate(f"d{i}", f"passage {i}") for i in range(n)]
