@@ -4,8 +4,8 @@ benchmarks/results/memory_load.md.
 Each measurement is a fresh child process that loads ``pointwise.yes_no`` on the transformers engine
 (``dtype=auto``) through ``rankwise.pipeline.load_reranker`` and reranks one DL19 query's BM25 top 5; it
 reports its resident memory (VmRSS) after the load and after the rerank, and its peak (VmHWM) — the peak is
-what the kernel's out-of-memory killer sees. ``--source`` runs an older checkout's ``src/`` for a
-before/after comparison in one run.
+what the kernel's out-of-memory killer sees. ``--models`` takes registry names, directories, or
+``LABEL=MODEL`` (e.g. a converted fp32 copy's directory, to measure a bf16 run reading it).
 """
 
 from __future__ import annotations
@@ -53,27 +53,29 @@ def measure(model: str, source: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="qwen2.5-0.5b,qwen2.5-1.5b")
-    parser.add_argument("--source", action="append", default=[],
-                        help="LABEL=PATH of a src/ directory to measure (default: this checkout's src/)")
     args = parser.parse_args()
     from rankwise.llm.hardware import cpu_info
 
-    sources = [tuple(s.split("=", 1)) for s in args.source] or [("this checkout", str(ROOT / "src"))]
-    rows = ["| code | model | dtype | resident after load (GB) | resident after one rerank (GB) | peak (GB) | load s |",
-            "|---|---|---|---:|---:|---:|---:|"]
-    for label, source in sources:
-        for model in args.models.split(","):
-            m = measure(model, Path(source))
-            rows.append(f"| {label} | {model} | {m['dtype']} | {m['loaded_gb']:.2f} | {m['after_rerank_gb']:.2f} | "
-                        f"{m['peak_gb']:.2f} | {m['load_s']:.1f} |")
-            print(rows[-1], flush=True)
+    rows = ["| model | dtype | resident after load (GB) | resident after one rerank (GB) | peak (GB) | load s |",
+            "|---|---|---:|---:|---:|---:|"]
+    for item in args.models.split(","):
+        label, model = item.split("=", 1) if "=" in item else (item, item)
+        m = measure(model, ROOT / "src")
+        rows.append(f"| {label} | {m['dtype']} | {m['loaded_gb']:.2f} | {m['after_rerank_gb']:.2f} | "
+                    f"{m['peak_gb']:.2f} | {m['load_s']:.1f} |")
+        print(rows[-1], flush=True)
     cpu = cpu_info()
     command = "python benchmarks/memory_load.py " + " ".join(sys.argv[1:])
     OUT.write_text("\n".join([
         "# Memory of loading a model (issue 36)", "",
-        f"Regenerate: `{command}` ({date.today()}). CPU: **{cpu.model_name}, {os.cpu_count()} cores**. Each row "
+        f"Regenerate: `{command}` ({date.today()}). CPU: **{cpu.describe()}, {os.cpu_count()} cores**. Each row "
         "is a fresh process: pointwise.yes_no on the transformers engine, dtype auto, one DL19 query's BM25 "
-        "top 5; resident = VmRSS, peak = VmHWM (what the out-of-memory killer sees).", "", *rows, ""]),
+        "top 5; resident = VmRSS, peak = VmHWM (what the out-of-memory killer sees). \"fp32 copy\": the "
+        "GGUF model's converted fp32 directory, which a bf16 run read (and cast) whenever it was the copy in the "
+        "cache: the whole fp32 file is mapped while casting, so the peak is far above what stays resident. "
+        "\"bf16 copy\": what a bf16 run loads now (derived once from the fp32 copy, or converted in bf16): its "
+        "weights are mapped, not copied, so resident memory grows as the first rerank touches them and the peak "
+        "is what stays resident.", "", *rows, ""]),
         encoding="utf-8")
 
 

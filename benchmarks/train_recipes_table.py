@@ -142,7 +142,7 @@ def main() -> None:
                         *trajectory(json.loads(rewards.read_text())), "", f"![rewards]({plot.relative_to(ROOT)})", ""]
     text = ["# GRPO recipes on qwen2.5-0.5b (issue 32)", "",
             f"Regenerate: `OUT=runs bash benchmarks/train_recipes.sh` then `python benchmarks/train_recipes_table.py "
-            f"runs` ({date.today()}). CPU: **{cpu.model_name}, {os.cpu_count()} cores** (training in bf16 with fp32 "
+            f"runs` ({date.today()}). CPU: **{cpu.describe()}, {os.cpu_count()} cores** (training in bf16 with fp32 "
             f"LoRA weights, evaluation in bf16, transformers engine, no cache). trl {version('trl')}, "
             f"peft {version('peft')}, transformers {version('transformers')}, torch {version('torch')}.", "",
             "DL19, the BM25 candidates reranked by the method each recipe trains, before (start) and after training, "

@@ -21,14 +21,34 @@ def gguf() -> Path:
     return path
 
 
-def test_an_fp32_copy_already_there_serves_a_bf16_run_without_converting(gguf, tmp_path, monkeypatch):
-    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path))
-    fp32 = tmp_path / "hf" / f"{gguf.stem}-{file_sha256(gguf)[:8]}"
-    fp32.mkdir(parents=True)
-    (fp32 / "config.json").write_text("{}")
-    assert hf_dir_for_gguf(gguf, "bfloat16") == fp32
+def test_an_unknown_stored_dtype_is_refused(gguf):
     with pytest.raises(ModelError, match="use one of float32, bfloat16, float16"):
         hf_dir_for_gguf(gguf, "int8")
+
+
+@pytest.mark.slow  # converts SmolLM2 once (about 30 s on 2 busy cores)
+def test_a_bf16_run_beside_an_fp32_copy_derives_a_bf16_copy_without_dequantising_again(gguf, tmp_path,
+                                                                                        monkeypatch):
+    """Loading an fp32 copy for a bf16 run maps the whole fp32 file (peak memory far above resident): a bf16
+    copy is derived from it once, with no second GGUF dequantisation."""
+    import json
+
+    from rankwise.llm.models import conversion
+
+    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path))
+    fp32 = hf_dir_for_gguf(gguf, "float32")
+    assert fp32 == tmp_path / "hf" / f"{gguf.stem}-{file_sha256(gguf)[:8]}"
+
+    def no_conversion(*args):
+        raise AssertionError("dequantised the GGUF file again")
+
+    monkeypatch.setattr(conversion, "_convert_gguf", no_conversion)
+    bf16 = hf_dir_for_gguf(gguf, "bfloat16")
+    assert bf16.name == fp32.name + "-bfloat16" and hf_dir_for_gguf(gguf, "bfloat16") == bf16
+    record = json.loads((bf16 / "rankwise-source.json").read_text())
+    assert record["dtype"] == "bfloat16" and record["derived_from"] == fp32.name
+    size = {d: sum(f.stat().st_size for f in d.glob("*.safetensors")) for d in (bf16, fp32)}
+    assert size[bf16] < 0.55 * size[fp32]
 
 
 @pytest.mark.slow  # converts SmolLM2 twice (about a minute on 2 busy cores)
