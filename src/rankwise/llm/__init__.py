@@ -53,11 +53,12 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
 def warn_if_short_of_memory(resolved, dtype: str) -> None:
     """Say what loading the model in process needs when this machine has less free (before it loads)."""
     from rankwise.llm.hardware import choose_dtype, dtype_name
-    from rankwise.llm.memory import check_memory, memory_need, parameter_count
+    from rankwise.llm.memory import check_memory, memory_need, parameter_count, stored_dtype
 
     parameters = parameter_count(resolved.gguf_file, resolved.hf_dir) if resolved is not None else None
     if parameters:
-        check_memory(resolved.name, memory_need(parameters, dtype_name(choose_dtype(dtype))))
+        stored = None if resolved.gguf_file else stored_dtype(resolved.hf_dir)  # GGUF: a copy in the run dtype
+        check_memory(resolved.name, memory_need(parameters, dtype_name(choose_dtype(dtype)), stored))
 
 
 def _load_llm(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options) -> Backend:

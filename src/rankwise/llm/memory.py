@@ -1,10 +1,11 @@
 """How much memory a model needs in the dtype it runs in, and whether this machine has it free.
 
-Estimates, calibrated on one measurement (MODELS.md: qwen2.5-1.5b, transformers bf16 on CPU: ~5.4 GB
-resident, ~10.9 GB peak while loading, the peak holding a transient float32 copy of the weights):
+Estimates, calibrated on benchmarks/results/memory_load.md (qwen2.5-0.5b and 1.5b, transformers bf16 on CPU;
+1.5b: 4.4 GB resident and 4.4 GB peak from a bf16 copy, 10.4 GB peak from an fp32 copy):
 
-- resident ~= weights in the run dtype + RUNTIME_BYTES (torch, tokenizer, activations);
-- loading peak ~= weights in float32 + weights in the run dtype + LOADING_BYTES.
+- resident ~= weights in the run dtype + RUNTIME_BYTES (torch, tokenizer, activations of a rerank);
+- loading peak ~= resident, plus the weights as stored when they are stored in another dtype (the stored
+  file is mapped whole while it is cast). GGUF models are converted or derived in the run dtype.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 GB = 10**9
-RUNTIME_BYTES = int(2.3 * GB)
-LOADING_BYTES = int(1.6 * GB)
+RUNTIME_BYTES = int(1.3 * GB)
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -35,11 +35,25 @@ class MemoryNeed:
                 f"({self.parameters / 1e9:.2f}B parameters in {self.dtype})")
 
 
-def memory_need(parameters: int, dtype: str) -> MemoryNeed:
-    """The estimate for ``parameters`` weights run in ``dtype`` (float32, bfloat16 or float16)."""
+def memory_need(parameters: int, dtype: str, stored: str | None = None) -> MemoryNeed:
+    """The estimate for ``parameters`` weights run in ``dtype`` (float32, bfloat16 or float16), stored on
+    disk in ``stored`` (default: the run dtype)."""
     weights = parameters * _BYTES.get(dtype, 4)
     resident = weights + RUNTIME_BYTES
-    return MemoryNeed(parameters, dtype, resident, max(resident, parameters * 4 + weights + LOADING_BYTES))
+    cast = parameters * _BYTES.get(stored, 4) if stored and stored != dtype else 0
+    return MemoryNeed(parameters, dtype, resident, resident + cast)
+
+
+def stored_dtype(hf_dir: Path | None) -> str | None:
+    """The dtype a transformers directory's weights are stored in (its config.json), None where unknown."""
+    import json
+
+    try:
+        config = json.loads((Path(hf_dir) / "config.json").read_text()) if hf_dir is not None else {}
+    except (OSError, ValueError):
+        return None
+    value = config.get("dtype") or config.get("torch_dtype")
+    return value if isinstance(value, str) else None
 
 
 def parameter_count(gguf_file: Path | None = None, hf_dir: Path | None = None) -> int | None:
