@@ -258,3 +258,30 @@ def test_a_collapsing_policy_stops_the_run(tiny_setup, tmp_path):
     values["training"]["max_steps"] = 5
     results = train_grpo(parse_config(values), tmp_path / "out")
     assert results["collapsed_at"] == 1 and results["steps"] == 1
+
+
+def test_the_cli_trains_every_stage_with_its_overrides_and_resume_skips_finished_stages(tiny_setup, tmp_path):
+    """`rankwise train RECIPE --max-steps 1`: the command-line limit wins in every stage (whose own
+    training section sets more); --resume trains only what is not finished."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from rankwise.cli.app import app
+
+    model, data = tiny_setup
+    values = _tiny_recipe("train-prorank.yaml", model, data)
+    for stage in values["stages"]:
+        stage["training"]["max_steps"] = 3
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(values))
+    out = tmp_path / "out"
+    done = CliRunner().invoke(app, ["train", str(recipe), "--output", str(out), "--max-steps", "1"])
+    assert done.exit_code == 0, done.output
+    results = json.loads((out / "train-results.json").read_text())
+    assert [(s["name"], s["steps"]) for s in results["stages"]] == [("warmup", 1), ("fine", 1)]
+    warmup = out / "stages" / "1-warmup" / "train-results.json"
+    stamp = warmup.stat().st_mtime_ns
+    done = CliRunner().invoke(app, ["train", str(recipe), "--output", str(out), "--resume", "--max-steps", "2"])
+    assert done.exit_code == 0, done.output
+    assert warmup.stat().st_mtime_ns == stamp  # the finished warm-up is not trained again
+    assert json.loads((out / "train-results.json").read_text())["steps"] == 2  # the last stage continued

@@ -35,6 +35,13 @@ def prepare_output(output: Path, overwrite: bool, resume: bool) -> Path:
     return output
 
 
+def override(cfg, name: str, value) -> None:
+    """A command-line training setting: it wins over the config, every stage's included."""
+    setattr(cfg.training, name, value)
+    for stage in cfg.stages:
+        stage["training"] = {**stage.get("training", {}), name: value}
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="Training config (YAML); see examples/train-*.yaml."),
@@ -54,15 +61,15 @@ def train(
     if max_steps is not None:
         if max_steps < 1:
             raise InputError(f"--max-steps must be at least 1, got {max_steps}")
-        cfg.training.max_steps = max_steps
+        override(cfg, "max_steps", max_steps)
     if max_minutes is not None:
         if max_minutes <= 0:
             raise InputError(f"--max-minutes must be positive, got {max_minutes}")
-        cfg.training.max_minutes = max_minutes
+        override(cfg, "max_minutes", max_minutes)
     if batch_size is not None:
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-        cfg.training.batch_size = batch_size
+        override(cfg, "batch_size", batch_size)
     target = output or (Path(cfg.output) if cfg.output else None)
     if target is None:
         raise InputError("give --output DIR (the config names no 'output')", config)
