@@ -189,7 +189,7 @@ def choice_file() -> Path:
 def _read_choices(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
+    except OSError:  # none yet, or a cache that cannot be read
         return {}
     except ValueError:
         logger.warning("%s: not valid JSON; measuring again", path)
