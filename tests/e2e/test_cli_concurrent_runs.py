@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from rankwise.llm.cache import OutputCache
 
 
+@pytest.mark.slow  # 6 min on 2 loaded cores (two llama.cpp processes)
 def test_two_processes_on_one_input_and_one_cache_write_identical_runs(dl19, gguf, tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "RANKWISE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
