@@ -161,9 +161,9 @@ def _scores(response: httpx.Response) -> dict[int, float]:
     return {r["index"]: r["relevance_score"] for r in response.json()["results"]}
 
 
-# Needs the batch-invariant transformers engine (the batch-invariance branch, merged separately): until then
-# prefix sharing and padding across merged requests move scores in the last bits. The batcher and the cache
-# add no dependence of their own (chunking keeps each request's rows; the cache keeps the first value).
+# Exact because the transformers engine is batch-invariant (merged in 7a4c1a7): prefix sharing and padding
+# across merged requests no longer move scores. The batcher and the cache add no dependence of their own
+# (chunking keeps each request's rows; the cache keeps the first value).
 def test_the_same_requests_alone_and_under_concurrency_get_identical_scores():
     engine = tiny_backend(batch_size=8)  # the engine's default mode (dtype chosen for this machine)
     bodies = [{"query": f"capital of France {i}", "documents": [f"Paris is the capital {i} {j} " * (1 + j % 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -185,6 +186,18 @@ def test_corrupt_choice_file_is_measured_again(gguf_model):
     factory = FakeFactory({"transformers": 100.0, "llamacpp": 150.0})
     assert choose_engine(gguf_model, 1.0, factory=factory)[0] == "llamacpp"
     assert json.loads(auto.choice_file().read_text())
+
+
+def test_an_unwritable_cache_measures_and_stores_nothing(gguf_model, tmp_path, monkeypatch, caplog):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("a user's file\n")
+    monkeypatch.setenv("RANKWISE_CACHE", str(a_file / "cache"))
+    with caplog.at_level(logging.WARNING, logger="rankwise"):
+        assert choose_engine(gguf_model, 1.0, factory=FakeFactory({"transformers": 100.0, "llamacpp": 150.0})) \
+            == ("llamacpp", "q4_k_m")
+    assert [r.getMessage() for r in caplog.records if "engine choice" in r.getMessage()] == [
+        f"cannot store the engine choice in {a_file}/cache (Not a directory): measuring without storing it"]
+    assert a_file.read_text() == "a user's file\n"
 
 
 def test_available_engines(tmp_path, monkeypatch):

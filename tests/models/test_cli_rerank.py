@@ -30,9 +30,9 @@ def candidates(tmp_path):
     return path
 
 
-def _rerank(*args: str) -> subprocess.CompletedProcess:
+def _rerank(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rankwise.cli", "rerank", *args], capture_output=True, text=True,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", **env})
 
 
 def test_rerank_writes_every_candidate_and_the_usage(model_dir, candidates, tmp_path):
@@ -71,6 +71,24 @@ def test_rerank_refuses_to_overwrite_and_names_bad_input(model_dir, candidates, 
     bad = _rerank("--candidates", str(candidates), "--method", "pointwise.nope", "--model", str(model_dir),
                   "--engine", "transformers", "--output", str(tmp_path / "x.trec"))
     assert bad.returncode == 2 and "unknown method 'pointwise.nope'" in bad.stderr
+
+
+def test_an_unwritable_cache_is_skipped_and_no_cache_writes_nothing(model_dir, candidates, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("a user's file\n")
+    base = ["--candidates", str(candidates), "--method", "pointwise.yes_no", "--model", str(model_dir),
+            "--engine", "transformers", "--dtype", "float32", "--top-k", "4"]
+    done = _rerank(*base, "--output", str(tmp_path / "a.trec"), RANKWISE_CACHE=str(a_file / "cache"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [line for line in done.stderr.splitlines() if "cache" in line and "from cache" not in line] == [
+        f"cannot use the output cache {a_file}/cache/outputs.sqlite (Not a directory): running without a cache "
+        "(set RANKWISE_CACHE or --cache to a writable place)"]
+    assert len(read_run(tmp_path / "a.trec")) == 2 and a_file.read_text() == "a user's file\n"
+
+    fresh = tmp_path / "fresh-cache"
+    done = _rerank(*base, "--no-cache", "--output", str(tmp_path / "b.trec"), RANKWISE_CACHE=str(fresh))
+    assert done.returncode == 0, done.stderr
+    assert read_run(tmp_path / "b.trec") == read_run(tmp_path / "a.trec") and not fresh.exists()
 
 
 def test_method_options_reach_the_method_and_a_wrong_one_is_named(model_dir, candidates, tmp_path):

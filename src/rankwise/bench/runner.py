@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from rankwise.bench.config import BenchConfig, MethodSpec
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
+from rankwise.data._io import write_atomically
 from rankwise.errors import InputError, RankwiseError
 from rankwise.eval import Coverage, evaluate, evaluate_per_query
 from rankwise.eval.metrics import Qrels, Run
@@ -48,8 +49,7 @@ def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | 
             from rankwise.retrieve.bm25 import BM25Retriever
 
             _, requests = retrieve_candidates(BM25Retriever().index(ds.docs), judged, ds.docs, max(top_k, 100))
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            write_candidates(requests, stored)
+            write_atomically(stored, lambda tmp: write_candidates(requests, tmp))
     else:
         from rankwise.errors import InputError
 
@@ -216,7 +216,4 @@ def _describe(err: Exception, package: str = "") -> str:
 
 
 def _write(path: Path, cell: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cell, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(cell, indent=1) + "\n", encoding="utf-8"))

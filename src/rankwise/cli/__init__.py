@@ -10,7 +10,7 @@ from rankwise.cli.app import app
 from rankwise.errors import RankwiseError
 
 # Every module of this package but the plumbing registers its commands on ``app`` when imported.
-_NOT_COMMANDS = {"app", "common", "inputs", "measures", "__main__"}
+_NOT_COMMANDS = {"app", "common", "inputs", "measures", "outputs", "__main__"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _NOT_COMMANDS and not _module.name.startswith("_"):

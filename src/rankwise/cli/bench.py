@@ -40,6 +40,8 @@ def bench(
         run_bench,
         summary_table,
     )
+    from rankwise.cli.outputs import check_writable
+    from rankwise.data._io import write_atomically
     from rankwise.errors import InputError
 
     overrides = {"datasets": _split(datasets), "models": _split(models), "max_queries": max_queries, "top_k": top_k}
@@ -49,6 +51,7 @@ def bench(
                           for key, v in overrides.items() if v is not None] + [f"--output {output}"])
     if output.exists() and not output.is_dir():
         raise InputError("--output must be a directory", output)
+    check_writable(output / "results.md")  # before any model loads
     if executor not in ("local", "ray"):
         raise InputError(f"unknown executor {executor!r}; choose local or ray")
     if executor == "ray":
@@ -77,9 +80,9 @@ def bench(
     peers = peer_table(cells)
     if peers:
         table += "\n## Side by side with peer toolkits\n\n" + peers
-    (output / "results.md").write_text(f"CPU: {cells[0]['cpu']}. Command: `{command}`\n\n" + table,
-                                       encoding="utf-8")
-    plot(cells, output / "plot.png")
+    write_atomically(output / "results.md", lambda tmp: tmp.write_text(
+        f"CPU: {cells[0]['cpu']}. Command: `{command}`\n\n" + table, encoding="utf-8"))
+    write_atomically(output / "plot.png", lambda tmp: plot(cells, tmp))
     typer.echo(table)
     err.print(f"wrote {output / 'results.md'} and {output / 'plot.png'}")
     failed = [c for c in cells if "error" in c]

@@ -8,19 +8,6 @@ import sys
 import platform
 from pathlib import Path
 
-from rankwise.errors import InputError
-
-
-def guard_output(path: str | Path, overwrite: bool, inputs: tuple[str | Path | None, ...] = ()) -> Path:
-    """Refuse to overwrite a user's file without --overwrite, and never write over an input."""
-    out = Path(path)
-    for given in inputs:
-        if given is not None and Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
-            raise InputError("the output would overwrite an input file; choose another --output", out)
-    if out.exists() and not overwrite:
-        raise InputError("already exists; pass --overwrite to replace it", out)
-    return out
-
 
 def write_json(data: dict, path: str | Path) -> None:
     out = Path(path)

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
-from rankwise.cli.common import guard_output
+from rankwise.cli.outputs import Outputs
 from rankwise.data.dataset import CANDIDATE_SUFFIXES
 from rankwise.errors import InputError
 from rankwise.types import Document, Request
@@ -37,18 +37,20 @@ def convert(
     candidates format), a TREC run plus texts to a candidates file."""
     from rankwise.data import run_from_requests, write_candidates, write_run
 
-    guard_output(output, overwrite, (source, topics, corpus))
+    outputs = Outputs(overwrite, (source, topics, corpus))
+    outputs.add(output)
     requests = _read_source(source, topics, corpus, dataset)
     if top_k is not None:
         requests = [Request(r.query, r.candidates[:top_k]) for r in requests]
     if output.name.endswith(CANDIDATE_SUFFIXES):
-        write_candidates(requests, output)
+        written = outputs.write(output, lambda tmp: write_candidates(requests, tmp))
         what = "candidates"
     else:
-        write_run(run_from_requests(requests), output, tag=_tag(source))
+        written = outputs.write(output, lambda tmp: write_run(run_from_requests(requests), tmp, tag=_tag(source)))
         what = "TREC run (the candidates' own order)"
-    err.print(f"wrote {output}: {what}, {len(requests)} queries, "
+    err.print(f"wrote {written}: {what}, {len(requests)} queries, "
               f"{sum(len(r.candidates) for r in requests)} candidates")
+    outputs.finish()
 
 
 def _read_source(source: Path, topics: Optional[Path], corpus: Optional[Path],

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
-from rankwise.cli.common import cpu_name, guard_output, queries_line, write_json
+from rankwise.cli.common import cpu_name, queries_line, write_json
 from rankwise.cli.inputs import MAX_QUERIES_HELP, QIDS_HELP, QRELS_HELP, load_inputs, print_evaluation
+from rankwise.cli.outputs import Outputs
 from rankwise.errors import InputError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -63,10 +64,9 @@ def rerank(
     from rankwise.pipeline import run as run_stage
 
     _check_executor_options(executor, address, workers, threads_per_worker, gpus_per_worker)
-    guard_output(output, overwrite, (candidates, run, qrels))
-    for extra in (usage, rank_llm):
-        if extra is not None:
-            guard_output(extra, overwrite, (candidates, run, qrels))
+    outputs = Outputs(overwrite, (candidates, run, qrels))
+    for path in (output, usage, rank_llm):
+        outputs.add(path)
     inputs = load_inputs(candidates, dataset, run, qrels, judged_only, qids, max_queries, err)
     requests = inputs.requests
     backend_options = {"engine": engine, "dtype": dtype, "batch_size": batch_size}
@@ -87,14 +87,14 @@ def rerank(
                        gpus_per_worker=gpus_per_worker) if executor == "ray" else {}
     result = run_stage(stage, requests, executor=executor, cache=False if no_cache else (cache or True),
                        query_batch=query_batch, progress=True, **ray_options)
-    write_run(result.run(rank_scores=rank_scores), output, tag=method)
+    written = outputs.write(output, lambda tmp: write_run(result.run(rank_scores=rank_scores), tmp, tag=method))
     if rank_llm is not None:
         from rankwise.data import write_rank_llm
 
-        write_rank_llm(list(result.rankings.values()), rank_llm)
+        outputs.write(rank_llm, lambda tmp: write_rank_llm(list(result.rankings.values()), tmp))
     loaded = {"engine": result.usage.engine, "dtype": result.usage.dtype, "model": result.usage.model}
     report = result.usage_report(**loaded, method=method, top_k=top_k, cpu=cpu_name())
-    err.print(f"wrote {output}: {queries_line(report)}, {report['calls']} prompts "
+    err.print(f"wrote {written}: {queries_line(report)}, {report['calls']} prompts "
               f"({report['cache_hits']} from cache), {report['computed_tokens']} computed tokens, "
               f"{report['wall_seconds']:.1f} s")
     if report["comparisons"]:
@@ -103,8 +103,9 @@ def rerank(
                   "(the others are draws: position bias or no preference)")
     effectiveness = print_evaluation(result.run(), inputs.qrels, metrics, err)
     if usage is not None:
-        write_json({**report, "effectiveness": effectiveness} if effectiveness else report, usage)
-
+        payload = {**report, "effectiveness": effectiveness} if effectiveness else report
+        outputs.write(usage, lambda tmp: write_json(payload, tmp))
+    outputs.finish()
 
 
 def parse_method_options(pairs: list[str]) -> dict:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
-from rankwise.cli.common import guard_output
+from rankwise.cli.outputs import Outputs
 from rankwise.errors import InputError
 
 err = Console(stderr=True)
@@ -81,15 +81,9 @@ def retrieve(
         raise InputError(f"unknown retriever {retriever!r} (choose bm25 or dense)")
     if model is not None and retriever != "dense":
         raise InputError("--model applies to --retriever dense only")
-    inputs = _dataset_files(dataset) + ((index,) if index is not None else ())
-    for path in (output, candidates):
-        if path is not None and path.is_dir():
-            raise InputError("is a directory, expected a file to write", path)
-    guard_output(output, overwrite, inputs)
-    if candidates is not None:
-        guard_output(candidates, overwrite, inputs)
-        if candidates.resolve() == output.resolve():
-            raise InputError("--candidates and --output name the same file", output)
+    outputs = Outputs(overwrite, _dataset_files(dataset) + ((index,) if index is not None else ()))
+    outputs.add(output)
+    outputs.add(candidates)
     ds = load_dataset(dataset)
     if ds.docs is None or isinstance(ds.docs, LazyDocs):
         raise InputError(f"dataset {ds.name} has no document corpus to retrieve from"
@@ -101,9 +95,10 @@ def retrieve(
     started = time.perf_counter()
     run, requests = retrieve_candidates(engine, queries, ds.docs, top_k)
     seconds = time.perf_counter() - started
-    write_run(run, output, tag=f"rankwise-{retriever}")
+    written = outputs.write(output, lambda tmp: write_run(run, tmp, tag=f"rankwise-{retriever}"))
     lines = sum(len(docs) for docs in run.values())
-    err.print(f"retrieved {len(run):,} queries (top {top_k}) in {seconds:.1f} s -> {output} ({lines:,} lines)")
+    err.print(f"retrieved {len(run):,} queries (top {top_k}) in {seconds:.1f} s -> {written} ({lines:,} lines)")
     if candidates is not None:
-        write_candidates(requests, candidates)
-        err.print(f"candidates with text -> {candidates}")
+        written = outputs.write(candidates, lambda tmp: write_candidates(requests, tmp))
+        err.print(f"candidates with text -> {written}")
+    outputs.finish()

@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 
 from rankwise.cli.app import app
-from rankwise.cli.common import cpu_name, guard_output, queries_line, write_json
+from rankwise.cli.common import cpu_name, queries_line, write_json
 from rankwise.cli.inputs import (MAX_QUERIES_HELP, QIDS_HELP, QRELS_HELP, load_inputs, print_evaluation,
                                 read_qrels_option, select)
+from rankwise.cli.outputs import Outputs
 from rankwise.errors import InputError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -46,10 +47,9 @@ def run_command(
     from rankwise.types import Query
 
     stage = load_pipeline(pipeline)  # a bad file fails before any data or model loads
-    inputs = (candidates, run, pipeline, qrels)
-    guard_output(output, overwrite, inputs)
-    if usage is not None:
-        guard_output(usage, overwrite, inputs)
+    outputs = Outputs(overwrite, (candidates, run, pipeline, qrels))
+    outputs.add(output)
+    outputs.add(usage)
     backends = Backends(cache=False if no_cache else (cache or True))
     given = run is not None or candidates is not None
     first_top_k = None
@@ -75,12 +75,14 @@ def run_command(
         err.print(f"[bold]{stage}[/]: {len(loaded.requests)} queries")
         result = stage.run(loaded.requests, dataset=ds, backends=backends, progress=True, query_batch=query_batch)
     tag = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in pipeline.stem)
-    write_run(result.run(rank_scores=rank_scores), output, tag=tag)
+    written = outputs.write(output, lambda tmp: write_run(result.run(rank_scores=rank_scores), tmp, tag=tag))
     report = result.usage_report(file=str(pipeline), cpu=cpu_name())
     for s in result.stages:
         err.print(f"  stage {s.path}: {s.stage}: {s.usage.calls} prompts, {s.usage.computed_tokens} computed tokens, "
                   f"{s.wall_seconds:.2f} s (+{s.load_seconds:.1f} s loading)")
-    err.print(f"wrote {output}: {queries_line(report)}, {report['wall_seconds']:.1f} s")
+    err.print(f"wrote {written}: {queries_line(report)}, {report['wall_seconds']:.1f} s")
     effectiveness = print_evaluation(result.run(), judgments, metrics, err)
     if usage is not None:
-        write_json({**report, "effectiveness": effectiveness} if effectiveness else report, usage)
+        payload = {**report, "effectiveness": effectiveness} if effectiveness else report
+        outputs.write(usage, lambda tmp: write_json(payload, tmp))
+    outputs.finish()

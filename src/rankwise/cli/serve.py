@@ -74,7 +74,7 @@ def serve(
     import uvicorn
 
     from rankwise.llm import load_backend
-    from rankwise.llm.cache import OutputCache
+    from rankwise.llm.cache import open_cache
     from rankwise.methods.registry import method_info
     from rankwise.serve import ServeConfig, create_app
     from rankwise.serve.slow_clients import uvicorn_settings
@@ -98,7 +98,7 @@ def serve(
         method_opts["max_passage_tokens"] = max_passage_tokens
     if guard:
         method_opts["guard"] = True
-    store = None if no_cache else OutputCache(cache)
+    store = None if no_cache else open_cache(cache or True)
     service = create_app(backend, method, config=config, cache=store, method_options=method_opts)
     err.print(f"[bold]{method}[/] on [bold]{backend.name}[/]: engine={backend.engine} dtype={backend.dtype}, "
               f"cache={'off' if store is None else store.path}, auth={'on' if api_key else 'off'}")

@@ -1,13 +1,16 @@
-"""File access shared by the readers: gzip by content, UTF-8 per line, every failure an InputError."""
+"""File access shared by the readers (gzip by content, UTF-8 per line, every failure an InputError) and the
+writers (a file appears under its name only once complete: written beside it, then moved into place)."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import json
+import os
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, TextIO
+from typing import Any, BinaryIO, Callable, Iterator, TextIO
 
 from rankwise.errors import InputError
 
@@ -100,6 +103,45 @@ def open_for_write(path: str | Path) -> Iterator[TextIO]:
     else:
         with p.open("w", encoding="utf-8", newline="\n") as f:
             yield f
+
+
+@contextmanager
+def temporary_beside(path: str | Path) -> Iterator[Path]:
+    """A fresh name in ``path``'s directory that ends like ``path`` (so writers that go by the suffix, .gz or
+    .jsonl, write the same format), removed at the end if still there; the directory is created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".rankwise-{uuid.uuid4().hex[:8]}-{target.name}")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish(tmp: Path, target: Path, replace: bool = True) -> bool:
+    """Move ``tmp`` to ``target`` atomically: over any file there, or (``replace=False``) only where there is
+    none (a hard link fails on an existing name); False, and ``tmp`` left, if there is one."""
+    if replace:
+        os.replace(tmp, target)
+        return True
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: check, then replace
+        if target.exists():
+            return False
+        os.replace(tmp, target)
+        return True
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
+    """``write(a temporary file beside path)``, then that file moved over ``path``: readers (and parallel
+    writers) see the old file or the whole new one, never a part."""
+    with temporary_beside(path) as tmp:
+        write(tmp)
+        publish(tmp, Path(path))
 
 
 def json_object(line: str, path: Path, n: int) -> dict:

@@ -46,7 +46,9 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
     if cache is not False and cache is not None:
         from rankwise.llm.cache import CachedBackend, open_cache
 
-        backend = CachedBackend(backend, open_cache(cache), model_key=backend.name)
+        store = open_cache(cache)  # None (and a warning) where the cache cannot be opened
+        if store is not None:
+            backend = CachedBackend(backend, store, model_key=backend.name)
     return backend
 
 

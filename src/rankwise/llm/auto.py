@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,7 +189,7 @@ def choice_file() -> Path:
 def _read_choices(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
+    except OSError:  # none yet, or a cache that cannot be read
         return {}
     except ValueError:
         logger.warning("%s: not valid JSON; measuring again", path)
@@ -217,10 +218,10 @@ def engine_choice(model: str, measure_seconds: float = 10.0, refresh: bool = Fal
     if resolved.kind == "embedding" or (len(engines) == 1 and not refresh):
         return EngineChoice(engines[0], _default_dtype(engines[0]))
     path = choice_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_key()
+    lock = _choices_lock(path)  # None where the cache cannot be written: measure, store nothing
     # Held while measuring: two processes measuring at once would slow each other down.
-    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+    with lock or nullcontext():
         entry = _read_choices(path).get(machine, {}).get(resolved.name)
         if entry and not refresh and entry.get("engines") == engines:
             return _from_json(entry)
@@ -244,8 +245,22 @@ def engine_choice(model: str, measure_seconds: float = 10.0, refresh: bool = Fal
             "speeds": [asdict(s) for s in speeds], "errors": errors,
             "measured_at": choice.measured_at, "measure_seconds": measure_seconds,
             "load_average": load_average()}
-        _write_choices(path, data)
+        if lock is not None:
+            _write_choices(path, data)
     return choice
+
+
+def _choices_lock(path: Path) -> FileLock | None:
+    """The lock beside the choices file, or None (with a warning) where the cache directory cannot be written."""
+    lock_file = path.with_name(f".{path.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_file.touch()
+    except OSError as exc:
+        logger.warning("cannot store the engine choice in %s (%s): measuring without storing it", path.parent,
+                       exc.strerror or exc)
+        return None
+    return FileLock(str(lock_file))
 
 
 def choose_engine(model: str, measure_seconds: float = 10.0, refresh: bool = False,

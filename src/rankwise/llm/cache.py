@@ -8,7 +8,9 @@ The first value stored for a key wins: a later write of the same key keeps the s
 gets that value back, so processes that computed a prompt at the same time (and may differ in the last bits,
 e.g. bf16 under different batch shapes) all answer with one value. A file that SQLite finds damaged (not a
 database, truncated, malformed pages), when opened or later, is renamed aside (``NAME.damaged-TIMESTAMP``, kept)
-and replaced by an empty cache, with one warning.
+and replaced by an empty cache, with one warning. A place the cache cannot be opened in (a read-only directory,
+a parent that is a file) means no cache, with one warning; a file that stops taking writes (read-only, disk
+full) keeps answering what it holds, and stores nothing more, with one warning.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from rankwise.types import Usage
 
 log = logging.getLogger(__name__)
 _DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_UNWRITABLE = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_FULL,
+               sqlite3.SQLITE_IOERR)
 
 
 def default_cache_path() -> Path:
@@ -39,10 +43,30 @@ def default_cache_path() -> Path:
 
 
 def open_cache(cache: "bool | str | Path | OutputCache | None") -> "OutputCache | None":
-    """The store ``cache`` means: None for False/None, the default file for True, else a path or a store."""
+    """The store ``cache`` means: None for False/None, the default file for True, else a path or a store.
+    None, with a one-line warning, where that file cannot be opened (the run goes on without a cache)."""
     if cache is False or cache is None:
         return None
-    return cache if isinstance(cache, OutputCache) else OutputCache(None if cache is True else cache)
+    if isinstance(cache, OutputCache):
+        return cache
+    path = default_cache_path() if cache is True else Path(cache)
+    try:
+        return OutputCache(path)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, sqlite3.Error) and _code(exc) not in _UNWRITABLE:
+            raise
+        log.warning("cannot use the output cache %s (%s): running without a cache (set RANKWISE_CACHE or "
+                    "--cache to a writable place)", path, _reason(exc))
+        return None
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of an error (0 where it has none)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def embedding_key(model: str, kind: str, text: str) -> str:
@@ -72,6 +96,7 @@ class OutputCache:
         self._local = threading.local()
         self._generation = 0  # bumped when a damaged file is replaced: threads then reopen
         self._recover_lock = threading.Lock()
+        self._writable = True
         self._guarded(lambda conn: conn.execute("SELECT 1 FROM outputs LIMIT 1"))
 
     def _conn(self) -> sqlite3.Connection:
@@ -95,7 +120,7 @@ class OutputCache:
         try:
             return work(self._conn())
         except sqlite3.DatabaseError as exc:
-            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _DAMAGED:
+            if _code(exc) not in _DAMAGED:
                 raise
             self._set_aside(generation, exc)
         return work(self._conn())
@@ -132,7 +157,16 @@ class OutputCache:
         value written wins)."""
         if not items:
             return {}
-        self._guarded(lambda conn: self._insert_new(conn, items))
+        if not self._writable:
+            return dict(items)
+        try:
+            self._guarded(lambda conn: self._insert_new(conn, items))
+        except sqlite3.OperationalError as exc:
+            if _code(exc) not in _UNWRITABLE:
+                raise
+            self._writable = False
+            log.warning("the output cache %s cannot be written (%s): storing nothing more in it", self.path, exc)
+            return dict(items)
         stored = self.get_many(list(items))
         return {key: stored.get(key, value) for key, value in items.items()}
 
@@ -145,10 +179,10 @@ class OutputCache:
                                  [(k, json.dumps(v)) for k, v in items.items()])
                 conn.execute("COMMIT")
                 return
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if attempt == 4:
+                if attempt == 4 or _code(exc) in _UNWRITABLE:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 

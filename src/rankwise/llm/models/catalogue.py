@@ -4,8 +4,12 @@ where its cache lives."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+from rankwise.errors import InputError
 
 KINDS = ("causal-lm", "embedding", "cross-encoder")
 
@@ -131,3 +135,14 @@ def get_spec(name: str) -> ModelSpec | None:
 def cache_dir() -> Path:
     """Where rankwise keeps assembled and converted models: $RANKWISE_CACHE or ~/.cache/rankwise."""
     return Path(os.environ.get("RANKWISE_CACHE") or Path.home() / ".cache" / "rankwise")
+
+
+@contextmanager
+def cache_required(path: Path, what: str) -> Iterator[None]:
+    """Writes into the cache that a run cannot do without: a failure (read-only, a parent that is a file, disk
+    full) becomes an InputError naming ``path`` and the variable that moves the cache."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {what} here ({exc.strerror or exc}); set RANKWISE_CACHE to a writable "
+                         "directory", path) from None

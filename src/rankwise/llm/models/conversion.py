@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from rankwise.errors import ModelError
-from rankwise.llm.models.catalogue import cache_dir
+from rankwise.llm.models.catalogue import cache_dir, cache_required
 from rankwise.llm.models.fetching import _lock, _publish_dir, file_sha256
 from rankwise.llm.models.inventory import touch_last_use
 
@@ -36,7 +36,7 @@ def hf_dir_for_gguf(gguf_file: str | Path, dtype: str = "float32") -> Path:
     fp32 = cache_dir() / "hf" / f"{gguf_file.stem}-{sha[:8]}"
     target = fp32 if dtype == "float32" else fp32.with_name(f"{fp32.name}-{dtype}")
     if not (target / "config.json").is_file():
-        with _lock(target):
+        with cache_required(target, "the transformers copy of the GGUF model"), _lock(target):
             if (target / "config.json").is_file():
                 pass
             elif (fp32 / "config.json").is_file():

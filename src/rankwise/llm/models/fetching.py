@@ -16,7 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from rankwise.errors import ModelError
-from rankwise.llm.models.catalogue import ModelSpec, cache_dir
+from rankwise.llm.models.catalogue import ModelSpec, cache_dir, cache_required
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +117,13 @@ def file_sha256(path: str | Path) -> str:
     except OSError:
         pass
     digest = _hash_file(path)
-    memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_name(f".{key}.{os.getpid()}.tmp")
-    tmp.write_text(digest)
-    os.replace(tmp, memo)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    except OSError as exc:  # only an optimisation: hash again next time
+        logger.warning("cannot remember the SHA256 of %s in %s (%s)", path.name, memo.parent, exc.strerror or exc)
     return digest
 
 
@@ -165,7 +168,7 @@ def assemble_gguf(spec: ModelSpec) -> Path:
     target = _assembled_path(spec)
     if _is_complete(target, spec):
         return target
-    with _lock(target):
+    with cache_required(target, f"the assembled model {spec.name}"), _lock(target):
         if _is_complete(target, spec):
             return target
         _concatenate(spec, parts, target)
@@ -221,7 +224,7 @@ def extract_zip(zip_path: Path, dir_name: str, safetensors_sha256: str | None = 
     """
     target = cache_dir() / "hf" / dir_name
     if not target.is_dir():
-        with _lock(target):
+        with cache_required(target, f"the model extracted from {zip_path.name}"), _lock(target):
             if not target.is_dir():
                 tmp = Path(tempfile.mkdtemp(prefix=f".{dir_name}.", dir=target.parent))
                 try:

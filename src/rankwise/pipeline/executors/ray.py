@@ -147,8 +147,10 @@ def run_on_ray(stage: Stage, requests: Sequence[Request], *, cache: bool | str |
 def _run(stage: Stage, spec: dict, requests: Sequence[Request], cache_path: Path | None, query_batch: int,
          workers: int, threads_per_worker: int | None, gpus_per_worker: float, queries_per_task: int | None,
          progress: bool) -> RunResult:
-    from rankwise.llm.cache import OutputCache
+    from rankwise.llm.cache import OutputCache, open_cache
 
+    if cache_path is not None and open_cache(cache_path) is None:  # it warned: the run goes on without a cache
+        cache_path = None
     threads = threads_per_worker or max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
     shard_dir = shard_dir_for(cache_path) if cache_path is not None else None
     if shard_dir is not None:  # shards a crashed earlier run left behind
