@@ -231,6 +231,8 @@ def test_every_recipe_trains_on_a_tiny_model_and_its_output_reranks_through_its_
         assert all((Path(s["output"]) / "config.json").is_file() for s in results["stages"])
     assert components <= set(rows[0]) and {"reward_std", "frac_reward_zero_std", "answers/distinct"} <= set(rows[0])
     assert ("kl" in rows[0]) == (config.grpo.beta > 0)
+    greedy = results["greedy_answers"]
+    assert 1 <= greedy["distinct"] <= greedy["prompts"] and 0 < greedy["most_common_share"] <= 1
     requests = [Request(Query(f"q{n}", WORDS[n]), [Candidate(f"d{i}", f"{w} passage", 0.0)
                                                    for i, w in enumerate(WORDS + WORDS[:2])]) for n in range(2)]
     result = run(load_trained(out, config.grpo, dtype="float32") % 6, requests)

@@ -26,7 +26,20 @@ LABELS = [[3.0, 0.0, 1.0]]
 
 def test_ndcg_of_the_induced_ranking():
     assert ndcg_at_k([3, 0, 1], [3, 0, 1]) == pytest.approx(1.0)
-    assert ndcg_at_k([0, 0, 0], [0, 0, 3]) < 1.0  # ties keep prompt order: the relevant one comes last
+    assert ndcg_at_k([0, 0, 0], [0, 0, 3]) < 1.0
+
+
+def test_ties_are_broken_against_the_answer():
+    """An answer that scores every passage alike gets the worst order, wherever the relevant one was shown:
+    the first groupwise run settled on all-zero lists, which prompt-order ties rewarded with an average."""
+    worst = ndcg_at_k([0, 3, 3], [3, 0, 0])
+    assert ndcg_at_k([0, 0, 0], [3, 0, 0]) == ndcg_at_k([0, 0, 0], [0, 0, 3]) == pytest.approx(worst)
+    assert ndcg_at_k([0, 0, 0], [3, 0, 0]) == pytest.approx((2 ** 3 - 1) / math.log2(4) / (2 ** 3 - 1))
+    assert recall_at_k([1, 1, 1], [3, 0, 0], k=1, threshold=2) == 0.0
+    flat = Answer(OK, (1.0, 1.0, 1.0), 1.0, "f")
+    assert component_value("label", flat, [3.0, 0.0, 1.0], 10, 2) == 0.0
+    assert component_value("rbo", flat, [3.0, 0.0, 1.0], 10, 2) < component_value(
+        "rbo", Answer(OK, (3.0, 0.0, 1.0), 1.0, "g"), [3.0, 0.0, 1.0], 10, 2)
     assert ndcg_at_k([1, 2, 3], [0, 0, 0]) == 0.0
     assert ndcg_at_k([0, 1, 2], [3, 0, 1], k=1) == pytest.approx(1 / 7)  # gain 2^1-1 of an ideal 2^3-1
 

@@ -14,7 +14,9 @@ the most common answer, the KL to the start when ``beta`` > 0) and ``rewards.png
 
 What the first run (a collapse to one answer for every group) taught: every step logs how many distinct
 answers the policy gave; when one answer makes up ``collapse_share`` of the answers of the last
-``collapse_window`` steps, the run warns or stops (``on_collapse``) and records the step.
+``collapse_window`` steps, the run warns or stops (``on_collapse``) and records the step. Sampled answers
+can vary while the greedy one is the same for every prompt, so the end of training also answers a probe of
+training prompts greedily and records (and warns about) how many distinct answers it got.
 """
 
 from __future__ import annotations
@@ -147,6 +149,35 @@ class CollapseCheck:
         return (answer, count / len(keys)) if count / len(keys) >= self.share else None
 
 
+GREEDY_PROBE = 16
+"""Training prompts answered greedily after training: sampled answers can vary while the greedy one (what
+the method reranks with) is the same for every prompt, which the per-step check cannot see."""
+
+
+def greedy_answers(model, tokenizer, dataset, target: Target, max_new_tokens: int,
+                   probe: int = GREEDY_PROBE) -> dict:
+    """Distinct greedy answers over ``probe`` prompts spread over the training rows, and the share of the
+    most common one (a warning when every prompt gets the same answer)."""
+    import torch
+
+    step = max(1, len(dataset) // probe)
+    rows = [dataset[i] for i in range(0, len(dataset), step)][:probe]
+    keys = []
+    for row in rows:
+        ids = tokenizer(row["prompt"], return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        keys.append(target.read(row["answer_prefix"] + text, len(row["labels"])).key)
+    top = Counter(keys).most_common(1)[0] if keys else ("", 0)
+    found = {"prompts": len(keys), "distinct": len(set(keys)), "most_common": top[0],
+             "most_common_share": top[1] / len(keys) if keys else None}
+    if len(keys) >= 4 and found["distinct"] == 1:
+        logger.warning("greedy answers collapsed: all %d probe prompts get %r", len(keys), top[0])
+    return found
+
+
 def _reward_log(path: Path, answers: AnswerLog, check: CollapseCheck, on_collapse: str):
     from transformers import TrainerCallback
 
@@ -254,6 +285,7 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         else None
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output / "adapter"))
+    greedy = greedy_answers(trainer.model, tokenizer, dataset, target, g.max_completion_length)
     if bf16:  # merge into fp32 base weights: small LoRA updates would round away in bf16 weights
         from peft import PeftModel
 
@@ -270,6 +302,7 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         "train_loss": train_out.training_loss, "train_groups": len(groups), "train_queries": len(train_qids),
         "dev_queries": len(dev_qids), "bf16": args.bf16, "resumed_from": checkpoint,
         "seconds": round(time.monotonic() - started, 1), "collapsed_at": log.collapsed_at,
+        "greedy_answers": greedy,
         "mean_reward": sum(r["reward"] for r in rows) / len(rows) if rows else None,
         "first_reward": rows[0]["reward"] if rows else None, "last_reward": rows[-1]["reward"] if rows else None,
         "plot": plot_rewards(rows, output / "rewards.png") if rows else False,

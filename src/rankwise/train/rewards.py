@@ -5,8 +5,10 @@ grade) and the passages' graded labels (0..3) to a number:
 
 - ``format``: the target's format grade (1 for an answer exactly as asked, partial credit below, -1 for
   one that does not parse; for reasoning methods the think/answer tags in order);
-- ``ndcg``: nDCG@k of the ranking the answer's scores induce (ties keep the prompt order);
-- ``recall``: recall@k of that ranking (relevant: label >= the threshold);
+- ``ndcg``: nDCG@k of the ranking the answer's scores induce, ties broken against the answer (the less
+  relevant passage first): an answer that scores every passage alike gets the worst ranking, not an
+  average one (the first groupwise run settled on all-zero lists, which prompt-order ties rewarded);
+- ``recall``: recall@k of that ranking (relevant: label >= the threshold; ties broken the same way);
 - ``rbo``: rank-biased overlap (p = 0.9) of that ranking with the target order (labels descending;
   ReasonRank's multi-view reward combines it with nDCG and recall);
 - ``distribution``: 1 - the mean absolute difference between scores and labels on the 0-3 scale
@@ -43,9 +45,16 @@ def ranked(scores: Sequence[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
+def ranked_against(scores: Sequence[float], labels: Sequence[float]) -> list[int]:
+    """Positions by score descending, ties broken against the answer: the lower label first (then the later
+    prompt position), so that a tie never earns what telling the passages apart would."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], labels[i], -i))
+
+
 def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 10) -> float:
-    """nDCG@k (gain 2^label - 1) of ``labels`` ordered by ``scores`` descending, ties in input order."""
-    order = ranked(scores)
+    """nDCG@k (gain 2^label - 1) of ``labels`` ordered by ``scores`` descending, ties broken against the
+    answer (``ranked_against``)."""
+    order = ranked_against(scores, labels)
     dcg = sum((2 ** labels[i] - 1) / math.log2(r + 2) for r, i in enumerate(order[:k]))
     ideal = sum((2 ** g - 1) / math.log2(r + 2) for r, g in enumerate(sorted(labels, reverse=True)[:k]))
     return dcg / ideal if ideal > 0 else 0.0
@@ -54,7 +63,7 @@ def ndcg_at_k(scores: Sequence[float], labels: Sequence[float], k: int = 10) -> 
 def recall_at_k(scores: Sequence[float], labels: Sequence[float], k: int, threshold: float) -> float:
     """Share of the relevant passages (label >= ``threshold``) in the top k; 0 when none is relevant."""
     relevant = {i for i, label in enumerate(labels) if label >= threshold}
-    return len(relevant & set(ranked(scores)[:k])) / len(relevant) if relevant else 0.0
+    return len(relevant & set(ranked_against(scores, labels)[:k])) / len(relevant) if relevant else 0.0
 
 
 def rbo(ranking: Sequence[int], target: Sequence[int], p: float = RBO_P) -> float:
@@ -87,14 +96,14 @@ def component_value(name: str, answer: Answer, labels: Sequence[float], k: int, 
             return ndcg_at_k(answer.scores, labels, k)
         if name == "recall":
             return recall_at_k(answer.scores, labels, k, threshold)
-        return rbo(ranked(answer.scores), target_order(labels))
+        return rbo(ranked_against(answer.scores, labels), target_order(labels))
     scores = answer.scores
     if scores is None or len(scores) != len(labels):
         return 0.0
     if name == "distribution":
         return 1.0 - sum(abs(s - g) for s, g in zip(scores, labels)) / (MAX_GRADE * len(labels))
     if name == "label":
-        return 1.0 if labels[ranked(scores)[0]] == max(labels) else 0.0
+        return 1.0 if labels[ranked_against(scores, labels)[0]] == max(labels) else 0.0
     if name == "coarse":
         return sum((s >= threshold) == (g >= threshold) for s, g in zip(scores, labels)) / len(labels)
     raise ValueError(f"unknown reward component {name!r}")
