@@ -28,6 +28,8 @@ OUT = ROOT / "benchmarks" / "results" / "train_recipes.md"
 
 RECIPES = [
     # name, output dir, example, method, start label (eval file), start description, trained eval file
+    ("GroupRank, first run (ties in prompt order)", "grouprank-05b-v1", "train-grouprank.yaml", "groupwise.generate",
+     "grouprank.start", "pointwise SFT checkpoint (issue 31)", "grouprank-v1"),
     ("GroupRank", "grouprank-05b", "train-grouprank.yaml", "groupwise.generate", "grouprank.start",
      "pointwise SFT checkpoint (issue 31)", "grouprank"),
     ("ERank (RL stage)", "erank-05b", "train-erank.yaml", "pointwise.yes_no", "sft-05b-dl20",
