@@ -102,7 +102,7 @@ def _p(p: float | None) -> str:
 
 
 def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
-    model = row.model + (" (trained)" if "/" in row.model or Path(row.model).is_dir() else "")
+    model = row.model + (" (trained)" if row.model and ("/" in row.model or Path(row.model).is_dir()) else "")
     head = [row.method if row is first else f"`{row.method}`", model, f"top-{row.top_k}"]
     if row.cell is None:
         return head + [f"not run yet: `{row.missing}`"] + [""] * 7
@@ -135,12 +135,25 @@ def headline_markdown(rows: dict[str, list[Row]], command: str) -> str:
             continue
         first, best = group[0], best_row(group)
         lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-        lines += ["| " + " | ".join(_columns(r, first, best)) + " |" for r in group]
+        lines += ["| " + " | ".join(_columns(r, first, best)) + " |" for r in _merge_missing(group)]
         parts.append(f"**{NAMES.get(dataset, dataset)}**\n\n" + "\n".join(lines) + "\n")
     missing = sum(r.cell is None for group in rows.values() for r in group)
     parts.append(f"Every cell: `{command}` (finished cells are skipped, so it resumes); one cell: the same command "
                  f"with the options its row shows. {missing} cell(s) not run yet.\n")
     return "\n".join(parts)
+
+
+def _merge_missing(rows: Sequence[Row]) -> list[Row]:
+    """Consecutive missing rows of one method become one row naming its models, filled by one command."""
+    out: list[Row] = []
+    for row in rows:
+        last = out[-1] if out else None
+        if row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model:
+            out[-1] = Row(row.dataset, row.method, f"{last.model}, {row.model}", row.top_k, None,
+                          f"--datasets {row.dataset} --only {row.method}")
+        else:
+            out.append(row)
+    return out
 
 
 def headline_figure(rows: dict[str, list[Row]], path: Path) -> Path:
@@ -185,7 +198,7 @@ def headline_figure(rows: dict[str, list[Row]], path: Path) -> Path:
 def replace_marked(text: str, body: str, name: str = "headline") -> str:
     """``text`` with what lies between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced by ``body``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
         raise ValueError(f"no {start} ... {end} markers")
     return pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text)
