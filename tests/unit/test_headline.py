@@ -16,6 +16,7 @@ from rankwise.bench.headline import headline_markdown, headline_rows, load_cells
 from rankwise.bench.resume import Disagreement, agree
 from rankwise.bench.runner import cell_path
 from rankwise.data import load_dataset
+from rankwise.errors import InputError
 from rankwise.eval.significance import bootstrap_ci
 from rankwise.llm.hardware import CpuInfo
 from tests.unit.test_bench import OracleBackends
@@ -187,3 +188,16 @@ def test_the_readme_table_is_what_the_committed_cells_give() -> None:
     spec.loader.exec_module(script)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert replace_marked(readme, script.generate(figure=None)) == readme, "run python benchmarks/headline.py"
+
+
+def test_entries_set_their_own_depth_query_subset_and_datasets() -> None:
+    cfg = BenchConfig.from_dict({"datasets": ["dl19", "dl20", "scifact"], "top_k": 20, "models": ["a"], "methods": [
+        {"method": "embedding.cosine", "model": "m", "top_k": 100},
+        {"method": "pairwise.allpairs", "max_queries": 10, "datasets": ["dl19", "dl20"]},
+        {"method": "pointwise.yes_no", "datasets": ["dl19"]}, {"method": "pointwise.yes_no", "datasets": ["scifact"]}]})
+    assert [(m.top_k, m.max_queries, m.datasets) for m in cfg.methods] == [
+        (100, None, ()), (20, 10, ("dl19", "dl20")), (20, None, ("dl19",)), (20, None, ("scifact",))]
+    assert [cfg.runs_on(m, "scifact") for m in cfg.methods] == [True, False, False, True]
+    with pytest.raises(InputError, match="pointwise.yes_no on a is listed twice for dl19"):
+        BenchConfig.from_dict({"datasets": ["dl19"], "models": ["a"],
+                               "methods": ["pointwise.yes_no", {"method": "pointwise.yes_no", "datasets": ["dl19"]}]})

@@ -163,6 +163,7 @@ def headline_figure(rows: dict[str, list[Row]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     groups = {d: g for d, g in rows.items() if any(r.cell for r in g[1:])}
     fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(6.5 * max(len(groups), 1), 5), squeeze=False)
@@ -170,7 +171,7 @@ def headline_figure(rows: dict[str, list[Row]], path: Path) -> Path:
         first = group[0]
         if first.cell:
             low, high = bootstrap_ci(list(first.per_query.values()))
-            ax.axhline(first.mean, color="grey", linestyle=":", label=f"{first.method} alone")
+            ax.axhline(first.mean, color="grey", linestyle=":", label=f"{first.method} alone (shaded: its interval)")
             ax.axhspan(low, high, color="grey", alpha=0.12)
         done = [r for r in group[1:] if r.cell]
         models = list(dict.fromkeys(r.model for r in done))
@@ -182,6 +183,7 @@ def headline_figure(rows: dict[str, list[Row]], path: Path) -> Path:
                                                           [c[1] - r.mean for r, c in zip(mine, cis)]],
                         fmt=marker, color=f"C{i % 10}", capsize=3, label=model)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         _annotate_apart(ax, [r.method for r in done],
                         [(max(timings(r.cell)[0]["seconds_per_query"], 1e-3), r.mean) for r in done], fontsize=7)
         ax.set_xlabel("seconds per query (log)")
