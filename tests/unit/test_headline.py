@@ -155,6 +155,7 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
     cells = [_cell("dl19", "first stage", "", [0.0] * 20 + [1.0] * 20),
              _cell("dl19", "pointwise.yes_no", "a", [1.0] * 40),
              _cell("dl19", "pointwise.yes_no", "runs/sft", [0.0] * 20 + [1.0] * 20)]
+    cells[2]["timings"][0] |= {"load": 8.4, "cores": 2}  # timed while other work shared the CPU
     names = [cell_path(tmp_path, cfg, "dl19", "bm25", None).name,
              cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[0]).name, "trained.json"]
     (tmp_path / "cells").mkdir()
@@ -170,7 +171,8 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
             "| 40 |") in table
     assert "| `pointwise.yes_no` | b | top-20 | not run yet: `--datasets dl19 --models b --only pointwise.yes_no` |" \
         in table
-    assert "| `pointwise.yes_no` | runs/sft (trained) | top-20 | 0.5000 [0.350, 0.650] | 1.000 | <0.001 |" in table
+    assert ("| `pointwise.yes_no` | runs/sft (trained) | top-20 | 0.5000 [0.350, 0.650] | 1.000 | <0.001 | 20.0 "
+            "| 4,321 | 2.00 (busy: load 8.4) | AMX | 40 |") in table
     assert "1 cell(s) not run yet" in table and "`rankwise bench x.yaml --output out`" in table
 
 

@@ -118,9 +118,15 @@ def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
                    "best" if row is best else _p(p_value(best, row)),
                    "" if is_first else f"{cost.get('calls', 0):.1f}",
                    "" if is_first else f"{cost.get('computed_tokens', 0):,.0f}",
-                   "" if is_first else "; ".join(f"{t['seconds_per_query']:.2f}" for t in timed) + warm,
+                   "" if is_first else "; ".join(_seconds(t) for t in timed) + warm,
                    "" if is_first else "; ".join(t.get("cpu_class") or t.get("cpu", "") for t in timed),
                    queries]
+
+
+def _seconds(timing: dict) -> str:
+    """Seconds per query, flagged when the machine was busier than its cores (other work shared the CPU)."""
+    busy = timing.get("cores") and timing.get("load", 0.0) > timing["cores"]
+    return f"{timing['seconds_per_query']:.2f}" + (f" (busy: load {timing['load']:.1f})" if busy else "")
 
 
 HEAD = ["method", "model", "candidates", "nDCG@10 [95% CI]", "p vs BM25", "p vs best", "prompts/q",

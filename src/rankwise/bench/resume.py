@@ -4,6 +4,7 @@ timings of every CPU class that ran it, and the check that a re-run on another c
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,7 +31,8 @@ def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requ
         result = rerank(todo[start:start + step], top_k)
         for qid, ranking in result.rankings.items():
             done["queries"][qid] = {"docids": ranking.docids, "usage": ranking.usage.to_dict()}
-        done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds})
+        done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds,
+                                    "load": _load(), "cores": os.cpu_count() or 0})
         if every:
             _write(partial, done)
     usage = Usage()
@@ -40,14 +42,22 @@ def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requ
             "timings": _timings(done["timed"], usage)}
 
 
+def _load() -> float:
+    """The one-minute load average (0 where the system has none): a timing taken on a busy machine says so."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def _timings(blocks: list[dict], usage: Usage) -> list[dict]:
-    """One timing per CPU that ran blocks of the cell: its queries and seconds per query."""
+    """One timing per CPU that ran blocks of the cell: its queries, seconds per query and the highest load
+    average seen at the end of a block (above ``cores``: other work shared the CPU, the seconds are inflated)."""
     out: dict[str, dict] = {}
     for block in blocks:
         t = out.setdefault(block["cpu"], {"cpu": block["cpu"], "cpu_class": block["cpu_class"], "queries": 0,
-                                          "wall_seconds": 0.0, "engine": usage.engine, "dtype": usage.dtype})
+                                          "wall_seconds": 0.0, "engine": usage.engine, "dtype": usage.dtype,
+                                          "load": 0.0, "cores": block.get("cores", 0)})
         t["queries"] += block["queries"]
         t["wall_seconds"] += block["wall_seconds"]
+        t["load"] = max(t["load"], block.get("load", 0.0))
     return [t | {"seconds_per_query": t["wall_seconds"] / t["queries"]} for t in out.values() if t["queries"]]
 
 
