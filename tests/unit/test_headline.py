@@ -174,6 +174,10 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
     assert ("| `pointwise.yes_no` | runs/sft (trained) | top-20 | 0.5000 [0.350, 0.650] | 1.000 | <0.001 | 20.0 "
             "| 4,321 | 2.00 (busy: load 8.4) | AMX | 40 |") in table
     assert "1 cell(s) not run yet" in table and "`rankwise bench x.yaml --output out`" in table
+    partial = cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[1]).with_suffix(".partial.json")
+    partial.write_text(json.dumps({"queries": {"1": {}, "2": {}, "3": {}}, "timed": []}))
+    table = headline_markdown(headline_rows(cfg, tmp_path), "rankwise bench x.yaml --output out")
+    assert "| b | top-20 | 3 queries stored, resume: `--datasets dl19 --models b --only pointwise.yes_no` |" in table
 
 
 def test_markers_are_replaced_and_required() -> None:

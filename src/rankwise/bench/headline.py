@@ -36,6 +36,7 @@ class Row:
     top_k: int
     cell: dict | None = None
     missing: str = ""
+    stored: int = 0  # queries a stopped run of the missing cell has stored (it resumes with the rest)
 
     @property
     def per_query(self) -> dict[str, float]:
@@ -68,8 +69,10 @@ def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
         for spec in (s for s in config.methods if config.runs_on(s, dataset)):
             name = cell_path(output, config, dataset, stage, spec).name
             listed.add(name)
+            partial = (output / "cells" / name).with_suffix(".partial.json")
+            progress = len(json.loads(partial.read_text(encoding="utf-8"))["queries"]) if partial.is_file() else 0
             rows.append(Row(dataset, spec.name, spec.model, spec.top_k, stored.get(name),
-                            _fill(dataset, spec.model, spec.name)))
+                            _fill(dataset, spec.model, spec.name), progress))
         rows += [Row(dataset, c["method"], c["model"], c["top_k"], c) for name, c in stored.items()
                  if name not in listed and c["dataset"] == dataset and c["first_stage"] == stage
                  and c["method"] != FIRST_STAGE]
@@ -105,12 +108,14 @@ def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
     model = row.model + (" (trained)" if row.model and ("/" in row.model or Path(row.model).is_dir()) else "")
     head = [row.method if row is first else f"`{row.method}`", model, f"top-{row.top_k}"]
     if row.cell is None:
-        return head + [f"not run yet: `{row.missing}`"] + [""] * 7
+        state = f"{row.stored} queries stored, resume" if row.stored else "not run yet"
+        return head + [f"{state}: `{row.missing}`"] + [""] * 7
     low, high = bootstrap_ci(list(row.per_query.values()))
     timed = [t for t in timings(row.cell) if t.get("queries") == row.cell["queries"]] or timings(row.cell)
     is_first = row is first
     cost = row.cell.get("per_query", {})
-    warm = " (warm cache)" if row.cell.get("cache_hits") else ""
+    hits, answers = row.cell.get("cache_hits", 0), round(cost.get("calls", 0) * row.cell["queries"])
+    warm = f" ({hits} of {answers} answers cached)" if hits else ""
     total = len(first.per_query) if first.cell else row.cell["queries"]
     queries = str(row.cell["queries"]) if row.cell["queries"] == total else f"{row.cell['queries']} of {total}"
     return head + [f"{row.mean:.4f} [{low:.3f}, {high:.3f}]",
@@ -154,7 +159,8 @@ def _merge_missing(rows: Sequence[Row]) -> list[Row]:
     out: list[Row] = []
     for row in rows:
         last = out[-1] if out else None
-        if row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model:
+        if (row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model
+                and not row.stored and not last.stored):
             out[-1] = Row(row.dataset, row.method, f"{last.model}, {row.model}", row.top_k, None,
                           f"--datasets {row.dataset} --only {row.method}")
         else:
