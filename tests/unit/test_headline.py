@@ -207,3 +207,16 @@ def test_entries_set_their_own_depth_query_subset_and_datasets() -> None:
     with pytest.raises(InputError, match="pointwise.yes_no on a is listed twice for dl19"):
         BenchConfig.from_dict({"datasets": ["dl19"], "models": ["a"],
                                "methods": ["pointwise.yes_no", {"method": "pointwise.yes_no", "datasets": ["dl19"]}]})
+
+
+def test_only_runs_the_named_methods(dl19, five, tmp_path, monkeypatch) -> None:
+    ds, requests = five
+    _cpu(monkeypatch, {"avx2"})
+    cfg = _config(dl19, methods=["pointwise.graded", "pointwise.yes_no"])
+    seen: list[str] = []
+    cells = run_bench(cfg, tmp_path, log=lambda _: None, only=("none",),
+                      rerank=_counting(cfg, ds, requests[:5], seen))
+    assert [c["method"] for c in cells] == ["first stage"] and seen == []
+    cells = run_bench(cfg, tmp_path, log=lambda _: None, only=("pointwise.yes_no",),
+                      rerank=_counting(cfg, ds, requests[:5], seen))
+    assert [c["method"] for c in cells] == ["first stage", "pointwise.yes_no"] and len(seen) == 5

@@ -28,8 +28,8 @@ def bench(
                                                     "methods that name their own model keep it."),
     max_queries: Optional[int] = typer.Option(None, help="Replace the config's max_queries."),
     top_k: Optional[int] = typer.Option(None, help="Replace the config's top_k."),
-    only: Optional[str] = typer.Option(None, help="Run only the methods of these labels (comma-separated); "
-                                                  "the table still shows every stored cell it ran."),
+    only: Optional[str] = typer.Option(None, help="Run only the methods of these labels (comma-separated; "
+                                                  "'none': only the first stages)."),
     retime: bool = typer.Option(False, help="Re-run finished cells that no CPU of this machine's class has timed: "
                                             "nDCG@10 must agree within 0.002 (else an error), both timings kept."),
 ) -> None:
