@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from scipy.stats import binom
 
-from rankwise.llm import hardware
 from rankwise.bench import BenchConfig, in_process, run_bench
 from rankwise.bench.headline import headline_markdown, headline_rows, load_cells, replace_marked
 from rankwise.bench.resume import Disagreement, agree
@@ -18,7 +17,6 @@ from rankwise.bench.runner import cell_path
 from rankwise.data import load_dataset
 from rankwise.errors import InputError
 from rankwise.eval.significance import bootstrap_ci
-from rankwise.llm.hardware import CpuInfo
 from tests.unit.test_bench import OracleBackends
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +43,11 @@ def _config(dl19: Path, **extra) -> BenchConfig:
 
 
 def _cpu(monkeypatch, flags: set[str]) -> None:
-    monkeypatch.setattr(hardware, "cpu_info", lambda: CpuInfo("Test CPU", "test", frozenset(flags)))
+    """This machine as a CPU of the given flags (run_bench reads rankwise.llm.hardware.cpu_info, as the runner
+    tests of test_bench.py do, which imports torch at call time)."""
+    from rankwise.llm import hardware
+
+    monkeypatch.setattr(hardware, "cpu_info", lambda: hardware.CpuInfo("Test CPU", "test", frozenset(flags)))
 
 
 def _counting(cfg: BenchConfig, ds, requests, seen: list[str], fail_after: int | None = None):
