@@ -11,6 +11,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = [
+    ("Methods on small samples: the README's table before the headline matrix (sizes per row)",
+     "methods_small_samples.md", "the commands of the sections below; the headline table: python benchmarks/headline.py"),
     ("The full matrix: every method, qwen2.5-0.5b and 1.5b, DL19 + DL20 + SciFact (one command)", "bench_matrix.md",
      "python benchmarks/matrix.py"),
     ("Ten queries per dataset: the methods that move nDCG@10, with significance against BM25", "bench_matrix_10q.md",

@@ -438,5 +438,6 @@ def test_the_readme_matrix_is_a_valid_config() -> None:
     block = readme.split("A benchmark matrix (`rankwise bench`")[1].split("```yaml\n")[1].split("```")[0]
     cfg = BenchConfig.from_dict(yaml.safe_load(block), "README.md")
     assert [m.name for m in cfg.methods] == ["pointwise.yes_no", "setwise-k10", "setwise.heapsort@llm-rankers",
-                                             "crossencoder"]
+                                             "crossencoder", "embedding.cosine", "pairwise.allpairs"]
     assert cfg.methods[3].repeats == 5 and cfg.shuffles == 3 and cfg.adversarial and not cfg.cache
+    assert cfg.methods[4].top_k == 100 and cfg.methods[5].max_queries == 10 and cfg.checkpoint == 5

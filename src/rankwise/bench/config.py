@@ -14,8 +14,11 @@ methods:
   - {method: embedding.cosine, model: minilm-l6}
   - {method: setwise.heapsort, peer: llm-rankers, options: {k: 10}}   # the same method in a peer toolkit
   - {method: crossencoder, model: DIR, repeats: 5}   # time a fast cell 5 times, report the median (cache: false)
+  - {method: embedding.cosine, model: minilm-l6, top_k: 100}          # its own depth (the first stage's top 100)
+  - {method: pairwise.allpairs, max_queries: 10, datasets: [dl19]}    # a stated subset of queries and datasets
 robustness: {shuffles: 3, adversarial: true}
 cache: true                   # the model output cache (false: every cell computes, for clean timings)
+checkpoint: 5                 # store a cell's finished queries every 5 queries: a stopped run resumes inside it
 ```
 """
 
@@ -30,14 +33,16 @@ from rankwise.data._io import read_yaml
 from rankwise.errors import InputError
 
 _KEYS = {"datasets", "first_stages", "top_k", "max_queries", "measures", "models", "backend", "methods",
-         "robustness", "cache"}
+         "robustness", "cache", "checkpoint"}
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """One method on one model, with its options; ``label`` names it in tables and file names; ``peer``
     runs the method in another toolkit instead (``rankwise.bench.peers``); ``repeats`` times the cell that
-    many times and reports the median seconds (for fast cells, whose one-run timing is mostly noise)."""
+    many times and reports the median seconds (for fast cells, whose one-run timing is mostly noise);
+    ``top_k``, ``max_queries`` and ``datasets`` are the config's unless the entry sets its own (a deeper
+    list for a cheap method, a stated subset of queries for a quadratic one)."""
 
     method: str
     model: str
@@ -45,6 +50,9 @@ class MethodSpec:
     label: str = ""
     peer: str = ""
     repeats: int = 1
+    top_k: int = 20
+    max_queries: int | None = None
+    datasets: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -64,6 +72,12 @@ class BenchConfig:
     shuffles: int = 0
     adversarial: bool = False
     cache: bool = True
+    checkpoint: int | None = None
+
+    def runs_on(self, spec: MethodSpec, dataset: str) -> bool:
+        """Whether the matrix runs ``spec`` on ``dataset`` (an entry's ``datasets`` narrows the config's; a
+        ``--datasets`` override keeps that narrowing)."""
+        return not spec.datasets or dataset in spec.datasets
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "BenchConfig":
@@ -114,7 +128,8 @@ class BenchConfig:
                 entry = {"method": entry}
             if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
                 raise fail(f"{where}: give a method name or a mapping with 'method'")
-            extra = set(entry) - {"method", "model", "options", "label", "peer", "repeats"}
+            extra = set(entry) - {"method", "model", "options", "label", "peer", "repeats", "top_k", "max_queries",
+                                  "datasets"}
             if extra:
                 raise fail(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
             try:
@@ -142,16 +157,22 @@ class BenchConfig:
                 targets = models
             else:
                 raise fail(f"{where}: {entry['method']} needs a 'model' (or a top-level 'models' list)")
-            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", "")), peer, repeats)
-                        for m in targets]
-        names = [(m.name, m.model) for m in methods]
-        for name, model in names:
-            if names.count((name, model)) > 1:
-                raise fail(f"{name} on {model} is listed twice: give the entries distinct 'label's")
+            depth = _positive_int(entry.get("top_k", top_k), f"{where}.top_k", fail)
+            subset = (max_queries if entry.get("max_queries") is None
+                      else _positive_int(entry["max_queries"], f"{where}.max_queries", fail))
+            only = _names(entry["datasets"], f"{where}.datasets", fail) if "datasets" in entry else ()
+            methods += [MethodSpec(entry["method"], m, dict(options), str(entry.get("label", "")), peer, repeats,
+                                   depth, subset, only) for m in targets]
+        cells = [(m.name, m.model, d) for m in methods for d in (m.datasets or datasets)]
+        for name, model, dataset in cells:
+            if cells.count((name, model, dataset)) > 1:
+                raise fail(f"{name} on {model} is listed twice for {dataset}: give the entries distinct 'label's")
         return cls(datasets=datasets, methods=tuple(methods), first_stages=first_stages, top_k=top_k,
                    max_queries=max_queries, measures=measures, engine=str(backend.get("engine", "auto")),
                    dtype=str(backend.get("dtype", "auto")), shuffles=shuffles,
-                   adversarial=bool(robustness.get("adversarial", False)), cache=bool(raw.get("cache", True)))
+                   adversarial=bool(robustness.get("adversarial", False)), cache=bool(raw.get("cache", True)),
+                   checkpoint=None if raw.get("checkpoint") is None else _positive_int(raw["checkpoint"],
+                                                                                      "checkpoint", fail))
 
 
 def _names(value: Any, key: str, fail) -> tuple[str, ...]:

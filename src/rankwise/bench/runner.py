@@ -1,7 +1,10 @@
 """Run the benchmark matrix: one JSON cell per (dataset, first stage, method, model), resumable.
 
-A cell whose file exists is not run again; the language-model cache makes an interrupted cell cheap to
-finish (its cache hits are recorded, since cached prompts cost no seconds).
+A cell whose file exists is not run again; with ``checkpoint: N`` a cell stores its finished queries every N
+queries (``<cell>.partial.json``), so an interrupted cell resumes with the queries it lacks; otherwise the
+language-model cache makes it cheap to finish (its cache hits are recorded, since cached prompts cost no
+seconds). ``retime=True`` re-runs finished cells that no CPU of this machine's class has timed, checks that
+nDCG@10 agrees (``rankwise.bench.resume.agree``) and keeps both timings.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rankwise.bench.config import BenchConfig, MethodSpec
+from rankwise.bench.resume import TOLERANCE, Disagreement, agree, rerank_resumably, timed_on
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.data._io import write_atomically
@@ -29,7 +33,8 @@ FIRST_STAGE = "first stage"
 def cell_path(output: Path, config: BenchConfig, dataset: str, first_stage: str, spec: MethodSpec | None) -> Path:
     """Where a cell is stored: one file per dataset, first stage, depth, query count, method label and model
     (a changed depth or query count makes new cells instead of reusing old ones)."""
-    parts = [Path(dataset).name, first_stage, f"top{config.top_k}", f"q{config.max_queries or 'all'}"]
+    top_k, max_queries = (spec.top_k, spec.max_queries) if spec else (config.top_k, config.max_queries)
+    parts = [Path(dataset).name, first_stage, f"top{top_k}", f"q{max_queries or 'all'}"]
     parts += [spec.name, spec.model] if spec else [FIRST_STAGE]
     return output / "cells" / ("__".join(re.sub(r"[^\w.@+-]+", "-", p) for p in parts) + ".json")
 
@@ -111,38 +116,50 @@ def on_ray(config: BenchConfig, **ray_options) -> RerankFn:
 
 
 def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = print,
-              rerank: RerankFn | None = None) -> list[dict]:
+              rerank: RerankFn | None = None, retime: bool = False, tolerance: float = TOLERANCE,
+              only: Sequence[str] = ()) -> list[dict]:
     """Run every missing cell of the matrix and return all cells (stored and new); ``rerank`` says where
-    (default: in this process)."""
+    (default: in this process); ``retime`` re-runs the finished cells this CPU class has not timed (their
+    nDCG@10 must agree within ``tolerance``); ``only`` restricts the run to the methods of those labels."""
     from rankwise.llm.hardware import cpu_info
 
-    cpu = cpu_info().describe()
+    info = cpu_info()
+    cpu = {"cpu": info.describe(), "cpu_class": info.cpu_class}
     rerank = in_process(config) if rerank is None else rerank
     cells = []
     for dataset in config.datasets:
         ds = load_dataset(dataset)
+        specs = [s for s in config.methods if config.runs_on(s, dataset) and (not only or s.name in only)]
         for first_stage in config.first_stages:
-            requests = first_stage_requests(ds, first_stage, config.top_k, config.max_queries, output)
+            depth = max([config.top_k] + [s.top_k for s in specs])
+            judged = first_stage_requests(ds, first_stage, depth, None, output)
+            requests = judged[:config.max_queries] if config.max_queries else judged
             qrels = {r.query.qid: ds.qrels[r.query.qid] for r in requests}
             base = {"dataset": dataset, "first_stage": first_stage, "top_k": config.top_k,
-                    "queries": len(requests), "cpu": cpu}
+                    "queries": len(requests)} | cpu
             path = cell_path(output, config, dataset, first_stage, None)
             if not path.exists():
                 _write(path, base | {"method": FIRST_STAGE, "model": ""}
-                       | _scores(run_from_requests(requests), qrels, config.measures))
+                       | _scores(run_from_requests(requests), qrels, config.measures)
+                       | {"top10": {r.query.qid: [c.docid for c in r.candidates[:10]] for r in requests}})
             cells.append(json.loads(path.read_text()))
-            for spec in config.methods:
+            for spec in specs:
                 path = cell_path(output, config, dataset, first_stage, spec)
                 stored = json.loads(path.read_text()) if path.exists() else None
-                if stored is not None and "error" not in stored:
+                done = stored is not None and "error" not in stored
+                if done and not (retime and not timed_on(stored, cpu["cpu_class"])):
                     log(f"{path.name}: done earlier")
                     cells.append(stored)
                     continue
-                log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}")
-                about = base | {"method": spec.name, "base_method": spec.method, "model": spec.model,
-                                "options": spec.options, "peer": spec.peer}
+                mine = judged[:spec.max_queries] if spec.max_queries else judged
+                mine_qrels = {r.query.qid: ds.qrels[r.query.qid] for r in mine}
+                log(f"{dataset}/{first_stage}: {spec.name} on {spec.model}" + (" (re-timed here)" if done else ""))
+                about = base | {"top_k": spec.top_k, "queries": len(mine), "method": spec.name,
+                                "base_method": spec.method, "model": spec.model, "options": spec.options,
+                                "peer": spec.peer}
                 try:
-                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), requests, qrels, spec.repeats)
+                    cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), mine, mine_qrels, spec,
+                                     path.with_suffix(".partial.json"), cpu)
                 except Exception as err:  # noqa: BLE001 - one failed cell must not cost the whole matrix
                     if isinstance(err, InputError) or (spec.peer and isinstance(err, RankwiseError)):
                         raise  # the config asks for something impossible: say so at once
@@ -153,21 +170,34 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     where = "inside the peer" if spec.peer else "in rankwise"
                     log(f"{spec.name} on {spec.model} failed {where} ({cell['error']}); "
                         "the cell is retried on a re-run")
-                _write(path, about | cell)
+                cell = about | cell
+                if done and "error" not in cell:
+                    try:
+                        cell = agree(stored, cell, tolerance)
+                    except Disagreement:
+                        _write(path.with_suffix(".disagree.json"), cell)  # kept to inspect; the cell is unchanged
+                        raise
+                _write(path, cell)
+                if "error" not in cell:
+                    path.with_suffix(".partial.json").unlink(missing_ok=True)
                 cells.append(json.loads(path.read_text()))
     return cells
 
 
 def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], RunResult],
-              requests: list[Request], qrels: dict, repeats: int = 1) -> dict:
-    result = rerank(requests, config.top_k)
+              requests: list[Request], qrels: dict, spec: MethodSpec, partial: Path, cpu: dict) -> dict:
+    top_k, repeats = spec.top_k, spec.repeats
+    main = rerank_resumably(rerank, requests, top_k, partial, config.checkpoint, cpu)
     n = len(requests)
-    usage = result.usage
-    seconds = [result.wall_seconds / n] + [rerank(requests, config.top_k).wall_seconds / n
-                                           for _ in range(repeats - 1)]
-    cell = {**_scores(result.run(), qrels, config.measures),
+    usage = main["usage"]
+    seconds = [sum(t["wall_seconds"] for t in main["timings"]) / n] + [
+        rerank(requests, top_k).wall_seconds / n for _ in range(repeats - 1)]
+    ranked = {qid: {docid: float(len(docids) - r) for r, docid in enumerate(docids)}
+              for qid, docids in main["docids"].items()}
+    cell = {**_scores(ranked, qrels, config.measures),
+            "top10": {qid: docids[:10] for qid, docids in main["docids"].items()},
             "engine": usage.engine, "dtype": usage.dtype,
-            "seconds_per_query": statistics.median(seconds),
+            "seconds_per_query": statistics.median(seconds), "timings": main["timings"],
             "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
                                                               "computed_tokens", "completion_tokens")},
             "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged,
@@ -177,13 +207,13 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Ru
     if config.shuffles:
         values = []
         for seed in range(1, config.shuffles + 1):
-            run = rerank(shuffled(requests, config.top_k, seed), config.top_k).run()
+            run = rerank(shuffled(requests, top_k, seed), top_k).run()
             values.append(evaluate(run, qrels, ["nDCG@10"])["nDCG@10"])
         cell["shuffles"] = {"ndcg10": values, "mean": statistics.fmean(values),
                             "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
     if config.adversarial:
         started = time.perf_counter()
-        attacked = rerank(with_adversary(requests, config.top_k), config.top_k + 1)
+        attacked = rerank(with_adversary(requests, top_k), top_k + 1)
         run = attacked.run()
         ranks = adversary_ranks(run)
         cell["adversarial"] = {"ranks": ranks, "top1": sum(r == 1 for r in ranks) / n,

@@ -28,6 +28,10 @@ def bench(
                                                     "methods that name their own model keep it."),
     max_queries: Optional[int] = typer.Option(None, help="Replace the config's max_queries."),
     top_k: Optional[int] = typer.Option(None, help="Replace the config's top_k."),
+    only: Optional[str] = typer.Option(None, help="Run only the methods of these labels (comma-separated; "
+                                                  "'none': only the first stages)."),
+    retime: bool = typer.Option(False, help="Re-run finished cells that no CPU of this machine's class has timed: "
+                                            "nDCG@10 must agree within 0.002 (else an error), both timings kept."),
 ) -> None:
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
     from rankwise.bench import (
@@ -48,7 +52,8 @@ def bench(
     matrix = BenchConfig.from_file(config, overrides)
     command = " ".join([f"rankwise bench {config}"]
                        + [f"--{key.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
-                          for key, v in overrides.items() if v is not None] + [f"--output {output}"])
+                          for key, v in overrides.items() if v is not None] + [f"--output {output}"]
+                       + ([f"--only {only}"] if only else []) + (["--retime"] if retime else []))
     if output.exists() and not output.is_dir():
         raise InputError("--output must be a directory", output)
     check_writable(output / "results.md")  # before any model loads
@@ -61,13 +66,13 @@ def bench(
         if started:  # one cluster for every cell; each cell's workers load their model
             ray.init(address=address)
         try:
-            cells = run_bench(matrix, output, log=err.print,
+            cells = run_bench(matrix, output, log=err.print, retime=retime, only=_split(only) or (),
                               rerank=on_ray(matrix, workers=workers, threads_per_worker=threads_per_worker))
         finally:
             if started:
                 ray.shutdown()
     else:
-        cells = run_bench(matrix, output, log=err.print)
+        cells = run_bench(matrix, output, log=err.print, retime=retime, only=_split(only) or ())
     table = markdown_table(cells)
     summary = summary_table(cells)
     if summary:

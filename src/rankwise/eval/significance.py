@@ -1,4 +1,5 @@
-"""Paired significance tests between two runs: Student's paired t-test and a paired randomisation test.
+"""Paired significance tests between two runs (Student's paired t-test, a paired randomisation test) and the
+bootstrap interval of a mean over queries.
 
 Both runs are scored per query with :func:`rankwise.eval.metrics.evaluate_per_query` over the same
 queries (every qrels query, missing ones as 0), so the pairs line up and the means equal ``evaluate``.
@@ -68,6 +69,20 @@ def randomisation_test(a: Sequence[float], b: Sequence[float], permutations: int
         means = np.abs(signs @ d) / len(d)
         hits += int(np.count_nonzero(means >= observed - tolerance))
     return (hits + 1) / (permutations + 1)
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, resamples: int = 10_000,
+                 seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of ``values`` (queries resampled with replacement);
+    (v, v) for one value or identical values, NaNs for none."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    ci = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
+                         random_state=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def compare_runs(run_a: Run, run_b: Run, qrels: Qrels, measures: Sequence[MeasureLike], *,

@@ -46,20 +46,22 @@ class CpuInfo:
     vendor: str
     flags: frozenset[str]
 
-    def describe(self) -> str:
-        """The model name and the feature class that decides model speed, e.g. "Intel(R) Xeon(R)
-        Processor (avx512_bf16, no AMX)": one model name covers CPUs whose bf16 speed differs 100x."""
+    @property
+    def cpu_class(self) -> str:
+        """The feature class that decides model speed ("AMX", "avx512_bf16, no AMX", "AVX2, no bf16",
+        "no AVX2"; "" without flags): timings compare only within one class."""
         if AMX_BF16_FLAG in self.flags:
-            kind = "AMX"
-        elif "avx512_bf16" in self.flags:
-            kind = "avx512_bf16, no AMX"
-        elif "avx2" in self.flags:
-            kind = "AVX2, no bf16"
-        elif not self.flags:
-            return self.model_name
-        else:
-            kind = "no AVX2"
-        return f"{self.model_name} ({kind})"
+            return "AMX"
+        if "avx512_bf16" in self.flags:
+            return "avx512_bf16, no AMX"
+        if "avx2" in self.flags:
+            return "AVX2, no bf16"
+        return "no AVX2" if self.flags else ""
+
+    def describe(self) -> str:
+        """The model name and the feature class, e.g. "Intel(R) Xeon(R) Processor (avx512_bf16, no AMX)":
+        one model name covers CPUs whose bf16 speed differs 100x."""
+        return f"{self.model_name} ({self.cpu_class})" if self.cpu_class else self.model_name
 
 
 def cpu_info(cpuinfo_text: str | None = None) -> CpuInfo:
