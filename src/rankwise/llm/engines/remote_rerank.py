@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from rankwise.errors import InputError, ModelError, RankwiseError
+from rankwise.errors import InputError, RankwiseError
 from rankwise.llm.engines.http import HttpStatusError, JsonHttp
 from rankwise.llm.protocol import answered, call_usage
 from rankwise.types import Usage
@@ -184,19 +184,20 @@ class RemoteRerankBackend:
 
     def _probe_shape(self, query: str, documents: list[str]) -> tuple[list[float], int]:
         """Ask a bare ``/rerank`` in TEI's shape, then Cohere's; keep the first the server accepts."""
-        refused: HttpStatusError | None = None
+        refused: list[HttpStatusError] = []
         for shape in _PROBED:
             try:
                 answer = self._http.post(self.url, request_body(shape, self.model, query, documents))
             except HttpStatusError as err:
                 if err.status not in (400, 422):
                     raise
-                refused = refused or err
+                refused.append(err)
                 continue
             self.shape = shape
             return parse_scores(answer, len(documents), self.url)
-        raise ModelError(f"{refused}; the server takes neither TEI's nor Cohere's rerank body "
-                         f"(give the shape: {', '.join(SHAPES)})")
+        reasons = "; ".join(f"{shape}: HTTP {err.status}: {err.server_message}" for shape, err in zip(_PROBED, refused))
+        raise InputError(f"{self.url} refused the request in each shape tried ({reasons}); give the shape "
+                         f"({', '.join(SHAPES)}) to see only its answer")
 
 
 def load_remote_reranker(model: str, cache: "bool | str | Path | object" = False, **options) -> object:
