@@ -178,22 +178,25 @@ def test_a_pipeline_through_rankwise_serve_ranks_as_the_method_in_process(dl19, 
     reference = run(FirstStage("bm25") % 10 >> Rerank("pointwise.yes_no", "smollm2-135m", **model), dataset=ds,
                     queries=queries, cache=False)
     monkeypatch.setenv("RANKWISE_RERANK_API_KEY", "remote-test-key")
+    slow = {"timeout": 600, "max_retries": 0}  # a busy CPU: wait, never ask twice
     with CliServer(["--model", "smollm2-135m", "--method", "pointwise.yes_no", "--engine", "transformers",
-                    "--dtype", "float32", "--no-cache"],
-                   env={"RANKWISE_API_KEY": "remote-test-key"}) as server:
+                    "--dtype", "float32", "--no-cache", "--request-timeout", "600"],
+                   env={"RANKWISE_API_KEY": "remote-test-key"}, start_timeout=600) as server:
         remote = run(FirstStage("bm25") % 10 >> Rerank("crossencoder", f"{server.url}/v1/rerank",
-                                                       engine="rerank-api"), dataset=ds, queries=queries,
-                     cache=tmp_path / "outputs.sqlite")
+                                                       engine="rerank-api", backend_options=slow),
+                     dataset=ds, queries=queries, cache=tmp_path / "outputs.sqlite")
         assert remote.rankings.keys() == reference.rankings.keys()
         for qid, ranking in reference.rankings.items():
             assert remote.rankings[qid].docids == ranking.docids
             assert remote.rankings[qid].scores == pytest.approx(ranking.scores, rel=1e-6, abs=1e-9)
         scores = {}
         for path in ("/v1/rerank", "/v2/rerank", "/rerank", "/score"):  # every shape the service speaks
-            one = load_reranker("crossencoder", server.url + path, engine="rerank-api", cache=False)
+            one = load_reranker("crossencoder", server.url + path, engine="rerank-api", cache=False,
+                                backend_options=slow)
             scores[path] = one.rerank(*_pair()).scores
         assert all(s == pytest.approx(scores["/v1/rerank"], rel=1e-6) for s in scores.values())
         monkeypatch.delenv("RANKWISE_RERANK_API_KEY")
-        anonymous = load_reranker("crossencoder", f"{server.url}/v1/rerank", engine="rerank-api", cache=False)
+        anonymous = load_reranker("crossencoder", f"{server.url}/v1/rerank", engine="rerank-api", cache=False,
+                                  backend_options=slow)
         with pytest.raises(InputError, match="/v1/rerank: HTTP 401"):
             anonymous.rerank(*_pair())
