@@ -193,7 +193,7 @@ def test_a_pipeline_through_rankwise_serve_ranks_as_the_method_in_process(dl19, 
         for path in ("/v1/rerank", "/v2/rerank", "/rerank", "/score"):  # every shape the service speaks
             one = load_reranker("crossencoder", server.url + path, engine="rerank-api", cache=False,
                                 backend_options=slow)
-            scores[path] = one.rerank(*_pair()).scores
+            scores[path] = one.rerank(Query("q", QUERY), _request().candidates[:3]).scores
         assert all(s == pytest.approx(scores["/v1/rerank"], rel=1e-6) for s in scores.values())
         monkeypatch.delenv("RANKWISE_RERANK_API_KEY")
         anonymous = load_reranker("crossencoder", f"{server.url}/v1/rerank", engine="rerank-api", cache=False,
