@@ -26,7 +26,8 @@ def rerank(
                                                          "RankGPT shape), or rankwise JSONL."),
     dataset: Optional[str] = typer.Option(None, help="Dataset path, alias (dl19, dl20, scifact) or id."),
     run: Optional[str] = typer.Option(None, help="With --dataset: a TREC run file, or a first stage it ships."),
-    engine: str = typer.Option("auto", help="auto|transformers|seq2seq|llamacpp|openai|vllm"),
+    engine: str = typer.Option("auto", help="auto|transformers|seq2seq|llamacpp|openai|vllm; rerank-api: "
+                                            "--method crossencoder on a rerank server (--model its URL)."),
     dtype: str = typer.Option("auto", help="auto|float32|bfloat16|float16 (auto: bf16 only where native)."),
     top_k: int = typer.Option(100, help="Rerank the top k candidates; the rest follow in first-stage order."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
@@ -44,6 +45,9 @@ def rerank(
     cache: Optional[Path] = typer.Option(None, help="SQLite cache file (default: ~/.cache/rankwise)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Compute everything, store nothing."),
     base_url: Optional[str] = typer.Option(None, help="--engine openai: the server's /v1 URL."),
+    backend_option: Optional[list[str]] = typer.Option(None, "--backend-option", "-b",
+                                                       help="An engine option KEY=VALUE (repeatable), e.g. "
+                                                            "-b shape=tei -b max_documents=16."),
     metrics: str = typer.Option("nDCG@10", help="Measures printed when qrels are at hand."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; rankwise\\[ray])."),
@@ -72,6 +76,7 @@ def rerank(
     backend_options = {"engine": engine, "dtype": dtype, "batch_size": batch_size}
     if base_url:
         backend_options["base_url"] = base_url
+    backend_options.update(parse_method_options(backend_option or [], "--backend-option"))
     method_opts = {}
     if prompt:
         method_opts["prompt"] = prompt
@@ -108,7 +113,7 @@ def rerank(
     outputs.finish()
 
 
-def parse_method_options(pairs: list[str]) -> dict:
+def parse_method_options(pairs: list[str], flag: str = "--option") -> dict:
     """``["k=10", "rule=probability"]`` -> ``{"k": 10, "rule": "probability"}`` (values read as YAML scalars)."""
     import yaml
 
@@ -116,7 +121,7 @@ def parse_method_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise InputError(f"--option takes KEY=VALUE (e.g. rule=probability), got {pair!r}")
+            raise InputError(f"{flag} takes KEY=VALUE (e.g. rule=probability), got {pair!r}")
         try:
             options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:

@@ -76,6 +76,12 @@ def _load_embedding(model: str, *, engine: str = "auto", dtype: str = "auto", ca
 
 
 def _load_crossencoder(model: str, *, engine: str = "auto", dtype: str = "auto", cache=False, **options):
+    """A sentence-transformers cross-encoder in process, or (engine ``rerank-api``, or a model given as an
+    http(s) URL) a reranker served over HTTP, whose scores persist in the cache."""
+    from rankwise.llm.engines.remote_rerank import ENGINE as REMOTE, is_url, load_remote_reranker
+
+    if engine == REMOTE or (engine == "auto" and is_url(model)):
+        return load_remote_reranker(model, cache, **options)
     from rankwise.llm.engines.sentence_transformers import CrossEncoderBackend
 
     return CrossEncoderBackend(model, batch_size=options.pop("batch_size", 32), **options)

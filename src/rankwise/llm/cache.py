@@ -234,6 +234,13 @@ class CachedBackend:
             [prompts[i] for i in todo], [continuations[i] for i in todo]), float))
         return Scores(np.array(values, dtype=np.float64), used)
 
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """A cross-encoder's score per (query, document), keyed by model + query + document."""
+        keys = [_key("pair", self.model_key, q, d) for q, d in pairs]
+        values, used = self._through_cache(keys, lambda todo: _rows(self.backend.score_pairs(
+            [pairs[i] for i in todo]), float))
+        return Scores(np.array(values, dtype=np.float64), used)
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
         keys = [_key("generate", self.model_key, p, max_new_tokens, list(stop or [])) for p in prompts]

@@ -23,7 +23,8 @@ Everything goes through the legacy ``/v1/completions`` endpoint with prompts alr
   joiner first (``neutralize_control_tokens``): a document cannot close the user turn.
 
 Requests of one call go out in parallel (``concurrency`` threads); each retries ``max_retries`` times with
-exponential backoff on connection errors, timeouts, HTTP 429 and 5xx, then raises a ``RankwiseError``.
+exponential backoff on connection errors, timeouts, HTTP 429 and 5xx (``rankwise.llm.engines.http``), then
+raises a ``RankwiseError``.
 Usage: ``prompt_tokens`` / ``completion_tokens`` come from the server's ``usage``; the server's prefix
 cache is invisible from here, so ``computed_tokens`` counts every prompt token.
 """
@@ -35,14 +36,13 @@ import logging
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-import httpx
 import numpy as np
 
 from rankwise.errors import ModelError, RankwiseError
+from rankwise.llm.engines.http import JsonHttp
 from rankwise.llm.protocol import (answered, call_usage, chat_messages, neutralize_control_tokens, render_chat,
                                    score_from_top_logprobs, split_choice)
 from rankwise.types import Usage
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 WORDS_TO_TOKENS = 1.3  # rough tokens per whitespace word, used only without a server tokenizer
 
 
@@ -103,16 +102,12 @@ class OpenAICompatBackend:
         self.root_url = self.base_url.removesuffix("/v1")
         self.model = model
         self.name = name or model
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.concurrency = max(1, concurrency)
         self.top_logprobs = top_logprobs
-        self.backoff = backoff
         self.extra_body = dict(extra_body or {})
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers,
-                                    limits=httpx.Limits(max_connections=self.concurrency))
+        self._http = JsonHttp(timeout=timeout, max_retries=max_retries, backoff=backoff,
+                              concurrency=concurrency,
+                              headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
         self.bos_token = self.eos_token = ""
         if chat_template is None and chat_template_from is not None:
             chat_template, self.bos_token, self.eos_token = read_chat_template(chat_template_from)
@@ -125,7 +120,7 @@ class OpenAICompatBackend:
         self.usage = Usage(engine=self.engine, dtype=self.dtype, model=self.name)
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     def __enter__(self) -> "OpenAICompatBackend":
         return self
@@ -136,41 +131,10 @@ class OpenAICompatBackend:
     # -- HTTP -----------------------------------------------------------------------------------
     def _post(self, url: str, body: dict, optional: bool = False) -> dict | None:
         """POST with retries; ``optional``: None when the server lacks the endpoint."""
-        last, delay = "", 0.0
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(delay)
-            delay = min(self.backoff * 2 ** attempt, 30.0)
-            try:
-                response = self._client.post(url, json=body)
-            except httpx.TimeoutException as exc:
-                last = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
-                continue
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in RETRY_STATUS:
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    delay = min(float(retry_after), 60.0)
-                continue
-            if optional and (400 <= response.status_code < 500 or response.status_code == 501):
-                return None  # probing: this server has no such endpoint
-            if response.status_code >= 400:
-                raise RankwiseError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
-            try:
-                return response.json()
-            except ValueError:
-                raise RankwiseError(f"{url}: the server answered something that is not JSON: "
-                                    f"{response.text[:200]!r}") from None
-        raise RankwiseError(f"{url}: no answer after {self.max_retries + 1} attempts: {last}")
+        return self._http.post(url, body, optional)
 
     def _parallel(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        if len(items) <= 1 or self.concurrency == 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+        return self._http.parallel(fn, items)
 
     def _complete(self, prompt: str, **options) -> dict:
         body = {"model": self.model, "prompt": prompt, "temperature": 0.0, **self.extra_body, **options}
