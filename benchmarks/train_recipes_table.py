@@ -152,9 +152,15 @@ def main() -> None:
             "ProRank: all 43 judged queries, BM25 top 20; Rank-R1 and ReasonRank: the first 10 judged query ids, "
             "BM25 top 10 (reasoning generation on 2 CPU cores). Distinct answers (groupwise): different score "
             "lists over all groups of 5.", "",
-            *summary, "", *details]
+            *summary, "", *notes(), *details]
     OUT.write_text("\n".join(text) + "\n", encoding="utf-8")
     print("\n".join(summary))
+
+
+def notes() -> list[str]:
+    """The hand-written reading of the figures (benchmarks/train_recipes_notes.md), kept beside the script."""
+    path = ROOT / "benchmarks" / "train_recipes_notes.md"
+    return [path.read_text(encoding="utf-8").strip(), ""] if path.is_file() else []
 
 
 def ndcg_of_bm25(bm25, qrels, qids: list[str]) -> float:
