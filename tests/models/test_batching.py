@@ -58,6 +58,29 @@ def test_concurrent_calls_share_one_backend_call_and_get_their_own_rows(engine):
         assert usage.calls == 3 and usage.forward_passes >= 1 and usage.computed_tokens > 0
 
 
+def test_reserved_requests_are_waited_for_even_when_their_threads_start_late(engine):
+    """Without a reservation the first thread's call runs alone while the others are still starting (the
+    query-batching race on a loaded machine); reserved, they all join the first call."""
+    batches = []
+    batcher = BatchingBackend(engine, max_wait_ms=5000, observer=batches.append)
+    batcher.reserve(3)
+
+    def worker(i: int) -> None:
+        time.sleep(0.3 * i)  # threads that start late
+        with batcher.request_scope():
+            batcher.choice_logprobs(_prompts(i), CHOICES)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        batcher.close()
+    assert [(b.calls, b.prompts) for b in batches] == [(3, 9)]
+
+
 def test_calls_with_different_choices_run_separately(engine):
     batches = []
     batcher = BatchingBackend(engine, max_wait_ms=2000, observer=batches.append)

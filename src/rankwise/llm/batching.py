@@ -94,6 +94,7 @@ class BatchingBackend:
         self._queue: queue.Queue = queue.Queue()
         self._local = threading.local()
         self._active = 0
+        self._reserved = 0
         self._active_lock = threading.Lock()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -122,7 +123,10 @@ class BatchingBackend:
                  getattr(self._local, "served", 0))
         self._local.deadline, self._local.stop, self._local.served = deadline, stop, 0
         with self._active_lock:
-            self._active += 1
+            if self._reserved:  # counted in flight already (``reserve``)
+                self._reserved -= 1
+            else:
+                self._active += 1
         try:
             yield
         finally:
@@ -130,6 +134,14 @@ class BatchingBackend:
                 self._active -= 1
             self._local.deadline, self._local.stop, self._local.served = outer
             self._queue.put(_WAKE)  # the worker may be waiting for this thread: count again
+
+    def reserve(self, n: int) -> None:
+        """Count ``n`` requests in flight before their threads start: the worker then waits for their first
+        calls too, instead of running the first thread's call alone while the others are still starting.
+        The next ``n`` ``request_scope`` entries use the reservations."""
+        with self._active_lock:
+            self._active += n
+            self._reserved += n
 
     # -- primitives --------------------------------------------------------------------------------
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:

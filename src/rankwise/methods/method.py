@@ -52,6 +52,7 @@ class Method(Stage):
         # every query in flight either submits its step or finishes (which wakes the batcher), so the wait
         # only bounds a query that does Python work between steps
         batcher = BatchingBackend(self.backend, max_wait_ms=2000.0, max_batch_prompts=10**9)
+        batcher.reserve(min(query_batch, len(requests)))  # the first step waits for every starting query
         twin = self.with_backend(batcher)
 
         def one(request: Request) -> Ranking:
