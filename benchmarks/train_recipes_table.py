@@ -96,14 +96,15 @@ def main() -> None:
     bm25 = read_run(ds.runs["bm25"])
     cpu = cpu_info()
     summary = ["| recipe | method | start | steps | train min | queries | BM25 | nDCG@10 start | nDCG@10 after "
-               "| after - start (p) | parse failures start / after | distinct answers start / after | collapse |",
-               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+               "| after - start (p) | parse failures start / after | distinct answers start / after | collapse check "
+               "stopped at | greedy probe after training |",
+               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     details = []
     for name, out, example, method, start_label, start_desc, label in RECIPES:
         results_file = args.runs / out / "train-results.json"
         after_file, start_file = args.runs / "eval" / f"dl19.{label}.trec", args.runs / "eval" / f"dl19.{start_label}.trec"
         if not results_file.is_file():
-            summary.append(f"| {name} | `{method}` | {start_desc} | not run | | | | | | | | | |")
+            summary.append(f"| {name} | `{method}` | {start_desc} | not run | | | | | | | | | | |")
             continue
         results = json.loads(results_file.read_text())
         stages = results.get("stages") or [{"name": "train", "steps": results["steps"], "seconds": results["seconds"]}]
@@ -129,7 +130,10 @@ def main() -> None:
                     f"{(sum(a) - sum(b)) / len(b):+.4f} ({p:.3f}) | {' / '.join(fails)} | {distinct} |")
         else:
             row += " | | | | | | | |"
-        row += f" {results.get('collapsed_at') or 'no'} |"
+        greedy = results.get("greedy_answers")
+        probe = (f"{greedy['distinct']} distinct of {greedy['prompts']}; `{greedy['most_common']}` "
+                 f"{greedy['most_common_share']:.0%}" if greedy else "not recorded (run before the probe)")
+        row += f" {results.get('collapsed_at') or 'no'} | {probe} |"
         summary.append(row)
         rewards = args.runs / out / "rewards.json"
         if rewards.is_file():
@@ -151,7 +155,8 @@ def main() -> None:
             "on the same candidates; p from a paired randomisation test over the queries. GroupRank, ERank and "
             "ProRank: all 43 judged queries, BM25 top 20; Rank-R1 and ReasonRank: the first 10 judged query ids, "
             "BM25 top 10 (reasoning generation on 2 CPU cores). Distinct answers (groupwise): different score "
-            "lists over all groups of 5.", "",
+            "lists over all groups of 5. Greedy probe: 16 training prompts answered greedily after training "
+            "(the answer the method reranks with).", "",
             *summary, "", *notes(), *details]
     OUT.write_text("\n".join(text) + "\n", encoding="utf-8")
     print("\n".join(summary))
