@@ -18,14 +18,7 @@ rerank() {  # label model method [options...]: all 43 judged DL19 queries (QIDS=
     --no-cache --query-batch 8 ${QIDS:+--qids "$QIDS"} "$@" --usage "$OUT/eval/dl19.$label.usage.json" \
     --output "$OUT/eval/dl19.$label.trec.tmp" --overwrite && mv "$OUT/eval/dl19.$label.trec.tmp" "$OUT/eval/dl19.$label.trec"
 }
-train() {  # config output
-  [ -s "$2/train-results.json" ] && return
-  flag=""; [ -d "$2" ] && flag="--resume"
-  echo "== train $2 $flag $(date -u +%T)"
-  rankwise train "$1" --output "$2" $flag && return
-  echo "== training stopped (rc $?): continuing from its last checkpoint"
-  rankwise train "$1" --output "$2" --resume
-}
+source "$(dirname "$0")/train_lib.sh"
 [ -s "$SFT/train-results.json" ] || train examples/train-sft-pointwise-dl20.yaml "$SFT"
 GROUP=(-o prompt=groupwise.json -o group_size=5 -o max_passage_tokens=64 -o 'answer_prefix=[')
 # GroupRank from the SFT checkpoint

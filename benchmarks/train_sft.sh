@@ -13,14 +13,7 @@ rerank() {  # model label
     --usage "$OUT/eval/dl19.$2.usage.json" --output "$OUT/eval/dl19.$2.trec.tmp" --overwrite \
     && mv "$OUT/eval/dl19.$2.trec.tmp" "$OUT/eval/dl19.$2.trec"
 }
-train() {  # config output
-  [ -s "$2/train-results.json" ] && return
-  flag=""; [ -d "$2/checkpoints" ] && flag="--resume"
-  echo "== train $2 $flag $(date -u +%T)"
-  rankwise train "$1" --output "$2" $flag && return
-  echo "== training stopped (rc $?): continuing from its last checkpoint"
-  rankwise train "$1" --output "$2" --resume
-}
+source "$(dirname "$0")/train_lib.sh"
 rerank qwen2.5-0.5b qwen2.5-0.5b.untrained
 train examples/train-sft-pointwise-dl20.yaml "$OUT/sft-05b-dl20"
 rerank "$OUT/sft-05b-dl20" sft-05b-dl20

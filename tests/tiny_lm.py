@@ -49,3 +49,29 @@ def tiny_backend(**options):
     tok = tiny_tokenizer()
     return TransformersBackend("tiny-random-llama", name="tiny-random-llama", torch_model=tiny_model(len(tok)),
                                tokenizer=tok, device="cpu", **options)
+
+
+TOPICS = ["bread yeast rises", "plants light food", "bitcoin mining energy", "capital of france paris"]
+
+
+def tiny_training_setup(root, monkeypatch) -> tuple:
+    """A tiny random causal LM directory and a tiny BEIR folder (12 queries over 4 topics, one judged
+    passage each, grades 1-2) under ``root``, with the cache there too: what the training tests train on."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    monkeypatch.setenv("RANKWISE_CACHE", str(root / "cache"))
+    model = root / "tiny-lm"
+    save_tiny_model(model)
+    data = root / "beir"
+    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
+    for t, words in enumerate(TOPICS):
+        corpus += [{"_id": f"t{t}d{i}", "title": "", "text": f"{words} passage {i}"} for i in range(6)]
+        queries += [{"_id": f"t{t}q{q}", "text": f"{words} {q}"} for q in range(3)]
+        qrels += [f"t{t}q{q}\tt{t}d{q}\t{1 + q % 2}" for q in range(3)]
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus) + "\n")
+    (data / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    (data / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n")
+    return model, data

@@ -18,7 +18,7 @@ from rankwise.train.grpo import (CollapseCheck, grpo_dataset, load_trained, meth
                                  train_grpo, training_method, training_target, training_text)
 from rankwise.train.stages import train as train_stages
 from rankwise.types import Candidate, Query, Request
-from tests.tiny_lm import save_tiny_model, tiny_model, tiny_tokenizer
+from tests.tiny_lm import save_tiny_model, tiny_model, tiny_tokenizer, tiny_training_setup
 
 WORDS = ["bread yeast rises", "plants light food", "bitcoin mining energy", "capital of france paris"]
 GRADES = {"POS": 3.0, "NEG1": 0.0, "NEG2": 1.0, "NEG3": 0.0}
@@ -101,21 +101,7 @@ def test_moving_average():
 
 @pytest.fixture
 def tiny_setup(tmp_path, monkeypatch):
-    """A tiny random causal LM directory and a tiny BEIR folder (12 queries over 4 topics)."""
-    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path / "cache"))
-    model = tmp_path / "tiny-lm"
-    save_tiny_model(model)
-    root = tmp_path / "beir"
-    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
-    for t, words in enumerate(WORDS):
-        corpus += [{"_id": f"t{t}d{i}", "title": "", "text": f"{words} passage {i}"} for i in range(6)]
-        queries += [{"_id": f"t{t}q{q}", "text": f"{words} {q}"} for q in range(3)]
-        qrels += [f"t{t}q{q}\tt{t}d{q}\t{1 + q % 2}" for q in range(3)]
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus) + "\n")
-    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
-    (root / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n")
-    return model, root
+    return tiny_training_setup(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -16,28 +16,14 @@ from rankwise.train.groups import Group
 from rankwise.train.sft import collate, contrastive_loss, first_ranking_loss, sft_loss, train_sft
 from rankwise.train.targets import choice_index, target_method, target_rows
 from rankwise.types import Candidate, Query
-from tests.tiny_lm import save_tiny_model, tiny_backend
+from tests.tiny_lm import tiny_backend, tiny_training_setup
 
 WORDS = ["bread yeast rises", "plants light food", "bitcoin mining energy", "capital of france paris"]
 
 
 @pytest.fixture
 def tiny_setup(tmp_path, monkeypatch):
-    """A tiny random causal LM directory and a tiny BEIR folder (12 queries over 4 topics)."""
-    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path / "cache"))
-    model = tmp_path / "tiny-lm"
-    save_tiny_model(model)
-    root = tmp_path / "beir"
-    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
-    for t, words in enumerate(WORDS):
-        corpus += [{"_id": f"t{t}d{i}", "title": "", "text": f"{words} passage {i}"} for i in range(6)]
-        queries += [{"_id": f"t{t}q{q}", "text": f"{words} {q}"} for q in range(3)]
-        qrels += [f"t{t}q{q}\tt{t}d{q}\t{1 + q % 2}" for q in range(3)]
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus) + "\n")
-    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
-    (root / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n")
-    return model, root
+    return tiny_training_setup(tmp_path, monkeypatch)
 
 
 def _group() -> Group:
