@@ -3,9 +3,11 @@ by SFT, contrastive training or GRPO)."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -16,24 +18,46 @@ from rankwise.errors import InputError
 err = Console(stderr=True)
 
 
-def prepare_output(output: Path, overwrite: bool, resume: bool) -> Path:
-    """A fresh (or, with --resume, an existing) training directory; never overwrite without --overwrite,
-    and only ever delete a directory that an earlier ``rankwise train`` wrote."""
+LOCK_FILE = ".rankwise-train.lock"
+
+
+def check_output(output: Path, overwrite: bool, resume: bool) -> bool:
+    """Whether the training directory must be emptied first; raises where it may not be used. Changes nothing:
+    never overwrite without --overwrite, and only ever empty a directory that an earlier ``rankwise train``
+    wrote."""
     from rankwise.train.crossencoder_trainer import CONFIG_FILE
 
     if not output.exists() or resume:
-        return output
+        return False
     if not output.is_dir():
         raise InputError("exists and is not a directory; choose another --output", output)
-    if not any(output.iterdir()):
-        return output
+    if not any(p.name != LOCK_FILE for p in output.iterdir()):
+        return False
     if not overwrite:
         raise InputError("already exists; pass --overwrite to replace it or --resume to continue it", output)
     if not (output / CONFIG_FILE).is_file():
         raise InputError(f"not a rankwise training directory (no {CONFIG_FILE}); refusing to delete it", output)
-    shutil.rmtree(output)
-    return output
+    return True
 
+
+@contextmanager
+def training_directory(output: Path, overwrite: bool, resume: bool) -> Iterator[Path]:
+    """The training directory, checked, held under an exclusive lock while training (a second ``rankwise
+    train`` on it stops at once instead of writing over the first) and emptied first under --overwrite."""
+    empty_first = check_output(output, overwrite, resume)
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("another `rankwise train` is writing this directory; wait for it to finish or "
+                             "choose another --output", output) from None
+        if empty_first:
+            for child in output.iterdir():
+                if child.name == LOCK_FILE:
+                    continue
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        yield output
 
 def override(cfg, name: str, value) -> None:
     """A command-line training setting: it wins over the config, every stage's included."""
@@ -75,12 +99,12 @@ def train(
         raise InputError("give --output DIR (the config names no 'output')", config)
     if resume and overwrite:
         raise InputError("--resume continues a directory, --overwrite replaces it: pass one of them")
-    prepare_output(target, overwrite, resume)
     from rankwise.train.stages import train as train_stages
 
-    stages = f" in {len(cfg.stages)} stages ({', '.join(s['name'] for s in cfg.stages)})" if cfg.stages else ""
-    err.print(f"[bold]train {cfg.kind}[/]{stages} from {cfg.model} -> {target}")
-    results = train_stages(cfg, target, resume=resume)
+    with training_directory(target, overwrite, resume):
+        stages = f" in {len(cfg.stages)} stages ({', '.join(s['name'] for s in cfg.stages)})" if cfg.stages else ""
+        err.print(f"[bold]train {cfg.kind}[/]{stages} from {cfg.model} -> {target}")
+        results = train_stages(cfg, target, resume=resume)
     summary = {k: results[k] for k in ("steps", "seconds", "train_loss", "mean_reward") if results.get(k) is not None}
     err.print(f"wrote {target}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in summary.items()))
