@@ -81,3 +81,36 @@ def test_two_processes_write_at_once(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     cache = OutputCache(path)
     assert len(cache) == 400 and cache.get_many(["k0", "k399"]) == {"k0": [0], "k399": [399]}
+
+
+def test_a_model_retrained_into_the_same_directory_is_not_answered_from_the_old_scores(tmp_path):
+    """The cache knows a local model by its path plus its weights' fingerprint (registry models by name)."""
+    from rankwise.llm import load_backend
+    from rankwise.llm.models import resolve_model
+    from tests.tiny_lm import tiny_model, tiny_tokenizer
+
+    model_dir, cache = tmp_path / "runs" / "model", tmp_path / "c.sqlite"
+    tok = tiny_tokenizer()
+    tok.save_pretrained(model_dir)
+    tiny_model(len(tok), seed=0).save_pretrained(model_dir)
+    first = load_backend(str(model_dir), engine="transformers", dtype="float32", cache=cache)
+    prompts = [first.format_chat(f"passage {i} about Paris") for i in range(3)]
+    old = first.choice_logprobs(prompts, ["Yes", "No"])
+    key = resolve_model(model_dir).cache_key
+    assert key.startswith(f"{model_dir}@")
+
+    tiny_model(len(tok), seed=1).save_pretrained(model_dir)  # retrained: new weights, same directory
+    assert resolve_model(model_dir).cache_key != key
+    second = load_backend(str(model_dir), engine="transformers", dtype="float32", cache=cache)
+    new = second.choice_logprobs(prompts, ["Yes", "No"])
+    assert second.usage.cache_hits == 0 and second.usage.forward_passes > 0
+    assert not np.allclose(old, new)
+    again = load_backend(str(model_dir), engine="transformers", dtype="float32", cache=cache)
+    np.testing.assert_array_equal(again.choice_logprobs(prompts, ["Yes", "No"]), new)
+    assert again.usage.cache_hits == 3
+
+
+def test_a_registry_model_is_known_to_the_cache_by_its_name():
+    from rankwise.llm.models import ResolvedModel
+
+    assert ResolvedModel("qwen2.5-0.5b", "causal-lm", hub_id="Qwen/Qwen2.5-0.5B-Instruct").cache_key == "qwen2.5-0.5b"

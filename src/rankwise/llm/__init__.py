@@ -43,12 +43,13 @@ def load_backend(model: str, engine: str = "auto", dtype: str = "auto", *,
     if engine in ("transformers", "seq2seq", "attention"):
         warn_if_short_of_memory(resolved, dtype)
     backend = apply_profile(_build(engine, model, resolved, dtype, options))
+    backend.cache_key = resolved.cache_key if resolved is not None else backend.name
     if cache is not False and cache is not None:
         from rankwise.llm.cache import CachedBackend, open_cache
 
         store = open_cache(cache)  # None (and a warning) where the cache cannot be opened
         if store is not None:
-            backend = CachedBackend(backend, store, model_key=backend.name)
+            backend = CachedBackend(backend, store)
     return backend
 
 

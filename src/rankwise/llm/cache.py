@@ -1,7 +1,8 @@
 """A persistent SQLite cache of model outputs, and a Backend wrapper that consults it first.
 
 Keys are model + rendered prompt + choices (or generation settings), not the engine, so an experiment
-re-run on another engine of the same model is free too. WAL mode and a busy timeout make it safe for
+re-run on another engine of the same model is free too. The model part is the backend's ``cache_key``: the
+registry name, or a local model's path plus its weights' fingerprint (a retrained directory starts afresh). WAL mode and a busy timeout make it safe for
 several processes (CLI runs, the HTTP service, workers) writing at once.
 
 The first value stored for a key wins: a later write of the same key keeps the stored value, and the caller
@@ -213,7 +214,7 @@ class CachedBackend:
     def __init__(self, backend, cache: OutputCache, model_key: str | None = None):
         self.backend = backend
         self.cache = cache
-        self.model_key = model_key or backend.name
+        self.model_key = model_key or getattr(backend, "cache_key", None) or backend.name
 
     def __getattr__(self, item):
         return getattr(self.backend, item)

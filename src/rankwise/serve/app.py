@@ -60,7 +60,7 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
                              and not isinstance(v, bool)})
     batcher = BatchingBackend(backend, config.batch_wait_ms, config.max_batch_prompts, metrics.observe_batch,
                               chunk_prompts=config.chunk_prompts)
-    served = CachedBackend(batcher, cache, model_key=backend.name) if cache is not None else batcher
+    served = CachedBackend(batcher, cache, model_key=getattr(backend, "cache_key", backend.name)) if cache is not None else batcher
     try:
         reranker = load_reranker(method, backend.name, backend=served, **(method_options or {}))
     except Exception:

@@ -37,7 +37,7 @@ class SentenceTransformerBackend:
         except (OSError, ValueError) as err:
             raise ModelError(f"cannot load embedding model {model!r} from {source}: "
                              f"{str(err).splitlines()[0]}") from None
-        self._attach(resolved.name, batch_size, show_progress, memory, cache)
+        self._attach(resolved.name, batch_size, show_progress, memory, cache, resolved.cache_key)
 
     @classmethod
     def of(cls, model, name: str = "in-memory", batch_size: int = 64) -> "SentenceTransformerBackend":
@@ -49,8 +49,9 @@ class SentenceTransformerBackend:
         return backend
 
     def _attach(self, name: str, batch_size: int, show_progress: bool, memory: int,
-                cache: "OutputCache | None") -> None:
+                cache: "OutputCache | None", cache_key: str | None = None) -> None:
         self.name = name
+        self.cache_key = cache_key or name  # the model as the persistent cache knows it
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.memory = memory
@@ -74,7 +75,7 @@ class SentenceTransformerBackend:
             vectors = np.asarray(out, dtype=np.float32)
             self._remember(kind, missing, vectors)
             if self.cache is not None:
-                self.cache.put_many({embedding_key(self.name, kind, t): encode_vector(v)
+                self.cache.put_many({embedding_key(self.cache_key, kind, t): encode_vector(v)
                                      for t, v in zip(missing, vectors)})
             used.forward_passes += -(-len(missing) // self.batch_size)
             tokens = sum(len(ids) for ids in self.model.tokenizer(missing, truncation=True,
@@ -91,7 +92,7 @@ class SentenceTransformerBackend:
         """Load what the persistent cache holds of ``texts`` into memory; return the texts still missing."""
         if self.cache is None or not texts:
             return texts
-        keys = {t: embedding_key(self.name, kind, t) for t in texts}
+        keys = {t: embedding_key(self.cache_key, kind, t) for t in texts}
         found = self.cache.get_many(list(keys.values()))
         hits = [t for t in texts if keys[t] in found]
         if hits:

@@ -47,6 +47,15 @@ class ResolvedModel:
     def source(self) -> Path | str:
         return self.gguf_file or self.hf_dir or self.hub_id  # type: ignore[return-value]
 
+    @property
+    def cache_key(self) -> str:
+        """The model as the output cache knows it: the name for registry models (their weights are pinned by
+        SHA256) and hub ids; for a local file or directory the name plus a fingerprint of its weights, so a
+        model retrained into the same directory is not answered from the old model's scores."""
+        if self.sha256 is not None or self.hub_id is not None:
+            return self.name
+        return f"{self.name}@{weights_fingerprint(self.gguf_file or self.hf_dir)}"
+
 
 def _dir_kind(folder: Path) -> str:
     st_config = folder / "config_sentence_transformers.json"
@@ -77,6 +86,14 @@ def _resolve_spec(spec: ModelSpec) -> ResolvedModel:
     zip_path = package_files(spec)[0]
     hf_dir = extract_zip(zip_path, _zip_dir_name(spec), safetensors_sha256=spec.sha256)
     return ResolvedModel(spec.name, spec.kind, hf_dir=hf_dir, sha256=spec.sha256)
+
+
+def weights_fingerprint(path: Path) -> str:
+    """Size and modification time of a model file, or of every file directly in a model directory (weights,
+    config, tokenizer; not the checkpoints below it), hashed."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(repr(stats).encode()).hexdigest()[:12]
 
 
 def _resolve_path(path: Path) -> ResolvedModel:
