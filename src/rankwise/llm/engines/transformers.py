@@ -197,18 +197,8 @@ class TransformersBackend(HFTokenizerText):
             if getattr(config, "_attn_implementation", "sdpa") != "sdpa":
                 mask = torch.zeros(mask.shape, dtype=self.model.dtype).masked_fill(
                     ~mask, torch.finfo(self.model.dtype).min)
-        kwargs = {}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(rows)
-            kwargs[self._cache_arg] = cache
-        positions = torch.arange(shared, shared + width).unsqueeze(0).expand(rows, -1)
-        hidden = self._decoder(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                               position_ids=positions.to(self.device), use_cache=prefix_cache is not None,
-                               **kwargs).last_hidden_state
-        used.forward_passes += 1
-        used.computed_tokens += sum(len(s) for s in suffixes[:real])
-        return hidden
+        return self._decode_after(input_ids, mask, prefix_cache, shared, used,
+                                  computed=sum(len(s) for s in suffixes[:real]))
 
     def encode_prefix(self, ids: list[int], used: Usage):
         """Run a shared prefix once; its KV cache lets ``run_suffixes`` continue several texts from it."""
@@ -227,17 +217,25 @@ class TransformersBackend(HFTokenizerText):
         for row, s in enumerate(suffixes):
             input_ids[row, :len(s)] = torch.tensor(s)
             mask[row, shared:shared + len(s)] = 1
+        return self._decode_after(input_ids, mask, prefix_cache, shared, used,
+                                  computed=sum(len(s) for s in suffixes))
+
+    def _decode_after(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache, shared: int,
+                      used: Usage, computed: int) -> torch.Tensor:
+        """The decoder over ``input_ids`` [rows, width] after a shared prefix of ``shared`` tokens (a copy of
+        its KV cache, one per row); counts one forward pass and ``computed`` tokens; the last hidden states."""
+        rows, width = input_ids.shape
         kwargs = {}
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(n)
+            cache.batch_repeat_interleave(rows)
             kwargs[self._cache_arg] = cache
-        positions = torch.arange(shared, shared + width).unsqueeze(0).expand(n, -1)
+        positions = torch.arange(shared, shared + width).unsqueeze(0).expand(rows, -1)
         hidden = self._decoder(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                position_ids=positions.to(self.device), use_cache=prefix_cache is not None,
                                **kwargs).last_hidden_state
         used.forward_passes += 1
-        used.computed_tokens += sum(len(s) for s in suffixes)
+        used.computed_tokens += computed
         return hidden
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
