@@ -107,7 +107,7 @@ def run_row(row: Row, dataset: str, out_dir: Path) -> float | str:
     out_dir.mkdir(parents=True, exist_ok=True)
     usage = out_dir / f"{Path(dataset).name}.{row.tag}.usage.json"
     args = row.command(dataset, str(out_dir))[1:] + ["--usage", str(usage), "--overwrite"]
-    done = subprocess.run([sys.executable, "-m", "rankwise.cli", *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "rankwise.cli", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return f"failed (exit {done.returncode}): {last}"

@@ -48,15 +48,12 @@ def test_the_docs_table_is_generated_from_the_rows(reproduce):
 def test_dry_run_prints_each_command(reproduce, capsys):
     reproduce.main(["--dry-run", "--only", "reasonrank,rankt5", "--datasets", "dl19,dl20", "--runs", "out"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [
-        "rankwise rerank --dataset dl19 --run bm25 --top-k 100 --method pointwise.logit --model Soyoung97/RankT5-3b "
-        "--max-passage-tokens 480 --output out/dl19.rankt5-3b.trec",
-        "rankwise rerank --dataset dl20 --run bm25 --top-k 100 --method pointwise.logit --model Soyoung97/RankT5-3b "
-        "--max-passage-tokens 480 --output out/dl20.rankt5-3b.trec",
-        "rankwise rerank --dataset dl19 --run bm25 --top-k 100 --method listwise.window --model "
-        "liuwenhan/reasonrank-7B --output out/dl19.reasonrank-7b.trec",
-        "rankwise rerank --dataset dl20 --run bm25 --top-k 100 --method listwise.window --model "
-        "liuwenhan/reasonrank-7B --output out/dl20.reasonrank-7b.trec"]
+    base = "rankwise rerank --dataset {} --run bm25 --top-k 100 --method {} --model {} --output out/{}.{}.trec"
+    rankt5 = base.replace(" --output", " --max-passage-tokens 480 --output")
+    assert lines == [rankt5.format("dl19", "pointwise.logit", "Soyoung97/RankT5-3b", "dl19", "rankt5-3b"),
+                     rankt5.format("dl20", "pointwise.logit", "Soyoung97/RankT5-3b", "dl20", "rankt5-3b"),
+                     base.format("dl19", "listwise.window", "liuwenhan/reasonrank-7B", "dl19", "reasonrank-7b"),
+                     base.format("dl20", "listwise.window", "liuwenhan/reasonrank-7B", "dl20", "reasonrank-7b")]
     with pytest.raises(SystemExit):
         reproduce.main(["--dry-run", "--only", "monoT5"])
 
