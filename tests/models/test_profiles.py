@@ -141,6 +141,12 @@ def test_golden_rankt5():
     method = build_method("pointwise.logit", Stub("Soyoung97/RankT5-base", seq2seq=True))
     assert method.template.choices == ("<extra_id_10>",) and method.mode == "logit"
     assert profile_for("Soyoung97/RankT5-large").engine == "seq2seq"
+    with pytest.raises(InputError, match="has no choices"):
+        build_method("pointwise.logit", Stub("m"), prompt="pointwise.qlm")
+    without = Stub("m")
+    without.choice_logits = None  # an engine without raw logits (llama.cpp, OpenAI-compatible servers)
+    with pytest.raises(ModelError, match="LogitBackend"):
+        build_method("pointwise.logit", without)
 
 
 def _rank_llm(prefix: str, suffix: str, labels: list[str]) -> str:

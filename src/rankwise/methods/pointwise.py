@@ -1,4 +1,4 @@
-"""Pointwise reranking: every candidate scored on its own, from next-token log-probabilities.
+"""Pointwise reranking: every candidate scored on its own, from next-token log-probabilities (or logits).
 
 - ``pointwise.yes_no``: P(Yes) over {Yes, No} (variants of each token summed);
 - ``pointwise.logit``: the raw logit of the prompt's first answer token, for rerankers trained on one token's
@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rankwise.errors import InputError
 from rankwise.llm.profiles import profile_options
 from rankwise.llm.protocol import ContinuationBackend, LogitBackend, require
 from rankwise.methods.method import Method, spend
@@ -37,6 +38,9 @@ class Pointwise(Method):
             require(backend, ContinuationBackend, "pointwise.qlm (query likelihood)")
         if mode == "logit":
             require(backend, LogitBackend, "pointwise.logit (raw logits)")
+            if not self.template.choices:
+                raise InputError(f"pointwise.logit reads the logit of the prompt's first answer token, and prompt "
+                                 f"{self.template.name!r} has no choices")
 
     def prompts(self, query: Query, candidates: Sequence[Candidate]) -> list[str]:
         return [self.backend.format_chat(self.template.render(
