@@ -1,5 +1,5 @@
 """Randomly initialised tiny models built from configs at test time: a T5 with a Unigram (sentencepiece
-style) tokenizer trained on a few sentences, and Qwen3 / Gemma2 / Mistral causal LMs that use the Qwen
+style) tokenizer trained on a few sentences, and Qwen2 / Qwen3 / Gemma2 / Mistral causal LMs that use the Qwen
 tokenizer shipped inside the installed qwen2.5-0.5b GGUF file. No model files, no hub."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from transformers import (
     MistralConfig,
     MistralForCausalLM,
     PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
     T5Config,
@@ -71,8 +73,10 @@ _SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "n
 
 
 def tiny_causal(arch: str, vocab_size: int, seed: int = 0) -> torch.nn.Module:
-    """A tiny randomly initialised 'qwen3', 'gemma2' or 'mistral' causal LM."""
+    """A tiny randomly initialised 'qwen2', 'qwen3', 'gemma2' or 'mistral' causal LM."""
     torch.manual_seed(seed)
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab_size, **_SMALL)).eval()
     if arch == "qwen3":
         return Qwen3ForCausalLM(Qwen3Config(vocab_size=vocab_size, head_dim=8, **_SMALL)).eval()
     if arch == "gemma2":

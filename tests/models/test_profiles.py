@@ -1,6 +1,6 @@
 """Model profiles: golden prompts (character for character against each family's reference code, named in
-each test), matching by name and config, the loader's errors, and plumbing on tiny Qwen3 / Gemma2 /
-Mistral models with the Qwen tokenizer."""
+each test), matching by name and config, the loader's errors, and plumbing on tiny T5 / Qwen2 / Qwen3 / Gemma2 /
+Mistral models (the Qwen tokenizer for the causal ones) and a tiny MiniCPM layer-wise checkpoint."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rankwise.errors import InputError
-from rankwise.llm import ENGINES
+from rankwise.errors import InputError, ModelError
+from rankwise.llm import ENGINES, load_backend
 from rankwise.llm.engines.seq2seq import DECODER
+from rankwise.llm.models.layerwise import DEFAULT_CUTOFF_LAYER, hf_dir_for_layerwise
 from rankwise.llm.profiles import (
     FramedBackend,
     apply_profile,
@@ -22,8 +23,9 @@ from rankwise.llm.profiles import (
 )
 from rankwise.methods import build_method, method_names
 from rankwise.methods.setwise import parse_label
-from rankwise.types import Candidate, Query, Usage
-from tests.tiny_seq2seq import qwen_tokenizer, tiny_causal
+from rankwise.types import Candidate, Query, Request, Usage
+from tests.tiny_layerwise import reference_score, save_tiny_layerwise
+from tests.tiny_seq2seq import qwen_tokenizer, tiny_causal, tiny_t5, tiny_t5_tokenizer
 
 Q = "how do plants make food"
 P1 = "Plants make food from light by photosynthesis."
@@ -49,10 +51,13 @@ class Stub:
     def count_tokens(self, text: str) -> int:
         return 1
 
+    def choice_logits(self, prompts, choices):  # pointwise.logit needs the capability; golden tests only render
+        raise AssertionError("a stub renders prompts, it scores nothing")
 
-def _pointwise_prompt(model: str, seq2seq: bool = False) -> str:
+
+def _pointwise_prompt(model: str, seq2seq: bool = False, method: str = "pointwise.yes_no") -> str:
     backend = apply_profile(Stub(model, seq2seq))
-    return build_method("pointwise.yes_no", backend).prompts(QUERY, CANDIDATES[:1])[0]
+    return build_method(method, backend).prompts(QUERY, CANDIDATES[:1])[0]
 
 
 # -- golden prompts -----------------------------------------------------------------------------
@@ -115,6 +120,35 @@ def test_golden_bge_reranker_v2_gemma():
     assert _pointwise_prompt("BAAI/bge-reranker-v2-gemma") == "<bos>" + f"A: {Q}" + "\n" + f"B: {P1}" + "\n" + prompt
 
 
+def test_golden_bge_reranker_v2_minicpm_layerwise():
+    # FlagOpen/FlagEmbedding FlagEmbedding/inference/reranker/decoder_only/layerwise.py, compute_score_single_gpu:
+    # [bos] + 'A: {q}' + sep + 'B: {p}' + sep + prompt with sep "\n" and the default prompt; the score is the head
+    # of layer 28 (the README's cutoff_layers=[28]) on the last token, read here as the "Yes" logit
+    prompt = "Given a query A and a passage B, determine whether the passage contains an answer to the query by " \
+             "providing a prediction of either 'Yes' or 'No'."
+    assert _pointwise_prompt("BAAI/bge-reranker-v2-minicpm-layerwise", method="pointwise.logit") == \
+        "<s>" + f"A: {Q}" + "\n" + f"B: {P1}" + "\n" + prompt
+    assert profile_for("BAAI/bge-reranker-v2-minicpm-layerwise").template().choices[0] == "Yes"
+    assert DEFAULT_CUTOFF_LAYER == 28
+
+
+def test_golden_rankt5():
+    # soyoung97/ListT5 run_monot5_rankt5.py, mode rankt5: input f"Query: {question} Document: {x}" (no
+    # "Relevant:"), score scores[0][:, 32089]: the raw first-step logit of <extra_id_10> (T5 numbers its extra
+    # ids down from <extra_id_0> = 32099)
+    assert _pointwise_prompt("Soyoung97/RankT5-3b", seq2seq=True, method="pointwise.logit") == \
+        f"Query: {Q} Document: {P1}" + DECODER
+    method = build_method("pointwise.logit", Stub("Soyoung97/RankT5-base", seq2seq=True))
+    assert method.template.choices == ("<extra_id_10>",) and method.mode == "logit"
+    assert profile_for("Soyoung97/RankT5-large").engine == "seq2seq"
+    with pytest.raises(InputError, match="has no choices"):
+        build_method("pointwise.logit", Stub("m"), prompt="pointwise.qlm")
+    without = Stub("m")
+    without.choice_logits = None  # an engine without raw logits (llama.cpp, OpenAI-compatible servers)
+    with pytest.raises(ModelError, match="LogitBackend"):
+        build_method("pointwise.logit", without)
+
+
 def _rank_llm(prefix: str, suffix: str, labels: list[str]) -> str:
     """castorini/rank_llm SingleTurnListwiseInferenceHandler.generate_prompt: prefix + body per candidate + suffix."""
     body = "".join(f"[{label}] {p}\n" for label, p in zip(labels, [P1, P2]))
@@ -162,6 +196,32 @@ After completing the reasoning process, please provide only the label of the mos
     assert parse_label(method.template, "<think> the second </think> <answer>[2]</answer>", 2) == 1
 
 
+def test_golden_reasonrank():
+    # 8421BCD/ReasonRank rerank/rank_listwise_os_llm.py create_prompt, prompt_mode rank_GPT_reasoning (what the
+    # README says its models need): the system_prompt_reasoning of listwise_prompt_r1.toml, then the user turn
+    # f"{prefix}\n" + f"[{rank}] {content}\n" per passage + add_post_prompt(...), prefix and post prompt from
+    # utils.py; apply_chat_template(add_generation_prompt=True) and nothing after it
+    system = "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the " \
+             "query. Given a query and a passage list, you first thinks about the reasoning process in the mind " \
+             "and then provides the answer (i.e., the reranked passage list). The reasoning process and answer " \
+             "are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> " \
+             "reasoning process here </think> <answer> answer here </answer>."
+    prefix = f"I will provide you with 2 passages, each indicated by a numerical identifier []. Rank the passages " \
+             f"based on their relevance to the search query: {Q}.\n"
+    post = f"Search Query: {Q}.\nRank the 2 passages above based on their relevance to the search query. All the " \
+           "passages should be included and listed using identifiers, in descending order of relevance. The " \
+           "format of the answer should be [] > [], e.g., [2] > [1]."
+    user = f"{prefix}\n" + "".join(f"[{rank}] {p}\n" for rank, p in enumerate([P1, P2], 1)) + post
+    method = build_method("listwise.window", Stub("liuwenhan/reasonrank-7B"))
+    assert method.prompt(Q, [P1, P2]) == system + "\n\n" + user
+    # run_rank_llm.sh: --reasoning_maxlen 3072, windows of 20 with step 10; DOC_MAXLEN 100 on dl19 / dl20
+    assert (method.answer_prefix, method.reasoning_tokens, method.max_passage_tokens) == ("", 3072, 100)
+    assert (method.window_size, method.step) == (20, 10)
+    assert profile_for("liuwenhan/reasonrank-32B").name == "reasonrank"
+    assert profile_for("lwhlwh/reasonrank-8B") is None  # Qwen3, prompt mode rank_GPT_qwen3: another prompt
+    assert profile_for("runs/reasonrank-05b") is None  # rankwise's GRPO recipe, trained after "<think>"
+
+
 # -- the profiles as data -------------------------------------------------------------------------
 
 def test_every_profile_fits_its_methods():
@@ -171,7 +231,9 @@ def test_every_profile_fits_its_methods():
         assert set(profile.methods) <= registered, profile.name
         assert profile.engine in (None, *ENGINES), profile.name
         kind = profile.method.split(".")[0]
-        if kind in ("pointwise", "pairwise"):
+        if profile.method == "pointwise.logit":  # the logit of the first choice
+            assert template.choices, profile.name
+        elif kind in ("pointwise", "pairwise"):
             assert len(template.choices) == 2, profile.name
         if kind == "listwise":
             assert template.item and template.answer_regex, profile.name
@@ -280,3 +342,81 @@ def test_listwise_profiles_on_a_tiny_mistral(qwen_tok):
         ranking = method.rerank(QUERY, candidates)
         assert sorted(c.docid for c in ranking.candidates) == [c.docid for c in candidates]
         assert ranking.usage.calls == 1
+
+
+def _two_queries(n: int) -> list[Request]:
+    return [Request(Query(f"q{j}", Q if j == 0 else "why does bread rise"),
+                    tuple(Candidate(f"d{i}", f"{P1 if j == 0 else P2} ({i})") for i in range(n))) for j in range(2)]
+
+
+def _same_rankings(one, many) -> None:
+    assert [r.docids for r in one] == [r.docids for r in many]
+    np.testing.assert_allclose([r.scores for r in one], [r.scores for r in many], atol=1e-5)
+
+
+def test_rankt5_on_a_tiny_t5():
+    """pointwise.logit reads the raw first-step logit of <extra_id_10>; batched (and two queries merged) equals
+    one prompt at a time."""
+    from rankwise.llm.engines.seq2seq import Seq2SeqBackend
+
+    tok = tiny_t5_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<extra_id_10>"]})
+    model = tiny_t5(len(tok))
+
+    def method(batch_size: int):
+        backend = Seq2SeqBackend("Soyoung97/RankT5-base", name="Soyoung97/RankT5-base", torch_model=model,
+                                 tokenizer=tok, device="cpu", dtype="float32", batch_size=batch_size)
+        return build_method("pointwise.logit", apply_profile(backend))
+
+    batched = method(3)
+    requests = _two_queries(5)
+    ranking = batched.rerank(requests[0].query, requests[0].candidates)
+    extra = tok.convert_tokens_to_ids("<extra_id_10>")
+    for prompt, candidate in zip(batched.prompts(requests[0].query, requests[0].candidates), requests[0].candidates):
+        with torch.no_grad():
+            logits = model(**tok(prompt.removesuffix(DECODER), return_tensors="pt"),
+                           decoder_input_ids=torch.tensor([[model.config.decoder_start_token_id]])).logits[0, -1]
+        assert ranking.scores[ranking.candidates.index(candidate)] == pytest.approx(logits[extra].item(), abs=1e-4)
+    _same_rankings(method(1).rerank_all(requests), batched.rerank_all(requests, query_batch=2))
+
+
+def test_reasonrank_on_a_tiny_qwen2(qwen_tok):
+    """Windows through Qwen2's own chat template, nothing after the assistant turn; two queries merged equal
+    one at a time."""
+    backend = _causal("qwen2", "liuwenhan/reasonrank-7B", qwen_tok)
+    method = build_method("listwise.window", backend, window_size=3, step=2, reasoning_tokens=6)
+    prompt = method.prompt(Q, [P1, P2])
+    assert prompt.startswith("<|im_start|>system\nYou are RankLLM, an intelligent assistant")
+    assert prompt.endswith("e.g., [2] > [1].<|im_end|>\n<|im_start|>assistant\n")
+    requests = _two_queries(4)
+    one, many = method.rerank_all(requests), method.rerank_all(requests, query_batch=2)
+    assert [r.docids for r in one] == [r.docids for r in many]
+    assert all(sorted(r.docids) == [f"d{i}" for i in range(4)] for r in one)
+    assert one[0].usage.calls == 2  # two windows of three over four passages
+
+
+def test_minicpm_layerwise_converted_scores_as_the_remote_code(qwen_tok, tmp_path, monkeypatch):
+    """The checkpoint converted to Llama (first L layers, MiniCPM's scalings folded in, layer L's head as the
+    "Yes" row) gives the remote code's layer-L score through pointwise.logit; batched equals unbatched."""
+    from rankwise.llm.engines.transformers import TransformersBackend
+
+    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "bge-reranker-v2-minicpm-layerwise"
+    weights = save_tiny_layerwise(folder, qwen_tok)
+    converted = hf_dir_for_layerwise(folder, cutoff_layer=3)
+    assert hf_dir_for_layerwise(folder, cutoff_layer=3) == converted  # converted once
+
+    def method(batch_size: int, **options):
+        backend = TransformersBackend(converted, name=str(folder), device="cpu", dtype="float32",
+                                      batch_size=batch_size, **options)
+        return build_method("pointwise.logit", apply_profile(backend))
+
+    batched = method(4)
+    requests = _two_queries(5)
+    ranking = batched.rerank(requests[0].query, requests[0].candidates)
+    for prompt, candidate in zip(batched.prompts(requests[0].query, requests[0].candidates), requests[0].candidates):
+        expected = reference_score(weights, batched.backend._tokenize(prompt), layer=3)
+        assert ranking.scores[ranking.candidates.index(candidate)] == pytest.approx(expected, abs=1e-4)
+    _same_rankings(method(1, prefix_reuse=False).rerank_all(requests), batched.rerank_all(requests, query_batch=2))
+    with pytest.raises(ModelError, match="layers 1 to 4"):  # load_backend converts too, at layer 28 by default
+        load_backend(str(folder), engine="transformers", dtype="float32")

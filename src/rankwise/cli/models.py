@@ -1,4 +1,5 @@
-"""``rankwise models list`` and ``rankwise models path``: model names resolved to local files."""
+"""``rankwise models list``, ``rankwise models path`` (model names resolved to local files) and ``rankwise models
+show`` (the profile of a model family: its own prompt, read-out and options)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,36 @@ def path_command(
     else:
         path = resolved.gguf_file or resolved.hf_dir
     typer.echo(str(path))
+
+
+@models_app.command("show")
+def show_command(name: str = typer.Argument(..., help="A profile name (e.g. rankt5) or a model: registry name, "
+                                                      "hub id or directory.")) -> None:
+    """The profile a model family runs with: where its prompt comes from, the prompt, methods, options,
+    read-out, engine, chat frame, and where rankwise differs from the reference."""
+    from rich.markup import escape
+
+    from rankwise.llm.profiles import profile_for, profiles
+
+    known = {p.name: p for p in profiles()}
+    profile = known.get(name) or profile_for(name)
+    if profile is None:
+        raise ModelError(f"no profile matches {name!r}: it runs with the methods' own prompts "
+                         f"(profiles: {', '.join(known)})")
+    template = profile.template()
+    match = {"names": profile.names, "architectures": profile.architectures, "model types": profile.model_types}
+    table = Table(show_header=False, show_edge=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = [("profile", profile.name), ("family", profile.family), ("source", profile.source),
+            ("matches", "; ".join(f"{k} {', '.join(v)}" for k, v in match.items() if v)),
+            ("prompt", profile.prompt + (f" (answer tokens {', '.join(template.choices)})" if template.choices
+                                         else "")),
+            ("methods", ", ".join(profile.methods) + " (the first is the default)"),
+            ("options", ", ".join(f"{k}={v!r}" for k, v in profile.options.items()) or "-"),
+            ("read-out", profile.readout), ("engine", profile.engine or "auto"),
+            ("chat frame", repr(profile.chat) if profile.chat else "none: the engine's own (chat template or text)"),
+            ("caveat", profile.caveat or "-")]
+    for field, value in rows:
+        table.add_row(field, escape(value))
+    out.print(table)

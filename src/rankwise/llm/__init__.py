@@ -139,12 +139,16 @@ def _is_seq2seq(model: str, resolved) -> bool:
 
 
 def _hf_source(model: str, resolved, stored_dtype: str = "float32"):
-    """A Hugging Face directory (a GGUF file converted once, stored in ``stored_dtype``) or hub id for the
-    in-process engines."""
-    from rankwise.llm.models import hf_dir_for_gguf
+    """A Hugging Face directory (a GGUF file converted once, stored in ``stored_dtype``; a MiniCPM layer-wise
+    reranker converted once to Llama) or hub id for the in-process engines."""
+    from rankwise.llm.models import hf_dir_for_gguf, hub_snapshot
+    from rankwise.llm.models.layerwise import hf_dir_for_layerwise, is_layerwise
 
     if resolved.kind != "causal-lm":
         raise ModelError(f"{model}: a {resolved.kind} model cannot run as a language model")
+    folder = resolved.hf_dir or (hub_snapshot(resolved.hub_id) if resolved.hub_id else None)
+    if folder is not None and is_layerwise(folder):
+        return hf_dir_for_layerwise(folder)
     return resolved.hf_dir or (hf_dir_for_gguf(resolved.gguf_file, stored_dtype) if resolved.gguf_file else None) \
         or resolved.hub_id
 

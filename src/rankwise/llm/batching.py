@@ -68,7 +68,7 @@ class BatchStats:
 
 @dataclass
 class _Job:
-    kind: str           # "choice_logprobs", "generate", "continuation_logprobs"
+    kind: str           # "choice_logprobs", "choice_logits", "generate", "continuation_logprobs"
     key: tuple          # jobs with equal (kind, key) can be merged
     items: list         # prompts (or (prompt, continuation) pairs)
     deadline: float | None = None
@@ -148,6 +148,11 @@ class BatchingBackend:
         if not prompts:
             return Scores(np.zeros((0, len(choices)), dtype=np.float32), call_usage(self.backend))
         return self._submit("choice_logprobs", (tuple(choices),), list(prompts))
+
+    def choice_logits(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        if not prompts:
+            return Scores(np.zeros((0, len(choices)), dtype=np.float32), call_usage(self.backend))
+        return self._submit("choice_logits", (tuple(choices),), list(prompts))
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64,
                  stop: Sequence[str] | None = None) -> list[str]:
@@ -290,6 +295,8 @@ class BatchingBackend:
                 result = self.backend.continuation_logprobs([p for p, _ in items], [c for _, c in items])
             elif kind == "generate":
                 result = self.backend.generate(items, key[0], list(key[1]) if key[1] else None)
+            elif kind == "choice_logits":
+                result = self.backend.choice_logits(items, list(key[0]))
             else:
                 result = self.backend.choice_logprobs(items, list(key[0]))
         except Exception as exc:  # every merged caller sees the engine's error; the worker keeps going

@@ -229,6 +229,12 @@ class CachedBackend:
             [prompts[i] for i in todo], choices), lambda row: row.tolist()))
         return Scores(np.array(rows, dtype=np.float32).reshape(len(prompts), len(choices)), used)
 
+    def choice_logits(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        keys = [_key("logit", self.model_key, p, list(choices)) for p in prompts]
+        rows, used = self._through_cache(keys, lambda todo: _rows(self.backend.choice_logits(
+            [prompts[i] for i in todo], choices), lambda row: row.tolist()))
+        return Scores(np.array(rows, dtype=np.float32).reshape(len(prompts), len(choices)), used)
+
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
         keys = [_key("continuation", self.model_key, p, c) for p, c in zip(prompts, continuations)]
         values, used = self._through_cache(keys, lambda todo: _rows(self.backend.continuation_logprobs(

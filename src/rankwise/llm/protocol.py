@@ -66,7 +66,8 @@ class Backend(Protocol):
     Prompts are plain strings, already rendered (chat templates applied by ``format_chat``). Each primitive
     returns its answer with the Usage of the call (``Scores``/``Texts``, built by ``answered``).
     Optional capabilities, declared by having the method: ``continuation_logprobs``
-    (:class:`ContinuationBackend`, query likelihood) and ``attention`` reading (:class:`AttentionBackend`).
+    (:class:`ContinuationBackend`, query likelihood), ``choice_logits`` (:class:`LogitBackend`, raw logits)
+    and ``attention`` reading (:class:`AttentionBackend`).
     """
 
     name: str          # model name as resolved (for cache keys and reports)
@@ -109,6 +110,17 @@ class ContinuationBackend(Backend, Protocol):
 
 
 @runtime_checkable
+class LogitBackend(Backend, Protocol):
+    """Optional capability: raw next-token logits (rerankers trained on one token's logit: RankT5, bge
+    layer-wise)."""
+
+    def choice_logits(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        """The unnormalised logit of each choice's first token after each prompt (variants: the logsumexp of
+        their logits): float32 [len(prompts), len(choices)], with the call's usage."""
+        ...
+
+
+@runtime_checkable
 class AttentionBackend(Backend, Protocol):
     """Optional capability: reading the model's attention (in-context reranking, ``attention.icr``)."""
 
@@ -124,7 +136,8 @@ class AttentionBackend(Backend, Protocol):
         ...
 
 
-_CAPABILITY_METHODS = {"ContinuationBackend": "continuation_logprobs", "AttentionBackend": "run_suffixes"}
+_CAPABILITY_METHODS = {"ContinuationBackend": "continuation_logprobs", "LogitBackend": "choice_logits",
+                       "AttentionBackend": "run_suffixes"}
 
 
 def require(backend, capability: type, what: str) -> None:

@@ -84,7 +84,9 @@ class Listwise(Method):
     budget; ``max_context``: the model's context in tokens (``listwise.full``); ``tokens_per_item``: the
     generation budget per identifier of a window; ``countdown``: what to do with a generated window that
     is the shown order reversed (``"keep_input"``: keep the window as it was and count a parse failure;
-    ``"accept"``: use it).
+    ``"accept"``: use it); ``answer_prefix`` (generate mode): the text written after the assistant turn that
+    the model continues (default: ``<think>`` with ``reasoning_tokens``, else ``[`` or nothing, as the
+    tokenizer splits identifiers).
     """
 
     def __init__(self, backend, algorithm: str, *, name: str, mode: str = "generate",
@@ -92,7 +94,7 @@ class Listwise(Method):
                  window_size: int = 20, step: int = 10, cutoff: int = 10, buffer: int = 20,
                  max_passage_tokens: int = DEFAULT_PASSAGE_TOKENS, max_context: int = DEFAULT_MAX_CONTEXT,
                  overflow: str = "error", tokens_per_item: int = 5, countdown: str = "keep_input",
-                 reasoning_tokens: int = 0):
+                 reasoning_tokens: int = 0, answer_prefix: str | None = None):
         if algorithm not in ALGORITHMS:
             raise InputError(f"unknown listwise algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if mode not in MODES:
@@ -107,6 +109,8 @@ class Listwise(Method):
             raise InputError(f"tdpart needs 1 <= cutoff < window_size (got cutoff {cutoff}, window {window_size})")
         if reasoning_tokens < 0 or (reasoning_tokens and mode != "generate"):
             raise InputError(f"reasoning_tokens needs mode generate and must be at least 0 (got {reasoning_tokens})")
+        if answer_prefix is not None and mode != "generate":
+            raise InputError("answer_prefix applies to mode generate (FIRST's prefix follows its identifiers)")
         if algorithm == "tdpart" and buffer < cutoff:
             raise InputError(f"tdpart needs buffer >= cutoff (got buffer {buffer}, cutoff {cutoff})")
         self.labels = labels or ("alpha" if mode == "first" else "numeric")
@@ -135,7 +139,8 @@ class Listwise(Method):
         self.tokens_per_item = tokens_per_item
         self.countdown = countdown
         self.reasoning_tokens = reasoning_tokens
-        self.answer_prefix, self.choices = self._identifier_tokens()
+        prefix, self.choices = self._identifier_tokens()
+        self.answer_prefix = prefix if answer_prefix is None else answer_prefix
 
     def _identifier_tokens(self) -> tuple[str, list[str]]:
         """The answer prefix after the chat template, and FIRST's choices (one per identifier).
@@ -254,7 +259,9 @@ def _options(*, algorithm: bool = True, prompt: str | None = None, mode: bool = 
         Option("countdown", str, "keep_input", "a window answered in reversed input order: keep_input or accept",
                COUNTDOWN),
         Option("reasoning_tokens", int, 0, "ReasonRank: reason in <think> (this many tokens), then answer in "
-                                           "<answer> </answer>; 0: answer directly"))
+                                           "<answer> </answer>; 0: answer directly"),
+        Option("answer_prefix", str, None, "generate: the text the answer starts with (default: <think> with "
+                                           "reasoning_tokens, else '[' or nothing, by the tokenizer)"))
 
 
 @register("listwise.window", "llm", "RankGPT sliding windows (w=20, s=10, back to front), generated permutations",

@@ -1,6 +1,8 @@
-"""Pointwise reranking: every candidate scored on its own, from next-token log-probabilities.
+"""Pointwise reranking: every candidate scored on its own, from next-token log-probabilities (or logits).
 
 - ``pointwise.yes_no``: P(Yes) over {Yes, No} (variants of each token summed);
+- ``pointwise.logit``: the raw logit of the prompt's first answer token, for rerankers trained on one token's
+  logit (RankT5's ``<extra_id_10>``, bge-reranker-v2-minicpm-layerwise's "Yes");
 - ``pointwise.graded``: the expected relevance over the digit tokens 0..k (ERank, ProRank);
 - ``pointwise.qlm``: query likelihood, log P(query | passage).
 """
@@ -11,8 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
+from rankwise.errors import InputError
 from rankwise.llm.profiles import profile_options
-from rankwise.llm.protocol import ContinuationBackend, require
+from rankwise.llm.protocol import ContinuationBackend, LogitBackend, require
 from rankwise.methods.method import Method, spend
 from rankwise.methods.registry import Option, register
 from rankwise.prompts import PromptTemplate, load_prompt
@@ -33,6 +36,11 @@ class Pointwise(Method):
         self.name = f"pointwise.{mode}"
         if mode == "qlm":
             require(backend, ContinuationBackend, "pointwise.qlm (query likelihood)")
+        if mode == "logit":
+            require(backend, LogitBackend, "pointwise.logit (raw logits)")
+            if not self.template.choices:
+                raise InputError(f"pointwise.logit reads the logit of the prompt's first answer token, and prompt "
+                                 f"{self.template.name!r} has no choices")
 
     def prompts(self, query: Query, candidates: Sequence[Candidate]) -> list[str]:
         return [self.backend.format_chat(self.template.render(
@@ -44,6 +52,8 @@ class Pointwise(Method):
         prompts = self.prompts(query, candidates)
         if self.mode == "qlm":
             return np.asarray(spend(used, self.backend.continuation_logprobs(prompts, [query.text] * len(prompts))))
+        if self.mode == "logit":
+            return np.asarray(spend(used, self.backend.choice_logits(prompts, self.template.choices[:1])))[:, 0]
         logprobs = spend(used, self.backend.choice_logprobs(prompts, self.template.choices))
         probs = _softmax(np.asarray(logprobs))
         if self.mode == "yes_no":
@@ -72,6 +82,13 @@ def _options(prompt: str) -> tuple[Option, ...]:
 def yes_no(backend, **opts) -> Pointwise:
     opts = profile_options(backend, "pointwise.yes_no", opts)  # a known reranker's own prompt
     return Pointwise(backend, opts.pop("prompt", "pointwise.yes_no"), "yes_no", **opts)
+
+
+@register("pointwise.logit", "llm", "the raw logit of the prompt's first answer token, per candidate (RankT5, "
+          "bge layer-wise)", _options("pointwise.yes_no"))
+def logit(backend, **opts) -> Pointwise:
+    opts = profile_options(backend, "pointwise.logit", opts)  # RankT5 reads <extra_id_10>, not "Yes"
+    return Pointwise(backend, opts.pop("prompt", "pointwise.yes_no"), "logit", **opts)
 
 
 @register("pointwise.graded", "llm", "expected relevance 0..k over digit tokens (ERank/ProRank)",

@@ -1,7 +1,8 @@
 """Encoder-decoder engine (T5, Flan-T5, monoT5, duoT5, BART ...): the primitives read from the decoder.
 
 - ``choice_logprobs``: the log-probability of each choice as the decoder's next token, after the decoder
-  start token and the answer prefix if any (monoT5: P("true") at the first step);
+  start token and the answer prefix if any (monoT5: P("true") at the first step); ``choice_logits``: the
+  same token's raw logit (RankT5);
 - ``continuation_logprobs``: the sum of log P(continuation tokens | prompt), the continuation being the
   decoder's target (query likelihood, as UPR scores passages with T5);
 - ``generate``: greedy decoding.
@@ -113,15 +114,24 @@ class Seq2SeqBackend(HFTokenizerText):
         return mark_plain((f"{system}\n\n" if system else "") + user, self.control_tokens) + DECODER
 
     # -- primitives -----------------------------------------------------------------------------
-    @torch.inference_mode()
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        return self._choice_scores(prompts, choices, normalize=True)
+
+    def choice_logits(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        """The raw logit of each choice as the decoder's next token (RankT5: ``<extra_id_10>`` at the first
+        step), fp32."""
+        return self._choice_scores(prompts, choices, normalize=False)
+
+    @torch.inference_mode()
+    def _choice_scores(self, prompts: Sequence[str], choices: Sequence[str], normalize: bool) -> np.ndarray:
         start, used = time.perf_counter(), call_usage(self)
         if not prompts:
             return answered(self, np.zeros((0, len(choices)), dtype=np.float32), used)
         split = [self._split(p) for p in prompts]
         choice_ids = choice_token_ids(self._tokenize, choices)
         decoder = [[self._start_id] + prefix for _, prefix in split]
-        logprobs = self._logprobs_at([e for e, _ in split], decoder, [[len(d) - 1] for d in decoder], used)
+        logprobs = self._logprobs_at([e for e, _ in split], decoder, [[len(d) - 1] for d in decoder], used,
+                                     normalize)
         rows = torch.stack([lp[0] for lp in logprobs])
         out = torch.stack([torch.logsumexp(rows[:, c], dim=-1) for c in choice_ids], dim=1)
         out = out.cpu().numpy().astype(np.float32)
@@ -143,9 +153,9 @@ class Seq2SeqBackend(HFTokenizerText):
         return answered(self, out, used)
 
     def _logprobs_at(self, encoder: list[list[int]], decoder: list[list[int]],
-                     want: list[list[int]], used: Usage) -> list[torch.Tensor]:
-        """fp32 log-softmax rows [len(want[i]), vocab] at decoder positions want[i], in input order;
-        batches of sequences sorted by encoder length, each padded once."""
+                     want: list[list[int]], used: Usage, normalize: bool = True) -> list[torch.Tensor]:
+        """fp32 log-softmax rows (``normalize=False``: raw logits) [len(want[i]), vocab] at decoder positions
+        want[i], in input order; batches of sequences sorted by encoder length, each padded once."""
         order = sorted(range(len(encoder)), key=lambda i: len(encoder[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(encoder)
         for b in range(0, len(order), self.batch_size):
@@ -157,7 +167,8 @@ class Seq2SeqBackend(HFTokenizerText):
             used.forward_passes += 1
             used.computed_tokens += sum(len(encoder[i]) + len(decoder[i]) for i in batch)
             for row, i in enumerate(batch):
-                out[i] = torch.log_softmax(logits[row, want[i]].float(), dim=-1)
+                rows = logits[row, want[i]].float()
+                out[i] = torch.log_softmax(rows, dim=-1) if normalize else rows
         return out
 
     def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

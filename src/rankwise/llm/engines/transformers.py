@@ -117,14 +117,21 @@ class TransformersBackend(HFTokenizerText):
                            bos_token=self.tokenizer.bos_token or "", eos_token=self.tokenizer.eos_token or "")
 
     # -- primitives -----------------------------------------------------------------------------
-    @torch.inference_mode()
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        return self._choice_scores(prompts, choices, normalize=True)
+
+    def choice_logits(self, prompts: Sequence[str], choices: Sequence[str]) -> np.ndarray:
+        """The raw logit of each choice's first token (RankT5-style read-outs), fp32 like the log-probs."""
+        return self._choice_scores(prompts, choices, normalize=False)
+
+    @torch.inference_mode()
+    def _choice_scores(self, prompts: Sequence[str], choices: Sequence[str], normalize: bool) -> np.ndarray:
         start, used = time.perf_counter(), call_usage(self)
         if not prompts:
             return answered(self, np.zeros((0, len(choices)), dtype=np.float32), used)
         ids = [self._tokenize(p) for p in prompts]
         choice_ids = choice_token_ids(self._tokenize, choices)
-        logprobs = self._logprobs(self._last_hidden_states(ids, used))
+        logprobs = self._logprobs(self._last_hidden_states(ids, used), normalize)
         cols = [torch.logsumexp(logprobs[:, c], dim=-1) for c in choice_ids]
         out = torch.stack(cols, dim=1).cpu().numpy().astype(np.float32)
         used.calls += len(prompts)
@@ -238,16 +245,17 @@ class TransformersBackend(HFTokenizerText):
         used.computed_tokens += computed
         return hidden
 
-    def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """fp32 log-softmax over the vocabulary for fp32 hidden states [m, hidden], in tiles of exactly
-        HEAD_ROWS rows (a GEMM's bits depend on its row count, not on a row's neighbours)."""
+    def _logprobs(self, hidden: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """fp32 log-softmax over the vocabulary (``normalize=False``: the raw logits) for fp32 hidden states
+        [m, hidden], in tiles of exactly HEAD_ROWS rows (a GEMM's bits depend on its row count, not on a row's
+        neighbours)."""
         m = hidden.shape[0]
         padded = torch.zeros((-(-m // HEAD_ROWS) * HEAD_ROWS, hidden.shape[1]), dtype=hidden.dtype,
                              device=hidden.device)
         padded[:m] = hidden
-        tiles = [torch.log_softmax(torch.nn.functional.linear(tile, self._head_weight, self._head_bias), dim=-1)
-                 for tile in padded.split(HEAD_ROWS)]
-        return torch.cat(tiles)[:m]
+        head = torch.nn.functional.linear
+        logits = torch.cat([head(tile, self._head_weight, self._head_bias) for tile in padded.split(HEAD_ROWS)])[:m]
+        return torch.log_softmax(logits, dim=-1) if normalize else logits
 
     @torch.inference_mode()
     def continuation_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
