@@ -21,6 +21,7 @@ from rankwise.bench.report import _annotate_apart
 from rankwise.bench.resume import timings
 from rankwise.bench.runner import FIRST_STAGE, cell_path
 from rankwise.eval.significance import bootstrap_ci, randomisation_test
+from rankwise.plotting import pyplot
 
 MEASURE = "nDCG@10"
 NAMES = {"dl19": "TREC DL19 passage", "dl20": "TREC DL20 passage", "scifact": "BEIR SciFact test"}
@@ -171,10 +172,7 @@ def _merge_missing(rows: Sequence[Row]) -> list[Row]:
 def headline_figure(rows: dict[str, list[Row]], path: Path) -> Path:
     """nDCG@10 against seconds per query (log), one panel per dataset, 95% intervals as error bars, the first
     stage as a line with its interval shaded; written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(required_by="bench")
     from matplotlib.ticker import FuncFormatter
 
     groups = {d: g for d, g in rows.items() if any(r.cell for r in g[1:])}

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from rankwise.bench.runner import FIRST_STAGE
 from rankwise.eval.significance import randomisation_test
+from rankwise.plotting import pyplot
 
 SIGNIFICANT = 0.05  # the level the summary marks with a dagger
 
@@ -241,15 +242,7 @@ def plot(cells: Sequence[dict], path: Path) -> Path:
     """nDCG@10 against seconds and prompt tokens per query, one row of panels per dataset/first stage,
     one marker and colour per model, cells that read the output cache hollow, the Pareto front of the cold
     cells drawn; written as PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        from rankwise.errors import RankwiseError
-
-        raise RankwiseError("the plot needs matplotlib: pip install 'rankwise[bench]'") from exc
+    plt = pyplot(required_by="bench")
     groups: dict[tuple[str, str], list[dict]] = {}
     for c in cells:
         if c["method"] != FIRST_STAGE and "error" not in c:

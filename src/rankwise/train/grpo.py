@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rankwise.pipeline.loading import load_reranker
+from rankwise.plotting import pyplot
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import GrpoConfig, TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
@@ -217,12 +218,8 @@ def _reward_log(path: Path, answers: AnswerLog, check: CollapseCheck, on_collaps
 
 def plot_rewards(rows: list[dict], path: Path) -> bool:
     """Mean reward per step as a PNG; False (nothing written) when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         logger.warning("matplotlib is not installed: no reward plot (pip install matplotlib)")
         return False
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rankwise.plotting import pyplot
 from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import (
@@ -182,12 +183,8 @@ def _loss_log(path: Path, keep: bool):
 
 def plot_loss(rows: list[dict], path: Path, title: str) -> bool:
     """Training loss per logged step as a PNG; False (nothing written) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         logger.warning("matplotlib is not installed: no loss plot (pip install matplotlib)")
         return False
     fig, ax = plt.subplots(figsize=(6, 3.5))
