@@ -46,29 +46,38 @@ def judge(monkeypatch) -> None:
 # evaluate: which queries an average covers, in the JSON and the table
 
 def test_evaluate_json_states_the_convention_and_gives_both_figures(rankgpt, capsys) -> None:
+    """By default the judged queries of the run (trec_eval without -c), so a script reading --json gets the
+    run's own figure; the -c figure comes beside it, and --all-qrels-queries (-c) swaps the two."""
     candidates, qrels = rankgpt
-    code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json"], capsys)
+    code, out, err = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json"],
+                         capsys)
     assert code == 0
     result = json.loads(out)
-    assert result["queries"] == {"convention": "all-qrels", "averaged_over": 5, "in_run": 5, "in_qrels": 5,
+    assert result["queries"] == {"convention": "run-queries", "averaged_over": 4, "in_run": 5, "in_qrels": 5,
                                  "missing_from_run": 1, "unjudged_in_run": 1}
+    assert "1 qrels queries not in the run are left out" in err
     other = result["other_convention"]
-    assert other["convention"] == "run-queries"
-    assert other["nDCG@10"] == pytest.approx(result["nDCG@10"] * 5 / 4, abs=2e-4)
+    assert other["convention"] == "all-qrels"
+    assert other["nDCG@10"] == pytest.approx(result["nDCG@10"] * 4 / 5, abs=2e-4)
 
+    for flag in ("--all-qrels-queries", "-c"):
+        code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json",
+                            flag], capsys)
+        flipped = json.loads(out)
+        assert flipped["nDCG@10"] == other["nDCG@10"] and flipped["queries"]["averaged_over"] == 5
+        assert flipped["other_convention"] == {"convention": "run-queries", "nDCG@10": result["nDCG@10"]}
     code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json",
-                        "--run-queries-only"], capsys)
-    flipped = json.loads(out)
-    assert flipped["nDCG@10"] == other["nDCG@10"] and flipped["queries"]["averaged_over"] == 4
-    assert flipped["other_convention"] == {"convention": "all-qrels", "nDCG@10": result["nDCG@10"]}
+                        "--run-queries-only"], capsys)  # the old flag, now the default, still accepted
+    assert code == 0 and json.loads(out) == result
 
 
 def test_evaluate_table_puts_the_two_conventions_side_by_side(rankgpt, capsys) -> None:
     candidates, qrels = rankgpt
     code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10"], capsys)
     assert code == 0
-    assert "all 5 qrels queries (-c)" in out and "4 run queries" in out
-    assert "1 missing from the run count as 0" in out and "1 run queries have no qrels" in out
+    assert "4 run queries" in out and "all 5 qrels queries (-c)" in out
+    assert out.index("4 run queries") < out.index("all 5 qrels queries (-c)")  # the default column first
+    assert "1 qrels queries not in the run are left out" in out and "1 run queries have no qrels" in out
 
 
 def test_evaluate_omits_the_other_figure_when_the_conventions_agree(rankgpt, tmp_path, capsys) -> None:
@@ -106,8 +115,13 @@ def test_compare_json_states_the_convention(rankgpt, tmp_path, capsys) -> None:
     cli(["convert", candidates, run], capsys)
     code, out, _ = cli(["compare", run, run, "--qrels", qrels, "--json", "--permutations", "100"], capsys)
     result = json.loads(out)
-    assert code == 0 and result["convention"] == "all-qrels" and result["queries"] == 5
+    assert code == 0 and result["convention"] == "run-queries" and result["queries"] == 4
+    assert result["qrels_queries"] == 5 and result["missing_from_a"] == result["missing_from_b"] == 1
     assert result["coverage"]["a"]["missing_from_run"] == 1
+    code, out, _ = cli(["compare", run, run, "--qrels", qrels, "--json", "--permutations", "100",
+                        "--all-qrels-queries"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["convention"] == "all-qrels" and result["queries"] == 5
 
 
 # rerank and run: effectiveness from --qrels, queries chosen by qid
