@@ -234,6 +234,33 @@ def test_convert_between_candidates_formats_and_runs(rankgpt, tmp_path, capsys) 
         [[c.docid for c in r.candidates[:3]] for r in read_candidates(candidates)]
 
 
+def test_convert_writes_each_format_it_reads_by_name_or_by_format(rankgpt, tmp_path, capsys) -> None:
+    """TREC run, RankGPT JSON, rank_llm's current Request JSON and JSONL: each written, each read back the same."""
+    candidates, _ = rankgpt
+    original = read_candidates(candidates)
+    for name, fmt, first_key in [("r.json", "rank-llm", "candidates"), ("r.jsonl", "rank-llm", "candidates"),
+                                 ("g.json", "auto", "hits"), ("g.txt", "rankgpt", "hits"), ("l.txt", "jsonl", "documents")]:
+        out = tmp_path / name
+        code, _, err = cli(["convert", candidates, out, "--format", fmt], capsys)
+        assert code == 0, err
+        text = out.read_text()
+        first = json.loads(text)[0] if text.startswith("[") else json.loads(text.splitlines()[0])
+        assert first_key in first, (name, fmt)
+        if first_key == "candidates":
+            assert first["query"] == {"text": own.QUERIES["3"], "qid": "3"}
+        assert read_candidates(out) == original, (name, fmt)
+    code, _, err = cli(["convert", tmp_path / "r.json", tmp_path / "r.trec"], capsys)
+    assert code == 0 and read_run(tmp_path / "r.trec") == read_run(_converted(candidates, tmp_path, capsys))
+    code, _, err = cli(["convert", candidates, tmp_path / "x.json", "--format", "xml"], capsys)
+    assert code == 2 and "--format must be one of auto, trec, rankgpt, rank-llm, jsonl" in err
+
+
+def _converted(candidates: Path, tmp_path: Path, capsys) -> Path:
+    run = tmp_path / "direct.trec"
+    cli(["convert", candidates, run, "--overwrite"], capsys)
+    return run
+
+
 def test_convert_errors(rankgpt, tmp_path, capsys) -> None:
     candidates, _ = rankgpt
     run = tmp_path / "first.trec"
