@@ -200,6 +200,39 @@ def test_a_pipelines_first_stage_can_name_a_run_file(judge, tmp_path, capsys) ->
     assert list(run) == ["1", "2", "3", "10"] and list(run["1"]) == ["1-d2", "1-d3"]  # splade's own top 2
 
 
+def test_a_run_that_dies_keeps_its_finished_queries_and_a_rerun_says_it_resumed_them(rankgpt, judge, tmp_path,
+                                                                                     capsys, monkeypatch) -> None:
+    """Each query's answers reach the cache as they finish: a run killed at its third query leaves two, and
+    running it again computes only the rest, saying how many came back from the cache."""
+    candidates, qrels = rankgpt
+    oracle = oracle_from_qrels(own.requests(), own.qrels())
+    answer, calls = oracle.choice_logprobs, {"n": 0, "limit": 2}
+
+    def dies_after_the_limit(prompts, choices):
+        calls["n"] += 1
+        if calls["n"] > calls["limit"]:
+            raise KeyboardInterrupt  # the process is stopped mid-run
+        return answer(prompts, choices)
+
+    monkeypatch.setattr(oracle, "choice_logprobs", dies_after_the_limit)
+
+    def cached_oracle(model, cache=False, **_):  # as load_backend wraps a real engine
+        from rankwise.llm.cache import CachedBackend, open_cache
+
+        return CachedBackend(oracle, open_cache(cache)) if cache else oracle
+
+    monkeypatch.setitem(llm.KINDS, "oracle", cached_oracle)
+    args = ["rerank", "--candidates", candidates, "--qrels", qrels, "--method", "test.judge", "--model", "qrels",
+            "--cache", tmp_path / "cache.sqlite", "--output", tmp_path / "out.trec"]
+    assert cli(args, capsys)[0] == 130  # interrupted
+    assert not (tmp_path / "out.trec").exists()
+    calls.update(n=0, limit=100)
+    code, _, err = cli(args, capsys)
+    assert code == 0, err
+    assert "4 queries (2 computed, 2 all from cache)" in err and calls["n"] == 2, (err, calls)
+    assert list(read_run(tmp_path / "out.trec")) == ["1", "2", "3", "10"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--qids", "1,404"], "--qids: 404 not in"),
     (["--max-queries", "0"], "--max-queries must be at least 1"),
