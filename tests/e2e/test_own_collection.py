@@ -46,29 +46,38 @@ def judge(monkeypatch) -> None:
 # evaluate: which queries an average covers, in the JSON and the table
 
 def test_evaluate_json_states_the_convention_and_gives_both_figures(rankgpt, capsys) -> None:
+    """By default the judged queries of the run (trec_eval without -c), so a script reading --json gets the
+    run's own figure; the -c figure comes beside it, and --all-qrels-queries (-c) swaps the two."""
     candidates, qrels = rankgpt
-    code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json"], capsys)
+    code, out, err = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json"],
+                         capsys)
     assert code == 0
     result = json.loads(out)
-    assert result["queries"] == {"convention": "all-qrels", "averaged_over": 5, "in_run": 5, "in_qrels": 5,
+    assert result["queries"] == {"convention": "run-queries", "averaged_over": 4, "in_run": 5, "in_qrels": 5,
                                  "missing_from_run": 1, "unjudged_in_run": 1}
+    assert "1 qrels queries not in the run are left out" in err
     other = result["other_convention"]
-    assert other["convention"] == "run-queries"
-    assert other["nDCG@10"] == pytest.approx(result["nDCG@10"] * 5 / 4, abs=2e-4)
+    assert other["convention"] == "all-qrels"
+    assert other["nDCG@10"] == pytest.approx(result["nDCG@10"] * 4 / 5, abs=2e-4)
 
+    for flag in ("--all-qrels-queries", "-c"):
+        code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json",
+                            flag], capsys)
+        flipped = json.loads(out)
+        assert flipped["nDCG@10"] == other["nDCG@10"] and flipped["queries"]["averaged_over"] == 5
+        assert flipped["other_convention"] == {"convention": "run-queries", "nDCG@10": result["nDCG@10"]}
     code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10", "--json",
-                        "--run-queries-only"], capsys)
-    flipped = json.loads(out)
-    assert flipped["nDCG@10"] == other["nDCG@10"] and flipped["queries"]["averaged_over"] == 4
-    assert flipped["other_convention"] == {"convention": "all-qrels", "nDCG@10": result["nDCG@10"]}
+                        "--run-queries-only"], capsys)  # the old flag, now the default, still accepted
+    assert code == 0 and json.loads(out) == result
 
 
 def test_evaluate_table_puts_the_two_conventions_side_by_side(rankgpt, capsys) -> None:
     candidates, qrels = rankgpt
     code, out, _ = cli(["evaluate", "--candidates", candidates, "--qrels", qrels, "-m", "nDCG@10"], capsys)
     assert code == 0
-    assert "all 5 qrels queries (-c)" in out and "4 run queries" in out
-    assert "1 missing from the run count as 0" in out and "1 run queries have no qrels" in out
+    assert "4 run queries" in out and "all 5 qrels queries (-c)" in out
+    assert out.index("4 run queries") < out.index("all 5 qrels queries (-c)")  # the default column first
+    assert "1 qrels queries not in the run are left out" in out and "1 run queries have no qrels" in out
 
 
 def test_evaluate_omits_the_other_figure_when_the_conventions_agree(rankgpt, tmp_path, capsys) -> None:
@@ -106,8 +115,13 @@ def test_compare_json_states_the_convention(rankgpt, tmp_path, capsys) -> None:
     cli(["convert", candidates, run], capsys)
     code, out, _ = cli(["compare", run, run, "--qrels", qrels, "--json", "--permutations", "100"], capsys)
     result = json.loads(out)
-    assert code == 0 and result["convention"] == "all-qrels" and result["queries"] == 5
+    assert code == 0 and result["convention"] == "run-queries" and result["queries"] == 4
+    assert result["qrels_queries"] == 5 and result["missing_from_a"] == result["missing_from_b"] == 1
     assert result["coverage"]["a"]["missing_from_run"] == 1
+    code, out, _ = cli(["compare", run, run, "--qrels", qrels, "--json", "--permutations", "100",
+                        "--all-qrels-queries"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["convention"] == "all-qrels" and result["queries"] == 5
 
 
 # rerank and run: effectiveness from --qrels, queries chosen by qid
@@ -186,6 +200,39 @@ def test_a_pipelines_first_stage_can_name_a_run_file(judge, tmp_path, capsys) ->
     assert list(run) == ["1", "2", "3", "10"] and list(run["1"]) == ["1-d2", "1-d3"]  # splade's own top 2
 
 
+def test_a_run_that_dies_keeps_its_finished_queries_and_a_rerun_says_it_resumed_them(rankgpt, judge, tmp_path,
+                                                                                     capsys, monkeypatch) -> None:
+    """Each query's answers reach the cache as they finish: a run killed at its third query leaves two, and
+    running it again computes only the rest, saying how many came back from the cache."""
+    candidates, qrels = rankgpt
+    oracle = oracle_from_qrels(own.requests(), own.qrels())
+    answer, calls = oracle.choice_logprobs, {"n": 0, "limit": 2}
+
+    def dies_after_the_limit(prompts, choices):
+        calls["n"] += 1
+        if calls["n"] > calls["limit"]:
+            raise KeyboardInterrupt  # the process is stopped mid-run
+        return answer(prompts, choices)
+
+    monkeypatch.setattr(oracle, "choice_logprobs", dies_after_the_limit)
+
+    def cached_oracle(model, cache=False, **_):  # as load_backend wraps a real engine
+        from rankwise.llm.cache import CachedBackend, open_cache
+
+        return CachedBackend(oracle, open_cache(cache)) if cache else oracle
+
+    monkeypatch.setitem(llm.KINDS, "oracle", cached_oracle)
+    args = ["rerank", "--candidates", candidates, "--qrels", qrels, "--method", "test.judge", "--model", "qrels",
+            "--cache", tmp_path / "cache.sqlite", "--output", tmp_path / "out.trec"]
+    assert cli(args, capsys)[0] == 130  # interrupted
+    assert not (tmp_path / "out.trec").exists()
+    calls.update(n=0, limit=100)
+    code, _, err = cli(args, capsys)
+    assert code == 0, err
+    assert "4 queries (2 computed, 2 all from cache)" in err and calls["n"] == 2, (err, calls)
+    assert list(read_run(tmp_path / "out.trec")) == ["1", "2", "3", "10"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--qids", "1,404"], "--qids: 404 not in"),
     (["--max-queries", "0"], "--max-queries must be at least 1"),
@@ -218,6 +265,33 @@ def test_convert_between_candidates_formats_and_runs(rankgpt, tmp_path, capsys) 
     assert cli(["convert", run, back, "--topics", topics, "--corpus", corpus], capsys)[0] == 0
     assert [[c.docid for c in r.candidates] for r in read_candidates(back)] == \
         [[c.docid for c in r.candidates[:3]] for r in read_candidates(candidates)]
+
+
+def test_convert_writes_each_format_it_reads_by_name_or_by_format(rankgpt, tmp_path, capsys) -> None:
+    """TREC run, RankGPT JSON, rank_llm's current Request JSON and JSONL: each written, each read back the same."""
+    candidates, _ = rankgpt
+    original = read_candidates(candidates)
+    for name, fmt, first_key in [("r.json", "rank-llm", "candidates"), ("r.jsonl", "rank-llm", "candidates"),
+                                 ("g.json", "auto", "hits"), ("g.txt", "rankgpt", "hits"), ("l.txt", "jsonl", "documents")]:
+        out = tmp_path / name
+        code, _, err = cli(["convert", candidates, out, "--format", fmt], capsys)
+        assert code == 0, err
+        text = out.read_text()
+        first = json.loads(text)[0] if text.startswith("[") else json.loads(text.splitlines()[0])
+        assert first_key in first, (name, fmt)
+        if first_key == "candidates":
+            assert first["query"] == {"text": own.QUERIES["3"], "qid": "3"}
+        assert read_candidates(out) == original, (name, fmt)
+    code, _, err = cli(["convert", tmp_path / "r.json", tmp_path / "r.trec"], capsys)
+    assert code == 0 and read_run(tmp_path / "r.trec") == read_run(_converted(candidates, tmp_path, capsys))
+    code, _, err = cli(["convert", candidates, tmp_path / "x.json", "--format", "xml"], capsys)
+    assert code == 2 and "--format must be one of auto, trec, rankgpt, rank-llm, jsonl" in err
+
+
+def _converted(candidates: Path, tmp_path: Path, capsys) -> Path:
+    run = tmp_path / "direct.trec"
+    cli(["convert", candidates, run, "--overwrite"], capsys)
+    return run
 
 
 def test_convert_errors(rankgpt, tmp_path, capsys) -> None:

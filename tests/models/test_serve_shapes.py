@@ -4,6 +4,8 @@ and error bodies carrying param and code."""
 
 from __future__ import annotations
 
+import math
+
 import httpx
 import pytest
 
@@ -46,6 +48,25 @@ def test_a_tei_request_gets_a_bare_list_in_tei_shape(server):
     assert [r["text"] for r in ranks] == [DOCS[r["index"]] for r in ranks]
     plain = httpx.post(f"{server.url}/rerank", json={"query": QUERY, "texts": DOCS}, timeout=60).json()
     assert all(set(r) == {"index", "score"} for r in plain)
+
+
+def test_tei_raw_scores_gives_the_log_odds_of_a_probability_method(server):
+    """TEI's raw_scores=true returns the logit before the sigmoid; pointwise.yes_no's P(yes) becomes
+    log(p / (1 - p)), in the same order (a threshold at 0 then means p = 0.5)."""
+    plain = httpx.post(f"{server.url}/rerank", json={"query": QUERY, "texts": DOCS}, timeout=60).json()
+    raw = httpx.post(f"{server.url}/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True},
+                     timeout=60).json()
+    assert [r["index"] for r in raw] == [r["index"] for r in plain]
+    assert all(0 < r["score"] < 1 for r in plain)
+    assert [r["score"] for r in raw] == pytest.approx([math.log(r["score"] / (1 - r["score"])) for r in plain],
+                                                      rel=1e-5, abs=1e-6)
+
+
+def test_log_odds_only_of_probabilities():
+    from rankwise.serve.shapes import log_odds
+
+    assert log_odds([0.5, 0.0, 1.0]) == pytest.approx([0.0, math.log(1e-12), -math.log(1e-12)], rel=1e-6)
+    assert log_odds([0.9, -1.1]) is None  # guard's demoted candidates: not probabilities, left as they are
 
 
 def test_the_cohere_shape_still_answers_on_rerank(server):

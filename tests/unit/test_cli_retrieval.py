@@ -73,8 +73,8 @@ def test_evaluate_json_pins_bm25(request, capsys, folder: str, qrels: str, expec
     assert code == 0
     assert out.count("\n") == 1 and json.loads(out)["nDCG@10"] == expected
     n = 43 if folder == "dl19" else 54
-    assert json.loads(out)["queries"] == {"convention": "all-qrels", "averaged_over": n, "in_run": n, "in_qrels": n,
-                                          "missing_from_run": 0, "unjudged_in_run": 0}
+    assert json.loads(out)["queries"] == {"convention": "run-queries", "averaged_over": n, "in_run": n,
+                                          "in_qrels": n, "missing_from_run": 0, "unjudged_in_run": 0}
 
 
 def test_evaluate_several_metrics_after_one_flag(dl19, capsys) -> None:
@@ -104,12 +104,13 @@ def test_evaluate_notes_missing_queries_in_json_and_on_stderr(dl19, tmp_path, ca
     subset.write_text("\n".join(line for line in lines if line.split()[0] == first_qid) + "\n")
     qrels = dl19 / "qrels.dl19-passage.txt"
     code, out, err = run_cli(["evaluate", "--json", "--run", subset, "--qrels", qrels, "-m", "nDCG@10"], capsys)
-    assert code == 0 and "42 missing from the run count as 0" in err
-    all_queries = json.loads(out)["nDCG@10"]
-    assert json.loads(out)["other_convention"]["convention"] == "run-queries"
-    code, out, _ = run_cli(["evaluate", "--json", "--run", subset, "--qrels", qrels, "-m", "nDCG@10",
-                            "--run-queries-only"], capsys)
-    assert json.loads(out)["nDCG@10"] == pytest.approx(all_queries * 43, abs=3e-3)
+    assert code == 0 and "42 qrels queries not in the run are left out" in err
+    run_queries = json.loads(out)["nDCG@10"]
+    assert json.loads(out)["other_convention"]["convention"] == "all-qrels"
+    code, out, err = run_cli(["evaluate", "--json", "--run", subset, "--qrels", qrels, "-m", "nDCG@10",
+                              "--all-qrels-queries"], capsys)
+    assert "42 missing from the run count as 0" in err
+    assert json.loads(out)["nDCG@10"] == pytest.approx(run_queries / 43, abs=1e-4)
 
 
 # errors: exit 2 and one line naming the problem

@@ -1,8 +1,10 @@
 """``rankwise convert``: between the formats rankwise reads and writes (TREC run, rank_llm/RankGPT JSON, JSONL).
 
-The output's format follows its name: ``.json[.gz]`` rank_llm JSON, ``.jsonl[.gz]`` JSON lines, anything else
-a TREC run (of the candidates' own order: the first stage, ready for ``rankwise evaluate``). A TREC run
-becomes candidates with the query texts (``--topics``) and document texts (``--corpus``) or a ``--dataset``.
+The output's format follows its name: ``.json[.gz]`` RankGPT JSON (``{"query", "hits"}``), ``.jsonl[.gz]``
+JSON lines, anything else a TREC run (of the candidates' own order: the first stage, ready for ``rankwise
+evaluate``); ``--format`` names it instead (``rank-llm``: rank_llm's current ``{"query": {...},
+"candidates"}`` Requests, a JSON list, or JSON lines when the name ends in .jsonl). A TREC run becomes
+candidates with the query texts (``--topics``) and document texts (``--corpus``) or a ``--dataset``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from rankwise.types import Document, Request
 
 err = Console(stderr=True, soft_wrap=True)
 
+FORMATS = ("auto", "trec", "rankgpt", "rank-llm", "jsonl")
+
+
 @app.command()
 def convert(
     source: Path = typer.Argument(..., help="A candidates file (rank_llm JSON[.gz] or JSONL) or a TREC run."),
@@ -31,20 +36,28 @@ def convert(
                                                      "(_id, text, title) or TSV docid<TAB>text."),
     dataset: Optional[str] = typer.Option(None, help="Or: the dataset whose queries and documents the run ranks."),
     top_k: Optional[int] = typer.Option(None, min=1, help="Keep the top k candidates of each query."),
+    fmt: str = typer.Option("auto", "--format", help="trec|rankgpt|rank-llm|jsonl; auto: by the output's "
+                                                        "name (.json RankGPT, .jsonl JSON lines, else TREC)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ) -> None:
     """Convert candidates and runs: a candidates file to a TREC run of its own order (or to the other
     candidates format), a TREC run plus texts to a candidates file."""
-    from rankwise.data import run_from_requests, write_candidates, write_run
+    from rankwise.data import run_from_requests, write_candidates, write_candidates_jsonl, write_rank_llm, write_run
 
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "auto":
+        fmt = "trec" if not output.name.endswith(CANDIDATE_SUFFIXES) else \
+            "jsonl" if output.name.endswith((".jsonl", ".jsonl.gz")) else "rankgpt"
     outputs = Outputs(overwrite, (source, topics, corpus))
     outputs.add(output)
     requests = _read_source(source, topics, corpus, dataset)
     if top_k is not None:
         requests = [Request(r.query, r.candidates[:top_k]) for r in requests]
-    if output.name.endswith(CANDIDATE_SUFFIXES):
-        written = outputs.write(output, lambda tmp: write_candidates(requests, tmp))
-        what = "candidates"
+    writers = {"rankgpt": write_candidates, "jsonl": write_candidates_jsonl, "rank-llm": write_rank_llm}
+    if fmt in writers:
+        written = outputs.write(output, lambda tmp: writers[fmt](requests, tmp))
+        what = f"{fmt} candidates"
     else:
         written = outputs.write(output, lambda tmp: write_run(run_from_requests(requests), tmp, tag=_tag(source)))
         what = "TREC run (the candidates' own order)"

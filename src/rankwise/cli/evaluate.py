@@ -34,13 +34,16 @@ def evaluate(
     per_query: bool = typer.Option(False, "--per-query", help="Also give each query's values."),
     qids: Optional[str] = typer.Option(None, help="Only these queries (of the run and the qrels): a "
                                                   "comma-separated list, or a file whose lines start with a qid."),
-    run_queries_only: bool = typer.Option(False, "--run-queries-only",
-                                          help="Average over the judged queries of the run only (trec_eval "
-                                               "without -c). Default: every qrels query, missing ones as 0 "
-                                               "(trec_eval -c). Both figures are shown when they differ."),
+    all_qrels_queries: bool = typer.Option(False, "--all-qrels-queries", "-c",
+                                           help="Average over every qrels query, one missing from the run as 0 "
+                                                "(trec_eval -c). Default: the judged queries of the run "
+                                                "(trec_eval without -c). Both figures are shown when they differ."),
+    run_queries_only: bool = typer.Option(True, "--run-queries-only", hidden=True,
+                                          help="The default (kept for scripts that pass it)."),
 ) -> None:
     """Score a run (or a candidates file's own order) against qrels. The averages say which queries they
-    cover; when the run lacks qrels queries, the figure of the other convention is shown beside them."""
+    cover (by default the judged queries of the run); when the run lacks qrels queries, the trec_eval -c
+    figure is shown beside them."""
     from rankwise.data import read_qrels, read_run
     from rankwise.eval import evaluate_per_query, evaluate_with_coverage, parse_measures, split_measures
 
@@ -52,8 +55,9 @@ def evaluate(
     qrels_d = read_qrels(qrels)
     if qids is not None:
         run_d, qrels_d = only_qids(run_d, qrels_d, qids)
-    result = evaluate_with_coverage(run_d, qrels_d, names, run_queries_only=run_queries_only)
-    rows = evaluate_per_query(run_d, qrels_d, names, run_queries_only=run_queries_only) if per_query else {}
+    run_only = not all_qrels_queries
+    result = evaluate_with_coverage(run_d, qrels_d, names, run_queries_only=run_only)
+    rows = evaluate_per_query(run_d, qrels_d, names, run_queries_only=run_only) if per_query else {}
     if json_output:
         coverage_note(result.coverage)
         out: dict = result.to_dict(round4)

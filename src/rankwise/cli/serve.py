@@ -71,11 +71,14 @@ def serve(
 ) -> None:
     """Serve a reranker over HTTP: POST /v1/rerank (Cohere/Jina; /rerank also takes TEI's body), POST /score
     (vLLM), GET /health, GET /metrics, docs at /docs (docs/interop.md)."""
+    from rankwise.methods.registry import method_info
+
+    method_info(method)  # an unknown name fails before anything heavy is imported or any model loads
+    check_port_free(host, port)  # so does a busy port
     import uvicorn
 
     from rankwise.llm import load_backend
     from rankwise.llm.cache import open_cache
-    from rankwise.methods.registry import method_info
     from rankwise.serve import ServeConfig, create_app
     from rankwise.serve.slow_clients import uvicorn_settings
 
@@ -85,8 +88,6 @@ def serve(
                          batch_wait_ms=batch_wait_ms, max_batch_prompts=max_batch_prompts,
                          chunk_prompts=chunk_prompts, max_in_flight=max_in_flight, header_timeout=header_timeout,
                          body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout)
-    method_info(method)  # an unknown name fails before any model loads
-    check_port_free(host, port)  # so does a busy port
     options: dict = {"batch_size": batch_size}
     if base_url:
         options["base_url"] = base_url

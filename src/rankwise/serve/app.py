@@ -36,7 +36,8 @@ from rankwise.serve.limits import RequestGuard, ServeConfig, document_texts
 from rankwise.serve.metrics import MetricsMiddleware, ServeMetrics
 from rankwise.serve.schemas import (DocumentOut, ErrorResponse, Health, RerankRequest, RerankResponse,
                                     RerankResult, RerankUsage)
-from rankwise.serve.shapes import SHAPE_PATHS, add_shape_routes, cohere_meta, truncate_documents
+from rankwise.serve.shapes import (PROBABILITY_METHODS, SHAPE_PATHS, add_shape_routes, cohere_meta,
+                                   truncate_documents)
 from rankwise.types import Candidate, Query, Ranking, Request, Usage
 
 RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")  # /v2/rerank: where Cohere's ClientV2 posts
@@ -107,7 +108,8 @@ def create_app(backend, method: str, *, config: ServeConfig | None = None, cache
                               meta=cohere_meta(ranking.usage.prompt_tokens, ranking.usage.completion_tokens,
                                                truncated, body.max_tokens_per_doc))
 
-    add_shape_routes(app, rerank)  # TEI /rerank (by the body), vLLM /score; before the routes below
+    # TEI /rerank (by the body), vLLM /score; before the routes below
+    add_shape_routes(app, rerank, probabilities=method in PROBABILITY_METHODS)
     for i, path in enumerate(RERANK_PATHS):
         if path in SHAPE_PATHS:
             continue

@@ -17,6 +17,7 @@ batching, the one run loop) and translated back; an error names the field in the
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from contextlib import contextmanager
@@ -34,10 +35,16 @@ SHAPE_PATHS = ("/rerank", "/score", "/v1/score")
 Rerank = Callable[[RerankRequest, Request], Awaitable[RerankResponse]]  # a request and its HTTP request
 
 
+PROBABILITY_METHODS = frozenset({"pointwise.yes_no"})
+"""Methods whose scores are probabilities, P(relevant) = sigmoid(log-odds): TEI's ``raw_scores`` gives their
+log-odds, as TEI gives a cross-encoder's logit instead of its sigmoid."""
+
+
 class TeiRerankRequest(BaseModel):
-    """Text Embeddings Inference's ``/rerank`` body. Scores are the method's own either way (``raw_scores``
-    changes nothing: pointwise methods already give probabilities); documents are always cut to the method's
-    token budget (``truncate``)."""
+    """Text Embeddings Inference's ``/rerank`` body. ``raw_scores``: the log-odds log(p / (1 - p)) where the
+    method's scores are probabilities (``PROBABILITY_METHODS``; TEI's logit before the sigmoid), the method's
+    own scores otherwise; documents are always cut to the method's token budget (``truncate`` accepted, no
+    error for a long input), from the end (``truncation_direction`` accepted)."""
 
     query: StrictStr
     texts: list[StrictStr]
@@ -124,12 +131,23 @@ def _validated(model: type[BaseModel], body: object) -> BaseModel:
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in err.errors()]) from None
 
 
-async def _tei(rerank: Rerank, body: TeiRerankRequest, http: Request) -> list[TeiRank]:
+def log_odds(scores: list[float]) -> list[float] | None:
+    """log(p / (1 - p)) of each score when all are probabilities (in [0, 1]; kept finite), else None."""
+    if not all(0.0 <= s <= 1.0 for s in scores):
+        return None  # e.g. guard's demoted candidates score below 0: not probabilities
+    eps = 1e-12
+    return [math.log(min(max(s, eps), 1 - eps)) - math.log1p(-min(max(s, eps), 1 - eps)) for s in scores]
+
+
+async def _tei(rerank: Rerank, body: TeiRerankRequest, http: Request, probabilities: bool) -> list[TeiRank]:
     with _fields_named({"documents": "texts"}):
         answer = await rerank(RerankRequest(query=body.query, documents=body.texts, return_documents=body.return_text),
                               http)
-    return [TeiRank(index=r.index, score=r.relevance_score, text=r.document.text if r.document else None)
-            for r in answer.results]
+    scores = [r.relevance_score for r in answer.results]
+    if body.raw_scores and probabilities:
+        scores = log_odds(scores) or scores
+    return [TeiRank(index=r.index, score=score, text=r.document.text if r.document else None)
+            for r, score in zip(answer.results, scores)]
 
 
 def _pairs(body: ScoreRequest) -> list[tuple[str, list[int]]]:
@@ -162,8 +180,9 @@ async def _score(rerank: Rerank, body: ScoreRequest, http: Request) -> ScoreResp
                          usage=ScoreUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens))
 
 
-def add_shape_routes(app: FastAPI, rerank: Rerank) -> None:
-    """``/rerank`` (TEI or Cohere/Jina, by the body), ``/score`` and ``/v1/score`` (vLLM) over ``rerank``."""
+def add_shape_routes(app: FastAPI, rerank: Rerank, probabilities: bool = False) -> None:
+    """``/rerank`` (TEI or Cohere/Jina, by the body), ``/score`` and ``/v1/score`` (vLLM) over ``rerank``;
+    ``probabilities``: the method's scores are probabilities (TEI's ``raw_scores`` then gives log-odds)."""
 
     async def rerank_any(request: Request) -> JSONResponse:
         try:
@@ -171,7 +190,7 @@ def add_shape_routes(app: FastAPI, rerank: Rerank) -> None:
         except json.JSONDecodeError as err:
             raise ApiError(400, f"invalid JSON: {err.msg} (at character {err.pos})", "body") from None
         if isinstance(body, dict) and "texts" in body and "documents" not in body:
-            ranks = await _tei(rerank, _validated(TeiRerankRequest, body), request)
+            ranks = await _tei(rerank, _validated(TeiRerankRequest, body), request, probabilities)
             return JSONResponse([r.model_dump(exclude_none=True) for r in ranks])
         answer = await rerank(_validated(RerankRequest, body), request)
         return JSONResponse(answer.model_dump(exclude_none=True))
@@ -186,5 +205,5 @@ def add_shape_routes(app: FastAPI, rerank: Rerank) -> None:
                           summary="Score (query, document) pairs (vLLM's /score)", operation_id=f"score_{i}")
 
 
-__all__ = ["SHAPE_PATHS", "ScoreRequest", "ScoreResponse", "TeiRank", "TeiRerankRequest", "add_shape_routes",
-           "cohere_meta", "truncate_documents"]
+__all__ = ["PROBABILITY_METHODS", "SHAPE_PATHS", "ScoreRequest", "ScoreResponse", "TeiRank", "TeiRerankRequest", "add_shape_routes",
+           "cohere_meta", "log_odds", "truncate_documents"]
