@@ -23,9 +23,10 @@ from rankwise.bench.robustness import (
     shuffled,
     with_adversary,
 )
-from rankwise.bench.runner import WARM_UP
+from rankwise.bench.runner import WARM_UP, first_stage_requests
 from rankwise.cli import main
 from rankwise.data import load_dataset
+from rankwise.data.selection import qid_key
 from rankwise.errors import InputError
 from rankwise.methods import build_method
 from rankwise.pipeline import Backends
@@ -178,8 +179,17 @@ def test_a_cell_that_read_the_cache_stays_off_the_front(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def dl19_requests(dl19):
     ds = load_dataset(str(dl19))
-    requests = [r for r in ds.requests("bm25", top_k=100) if r.query.qid in ds.qrels][:3]
+    judged = [r for r in ds.requests("bm25", top_k=100) if r.query.qid in ds.qrels]
+    requests = sorted(judged, key=lambda r: qid_key(r.query.qid))[:3]  # what bench's max_queries selects
     return ds, requests
+
+
+def test_the_first_stage_lists_the_judged_queries_in_qid_order(dl19, tmp_path: Path) -> None:
+    """So ``max_queries`` picks the same queries from any run of a collection, whatever its file order."""
+    ds = load_dataset(str(dl19))
+    qids = [r.query.qid for r in first_stage_requests(ds, "bm25", 10, tmp_path)]
+    assert qids == sorted(ds.judged_queries(), key=qid_key)
+    assert [r.query.qid for r in ds.requests("bm25", top_k=10) if r.query.qid in ds.qrels] != qids  # file order
 
 
 def test_shuffles_permute_the_head_only(dl19_requests) -> None:

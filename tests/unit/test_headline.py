@@ -11,10 +11,16 @@ import pytest
 from scipy.stats import binom
 
 from rankwise.bench import BenchConfig, in_process, run_bench
-from rankwise.bench.headline import headline_markdown, headline_rows, load_cells, replace_marked
+from rankwise.bench.headline import (
+    headline_markdown,
+    headline_rows,
+    load_cells,
+    replace_marked,
+)
 from rankwise.bench.resume import Disagreement, agree
 from rankwise.bench.runner import cell_path
 from rankwise.data import load_dataset
+from rankwise.data.selection import qid_key
 from rankwise.errors import InputError
 from rankwise.eval.significance import bootstrap_ci
 from tests.unit.test_bench import OracleBackends
@@ -34,7 +40,8 @@ def test_bootstrap_interval_of_a_mean_by_hand() -> None:
 @pytest.fixture(scope="module")
 def five(dl19):
     ds = load_dataset(str(dl19))
-    return ds, [r for r in ds.requests("bm25", top_k=100) if r.query.qid in ds.qrels]
+    judged = [r for r in ds.requests("bm25", top_k=100) if r.query.qid in ds.qrels]
+    return ds, sorted(judged, key=lambda r: qid_key(r.query.qid))  # the order bench selects max_queries in
 
 
 def _config(dl19: Path, **extra) -> BenchConfig:

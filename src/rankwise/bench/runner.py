@@ -21,6 +21,7 @@ from rankwise.bench.resume import TOLERANCE, Disagreement, agree, rerank_resumab
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.data._io import write_atomically
+from rankwise.data.selection import qid_key
 from rankwise.errors import InputError, RankwiseError
 from rankwise.eval import Coverage, evaluate, evaluate_per_query
 from rankwise.eval.metrics import Qrels, Run
@@ -39,9 +40,10 @@ def cell_path(output: Path, config: BenchConfig, dataset: str, first_stage: str,
     return output / "cells" / ("__".join(re.sub(r"[^\w.@+-]+", "-", p) for p in parts) + ".json")
 
 
-def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | None, output: Path) -> list[Request]:
+def first_stage_requests(ds: Dataset, name: str, top_k: int, output: Path) -> list[Request]:
     """The judged queries' candidates from a first stage the dataset ships, or from BM25 retrieved here
-    (stored under ``output`` so a resumed run reuses it)."""
+    (stored under ``output`` so a resumed run reuses it), in qid order (``max_queries`` then selects the
+    same queries whatever order a run file lists them in)."""
     judged = ds.judged_queries()
     if name in ds.candidates or name in ds.runs:
         requests = [r for r in ds.requests(name, top_k=max(top_k, 100)) if r.query.qid in judged]
@@ -60,7 +62,7 @@ def first_stage_requests(ds: Dataset, name: str, top_k: int, max_queries: int | 
 
         raise InputError(f"dataset {ds.name} has no first stage {name!r} "
                          f"(it ships: {', '.join(sorted(set(ds.candidates) | set(ds.runs))) or 'none'})")
-    return requests[:max_queries] if max_queries else requests
+    return sorted(requests, key=lambda r: qid_key(r.query.qid))
 
 
 RerankFn = Callable[[MethodSpec, Sequence[Request], int], RunResult]  # a method's spec, requests, top_k
@@ -132,7 +134,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
         specs = [s for s in config.methods if config.runs_on(s, dataset) and (not only or s.name in only)]
         for first_stage in config.first_stages:
             depth = max([config.top_k] + [s.top_k for s in specs])
-            judged = first_stage_requests(ds, first_stage, depth, None, output)
+            judged = first_stage_requests(ds, first_stage, depth, output)
             requests = judged[:config.max_queries] if config.max_queries else judged
             qrels = {r.query.qid: ds.qrels[r.query.qid] for r in requests}
             base = {"dataset": dataset, "first_stage": first_stage, "top_k": config.top_k,
