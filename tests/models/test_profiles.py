@@ -316,7 +316,18 @@ def test_qwen3_reranker_on_a_tiny_qwen3(qwen_tok):
 
 
 def test_bge_reranker_gemma_on_a_tiny_gemma2(qwen_tok):
-    _check_yes_no(_causal("gemma2", "BAAI/bge-reranker-v2-gemma", qwen_tok), CANDIDATES)
+    """Its default read-out is the reference's score, the raw logit of "Yes"; yes/no reads P(Yes) over {Yes, No}."""
+    backend = _causal("gemma2", "BAAI/bge-reranker-v2-gemma", qwen_tok)
+    assert profile_for("BAAI/bge-reranker-v2-gemma").method == "pointwise.logit"
+    method = build_method("pointwise.logit", backend)
+    ranking = method.rerank(QUERY, CANDIDATES)
+    tok, model = backend.tokenizer, backend.model
+    yes = tok("Yes", add_special_tokens=False)["input_ids"][0]
+    for prompt, candidate in zip(method.prompts(QUERY, CANDIDATES), CANDIDATES):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])).logits[0, -1]
+        assert ranking.scores[ranking.candidates.index(candidate)] == pytest.approx(logits[yes].item(), abs=1e-3)
+    _check_yes_no(backend, CANDIDATES)
 
 
 def test_mxbai_on_a_tiny_qwen3(qwen_tok):
