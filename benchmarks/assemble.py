@@ -11,6 +11,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = [
+    ("The headline matrix: two cells re-run give identical nDCG@10 (issue 35)", "headline_rerun.md",
+     "rankwise bench examples/bench-headline.yaml --output /tmp/rerun ... (see the section)"),
     ("Methods on small samples: the README's table before the headline matrix (sizes per row)",
      "methods_small_samples.md", "the commands of the sections below; the headline table: python benchmarks/headline.py"),
     ("The full matrix: every method, qwen2.5-0.5b and 1.5b, DL19 + DL20 + SciFact (one command)", "bench_matrix.md",
