@@ -121,6 +121,18 @@ def test_a_window_answered_backwards_keeps_the_input_order_and_counts_as_a_failu
     assert four.docids == [c.docid for c in reversed(short)] and four.usage.parse_failures == 0
 
 
+@pytest.mark.parametrize("method", ["listwise.window", "listwise.first"])
+def test_windows_answered_in_the_order_shown_are_counted(method):
+    cands, grades = synthetic(45)
+    ideal = sorted(cands, key=lambda c: -grades[c.text])
+    echoed = build_method(method, ListwiseOracle(grades)).rerank(Query("q", "x"), ideal)  # shown in its true order
+    assert echoed.usage.windows == 4 == echoed.usage.input_order_answers
+    reordered = build_method(method, ListwiseOracle(grades)).rerank(Query("q", "x"), cands)
+    assert reordered.usage.windows == 4 and reordered.usage.input_order_answers < 4
+    repaired = build_method("listwise.window", ListwiseOracle(grades, malformed_every=1)).rerank(Query("q", "x"), ideal)
+    assert repaired.usage.parse_failures == 4 and repaired.usage.input_order_answers == 0
+
+
 def test_insertrank_shows_the_first_stage_scores():
     method = build_method("listwise.insertrank", ListwiseOracle({}))
     prompt = method.prompt("q", ["one", "two"], [12.3456, 7.0])

@@ -203,7 +203,8 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Ru
             "per_query": {k: getattr(usage, k) / n for k in ("calls", "forward_passes", "prompt_tokens",
                                                               "computed_tokens", "completion_tokens")},
             "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged,
-            "comparisons": usage.comparisons, "inconsistent": usage.inconsistent}
+            "comparisons": usage.comparisons, "inconsistent": usage.inconsistent,
+            "windows": usage.windows, "input_order_answers": usage.input_order_answers}
     if repeats > 1:
         cell["seconds_per_query_runs"] = seconds  # the median of these is seconds_per_query
     if config.shuffles:

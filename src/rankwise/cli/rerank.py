@@ -106,6 +106,9 @@ def rerank(
         agreed = 1 - report["inconsistent"] / report["comparisons"]
         err.print(f"both orders picked the same passage in {agreed:.0%} of {report['comparisons']} comparisons "
                   "(the others are draws: position bias or no preference)")
+    if report["windows"]:
+        err.print(f"{report['input_order_answers']} of {report['windows']} windows answered with the order they "
+                  f"were shown in, {report['parse_failures']} answers repaired")
     effectiveness = print_evaluation(result.run(), inputs.qrels, metrics, err)
     if usage is not None:
         payload = {**report, "effectiveness": effectiveness} if effectiveness else report
