@@ -262,6 +262,35 @@ def _doc_text(data: Path, docid: str) -> str:
                 if json.loads(line)["_id"] == docid)
 
 
+def test_a_teacher_makes_unjudged_queries_training_data(tiny_setup, tmp_path):
+    """data.unjudged: queries without qrels (a topics file, no qrels file) train a listwise student on the
+    teacher's order; without a teacher the config is refused, naming the field."""
+    from rankwise.data import read_run
+    from rankwise.pipeline import load_reranker
+
+    model, data = tiny_setup
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("u1\tparis passage\nu2\tbread passage\n")
+    values = {"kind": "sft", "model": str(model), "sft": {"target": "listwise.window", "lora_r": 4,
+                                                          "options": {"window_size": 4, "step": 2}},
+              "teacher": {"method": "pointwise.yes_no", "model": str(model)},
+              "data": {"dataset": str(data), "queries": str(topics), "unjudged": True, "depth": 20,
+                       "group_size": 4, "groups_per_query": 2, "dev_fraction": 0.0},
+              "training": {"max_steps": 1, "batch_size": 1, "logging_steps": 1, "save_steps": 1,
+                           "dtype": "float32"}}
+    out = tmp_path / "unjudged"
+    results = train_sft(parse_config(values), out)
+    assert results["unjudged_queries"] == 2 and results["train_groups"] == 4
+    assert "teacher" in results["sources"]["labels"]
+    assert set(read_run(out / "teacher.trec")) == {"u1", "u2"}
+    reranker = load_reranker("listwise.window", str(out), cache=False, window_size=4, step=2)
+    passages = [Candidate(f"d{i}", text) for i, text in enumerate(WORDS)]
+    assert sorted(reranker.rank(Query("u1", "paris passage"), passages).docids) == ["d0", "d1", "d2", "d3"]
+    del values["teacher"]
+    with pytest.raises(InputError, match="data.unjudged"):
+        parse_config(values)
+
+
 def test_a_teacher_orders_listwise_answers():
     backend = tiny_backend()
     method = target_method("listwise.window", backend, {"window_size": 4, "step": 2})

@@ -52,6 +52,22 @@ def test_too_few_negatives_skip_the_query():
     assert build_groups(_source(), group_size=12, depth=10) == []  # q2 has only 10 negatives
 
 
+def test_unjudged_queries_get_groups_led_by_the_first_stage_only_when_asked():
+    source = _source()
+    source.queries["q4"] = "never judged"
+    source.run["q4"] = dict(source.run["q1"])
+    judged_only = build_groups(source, group_size=4, groups_per_query=2, depth=10)
+    assert "q4" not in {g.qid for g in judged_only}
+    both = build_groups(source, group_size=4, groups_per_query=2, depth=10, unjudged=True)
+    assert [g for g in both if g.qid != "q4"] == judged_only  # judged queries' groups unchanged
+    led = [g for g in both if g.qid == "q4"]
+    assert [g.docids[0] for g in led] == ["d0", "d1"] and [g.difficulty for g in led] == [1, 2]
+    for g in led:
+        assert len(set(g.docids)) == 4 and set(g.docids) <= {f"d{i}" for i in range(10)}
+        assert g.labels == (0.0,) * 4  # the teacher labels them
+    assert not [g for g in both if g.qid == "q3"]  # judged, but no positive: still skipped
+
+
 def test_split_is_by_query_stable_and_disjoint():
     qids = [f"q{i}" for i in range(100)]
     train, dev = split_queries(qids, 0.2, seed=3)

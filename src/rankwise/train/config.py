@@ -75,6 +75,10 @@ class DataConfig:
     """TREC run whose scores a ``margin-mse`` student learns (documents it lacks get its per-query minimum)."""
     teacher_scale: float = 1.0
     """Multiply teacher scores by this (bring cosine similarities to logit range, for example)."""
+    unjudged: bool = False
+    """With a teacher (``teacher:``, or ``data.teacher`` for margin-mse): also train on queries without any
+    judgment. Such a query's groups take one of the first stage's top ``groups_per_query`` documents and
+    ``group_size - 1`` others from its top ``depth``; the teacher's scores are their only labels."""
     synthetic: SyntheticQueriesConfig = field(default_factory=SyntheticQueriesConfig)
     """How ``queries: synthetic`` are generated and filtered."""
     held_out: list = field(default_factory=list)
@@ -299,8 +303,14 @@ def _check(config: TrainConfig, path: Path) -> None:
         raise bad("data.synthetic.num_documents", f"must be at least 1, got {d.synthetic.num_documents}")
     if not 0 <= d.dev_fraction < 1:
         raise bad("data.dev_fraction", f"must be in [0, 1), got {d.dev_fraction}")
-    if d.queries not in ("dataset", "scifact-train", "synthetic") and d.qrels is None:
-        raise bad("data.qrels", f"queries {d.queries!r} is a topics file: give its qrels file too")
+    distils = config.teacher is not None or (config.kind == "crossencoder"
+                                             and config.crossencoder.objective == "margin-mse")
+    if d.unjudged and not distils:
+        raise bad("data.unjudged", "queries without judgments get their labels from a teacher: add a teacher: "
+                                   "block (kind sft) or use objective margin-mse with data.teacher")
+    if d.queries not in ("dataset", "scifact-train", "synthetic") and d.qrels is None and not d.unjudged:
+        raise bad("data.qrels", f"queries {d.queries!r} is a topics file: give its qrels file too (or, with a "
+                                "teacher, data.unjudged: true)")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise bad("training.max_minutes", f"must be positive, got {t.max_minutes}")
     if config.kind == "embedding":

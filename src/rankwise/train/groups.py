@@ -124,9 +124,10 @@ def first_stage_run(ds: Dataset, name: str, queries: Mapping[str, str], depth: i
 
 
 def load_source(dataset: str, queries: str = "dataset", qrels: str | None = None, first_stage: str = "bm25",
-                depth: int = 100, synthetic=None, seed: int = 13) -> TrainingSource:
+                depth: int = 100, synthetic=None, seed: int = 13, unjudged: bool = False) -> TrainingSource:
     """Resolve the training queries, their qrels, the documents and the first-stage run. ``queries:
-    synthetic`` generates them with an LLM over the corpus (``synthetic``: a SyntheticQueriesConfig)."""
+    synthetic`` generates them with an LLM over the corpus (``synthetic``: a SyntheticQueriesConfig);
+    ``unjudged`` keeps the queries without judgments (labelled by a teacher)."""
     from rankwise.data import resolve_local
 
     ds = load_dataset(dataset)
@@ -134,7 +135,7 @@ def load_source(dataset: str, queries: str = "dataset", qrels: str | None = None
         raise InputError(f"dataset {ds.name} has no document texts to train on")
     held_out: dict[str, str] = {}
     if queries == "dataset":
-        train_queries, train_qrels = ds.judged_queries(), ds.qrels
+        train_queries, train_qrels = (dict(ds.queries) if unjudged else ds.judged_queries()), ds.qrels
     elif queries == "scifact-train":
         local = resolve_local(dataset)
         if local is None:
@@ -151,7 +152,8 @@ def load_source(dataset: str, queries: str = "dataset", qrels: str | None = None
         train_queries = read_topics(queries)
         train_qrels = read_qrels(qrels) if qrels else {}
         held_out = ds.judged_queries()
-    train_queries = {q: t for q, t in train_queries.items() if q in train_qrels}
+    if not unjudged:
+        train_queries = {q: t for q, t in train_queries.items() if q in train_qrels}
     train_queries = drop_held_out(train_queries, held_out)
     if queries == "synthetic" and first_stage == "bm25":  # a shipped BM25 run lacks the generated queries
         run = cached_bm25_run(ds, train_queries, depth)
@@ -178,11 +180,14 @@ def _rng(seed: int, qid: str) -> random.Random:
 
 
 def build_groups(source: TrainingSource, group_size: int = 8, groups_per_query: int = 4, depth: int = 100,
-                 min_grade: int = 1, seed: int = 13, qids: Iterable[str] | None = None) -> list[Group]:
+                 min_grade: int = 1, seed: int = 13, qids: Iterable[str] | None = None,
+                 unjudged: bool = False) -> list[Group]:
     """One group per positive (best grades first, at most ``groups_per_query``), negatives sampled from the
     first stage's top ``depth`` among documents graded below ``min_grade`` (unjudged count as 0).
 
-    Queries without a positive that has text, or with fewer than ``group_size - 1`` negatives, are skipped.
+    Queries without a positive that has text, or with fewer than ``group_size - 1`` negatives, are skipped;
+    with ``unjudged``, a query without any judgment instead gets groups led by the first stage's top
+    ``groups_per_query`` documents, the others sampled from its top ``depth``, every label 0 (for a teacher).
     """
     groups: list[Group] = []
     skipped = 0
@@ -190,15 +195,19 @@ def build_groups(source: TrainingSource, group_size: int = 8, groups_per_query: 
         judged = source.qrels.get(qid, {})
         ranked = list(source.run.get(qid, {}))[:depth]
         rank = {d: i + 1 for i, d in enumerate(ranked)}
-        positives = sorted((d for d, g in judged.items() if g >= min_grade and d in source.docs),
-                           key=lambda d: (-judged[d], rank.get(d, depth + 1)))[:groups_per_query]
-        pool = [d for d in ranked if judged.get(d, 0) < min_grade and d in source.docs]
+        if unjudged and not judged:
+            pool = [d for d in ranked if d in source.docs]
+            positives = pool[:groups_per_query] if len(pool) >= group_size else []
+        else:
+            positives = sorted((d for d, g in judged.items() if g >= min_grade and d in source.docs),
+                               key=lambda d: (-judged[d], rank.get(d, depth + 1)))[:groups_per_query]
+            pool = [d for d in ranked if judged.get(d, 0) < min_grade and d in source.docs]
         if not positives or len(pool) < group_size - 1:
             skipped += 1
             continue
         rng = _rng(seed, qid)
         for pos in positives:
-            negatives = rng.sample(pool, group_size - 1)
+            negatives = rng.sample([d for d in pool if d != pos], group_size - 1)
             docids = (pos, *negatives)
             groups.append(Group(qid, source.queries[qid], docids,
                                 tuple(doc_text(source.docs[d]) for d in docids),
@@ -246,15 +255,17 @@ def training_split(data, group_size: int) -> TrainingSplit:
     """The source a ``DataConfig`` names, split by query, grouped into lists of ``group_size`` (InputError
     when no query yields a group)."""
     source = load_source(data.dataset, data.queries, data.qrels, data.first_stage, data.depth, data.synthetic,
-                         data.seed)
+                         data.seed, data.unjudged)
     for name in data.held_out:  # evaluation sets named in the config: never trained on
         held = load_dataset(name).judged_queries()
         source.queries = drop_held_out(source.queries, held)
         source.held_out = {**source.held_out, **held}
     qids = list(source.queries)[: data.max_queries] if data.max_queries else list(source.queries)
-    train_qids, dev_qids = split_queries(qids, data.dev_fraction, data.seed)
+    judged = [q for q in qids if source.qrels.get(q)]  # dev queries are judged: they are evaluated
+    train_qids, dev_qids = split_queries(judged, data.dev_fraction, data.seed)
+    train_qids += [q for q in qids if not source.qrels.get(q)]
     groups = build_groups(source, group_size, data.groups_per_query, data.depth, data.min_grade, data.seed,
-                          train_qids)
+                          train_qids, data.unjudged)
     if not groups:
         raise InputError("no training groups: no query has a positive with text and enough negatives")
     return TrainingSplit(source, groups, train_qids, dev_qids)

@@ -306,7 +306,10 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         "train_loss": train_out.training_loss, "train_groups": len(rows),
         "train_prompts": sum(len(r.answers) for r in rows), "train_queries": len(split.train_qids),
         "dev_queries": len(split.dev_qids), "held_out_queries": len(split.source.held_out),
-        "sources": {"queries": f"{d.dataset}: {d.queries}", "labels": d.qrels or f"{d.dataset}: qrels",
+        "unjudged_queries": sum(1 for q in split.train_qids if not split.source.qrels.get(q)),
+        "sources": {"queries": f"{d.dataset}: {d.queries}",
+                    "labels": (d.qrels or f"{d.dataset}: qrels") + ("; unjudged queries: the teacher's scores only"
+                                                                    if d.unjudged else ""),
                     "negatives": f"{d.dataset}: {d.first_stage} top {d.depth}", "held_out": list(d.held_out)},
         "teacher": f"{config.teacher.method} on {config.teacher.model}" if config.teacher else None,
         "bf16": bf16, "lora": s.lora, "resumed_from": checkpoint, "seconds": train_seconds,
