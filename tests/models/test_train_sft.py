@@ -57,8 +57,9 @@ def _listwise_group() -> Group:
 
 @pytest.mark.parametrize("target", ["listwise.window", "listwise.first"])
 def test_listwise_rows_are_the_window_prompt_and_the_permutation_by_grade(target):
-    """RankZephyr: the permutation ordered by grade (ties in the group's first-stage order), then the end of
-    the turn; FIRST: also the identifier tokens in that order."""
+    """RankZephyr: the permutation ordered by grade (ties in the order shown: the two grade-0 passages keep
+    their window order, as the first stage's order at inference), then the end of the turn; FIRST: also the
+    identifier tokens in that order."""
     backend = tiny_backend()
     method = target_method(target, backend, {"window_size": 4, "step": 2})
     group = _listwise_group()
@@ -71,7 +72,7 @@ def test_listwise_rows_are_the_window_prompt_and_the_permutation_by_grade(target
         expected = method.prompt(group.query, [group.texts[i] for i in shown], [0.0] * 4)
         assert list(prompt) == backend._tokenize(expected)
         labels = ["1", "2", "3", "4"] if target == "listwise.window" else ["A", "B", "C", "D"]
-        by_grade = sorted(range(4), key=lambda j: (-group.labels[shown[j]], shown[j]))
+        by_grade = sorted(range(4), key=lambda j: (-group.labels[shown[j]], j))
         permutation = " > ".join(f"[{labels[j]}]" for j in by_grade)
         assert method.answer_prefix + backend.tokenizer.decode(list(answer[:-1])) == permutation
         assert answer[-1] == backend.tokenizer.eos_token_id

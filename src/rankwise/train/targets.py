@@ -9,8 +9,9 @@ inference uses, so the trained answer is read from exactly the prompt ``rankwise
   (Yes/No from the grade threshold, or the grade 0..k);
 - listwise (``listwise.window``, ``listwise.full``: RankZephyr; ``listwise.first``: FIRST): one window of the
   group's passages in a seeded order; the answer is the permutation by grade ("[2] > [1] > [3]", ties in
-  first-stage order) and the end of the turn; for ``listwise.first`` also the identifier tokens in that
-  order, for FIRST's ranking loss on the first answer position;
+  the order shown: at inference, what the model cannot tell apart keeps the first stage's order) and the
+  end of the turn; for ``listwise.first`` also the identifier tokens in that order, for FIRST's ranking
+  loss on the first answer position;
 - setwise (``setwise.heapsort`` / ``bubblesort`` / ``tournament`` in scoring mode, llm-rankers' setting):
   one set in a seeded order; the answer is the label token of the most relevant passage.
 
@@ -71,7 +72,7 @@ def choice_index(mode: str, label: float, threshold: float, top_label: float, n_
 
 
 def target_order(labels: Sequence[float], rank: Sequence[int]) -> list[int]:
-    """Positions by label descending, ties by ``rank`` (the passages' order in the group: first stage)."""
+    """Positions by label descending, ties by ``rank`` ascending."""
     return sorted(range(len(labels)), key=lambda i: (-labels[i], rank[i]))
 
 
@@ -105,7 +106,7 @@ def _listwise_rows(method: Listwise, groups: Sequence[Group], seed: int,
         shown = _shown(g, n, seed)
         labels = labels_for(len(shown), method.labels)
         grades = teacher[n] if teacher else g.labels
-        order = target_order([grades[i] for i in shown], shown)
+        order = target_order([grades[i] for i in shown], range(len(shown)))  # ties: the order shown
         prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown],
                                [0.0] * len(shown))
         answer = " > ".join(f"[{labels[j]}]" for j in order)
@@ -131,7 +132,7 @@ def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int,
         if len(shown) > len(LABELS):
             raise InputError(f"data.group_size {len(shown)}: a setwise prompt labels at most {len(LABELS)} passages")
         grades = teacher[n] if teacher else g.labels
-        best = target_order([grades[i] for i in shown], shown)[0]
+        best = target_order([grades[i] for i in shown], range(len(shown)))[0]
         prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown])
         rows.append(TargetRow((tuple(backend._tokenize(prompt)),), ((label_token(backend, LABELS[best]),),)))
     return rows
