@@ -36,12 +36,12 @@ def _echo(counts: dict) -> tuple[str, str]:
     windows = counts.get("windows")
     if not windows:
         return "not counted", str(counts.get("parse_failures", ""))
-    return f"{counts['input_order_answers']} of {windows}", str(counts["parse_failures"])
+    return f"{counts['unchanged_windows']} of {windows}", str(counts["parse_failures"])
 
 
 def listwise_table(out: Path) -> list[str]:
     bm25 = row("BM25", "")
-    lines = ["| method | model | DL19 nDCG@10 | vs BM25 (p) | vs untrained (p) | windows answered in the order "
+    lines = ["| method | model | DL19 nDCG@10 | vs BM25 (p) | vs untrained (p) | windows kept in the order "
              "shown | answers repaired | s/query | CPU |", "|" + "---|" * 9]
     for method, trained in LISTWISE.items():
         untrained = row(method, "qwen2.5-0.5b")

@@ -68,7 +68,7 @@ class Request:
 
 _COUNTERS = ("calls", "forward_passes", "prompt_tokens", "computed_tokens", "completion_tokens",
              "parse_failures", "cache_hits", "flagged", "comparisons", "inconsistent", "exact_paths",
-             "heuristic_paths", "windows", "input_order_answers", "seconds")
+             "heuristic_paths", "windows", "unchanged_windows", "seconds")
 
 
 @dataclass
@@ -80,9 +80,9 @@ class Usage:
     ``comparisons`` counts the pairs a pairwise method asked in both orders, ``inconsistent`` those whose
     two answers did not pick the same passage (position bias, or no decision). ``exact_paths`` and
     ``heuristic_paths`` count the orders a travelling-salesman solver found exactly or by local search.
-    ``windows`` counts the windows a listwise method asked, ``input_order_answers`` those the model answered
-    with exactly the order it was shown (untrained small models echo it; repaired answers count in
-    ``parse_failures`` instead).
+    ``windows`` counts the windows a listwise method asked, ``unchanged_windows`` those whose answer, as
+    parsed (repairs included), kept the order shown: an echo of the input (what untrained small models
+    mostly give) or an answer too broken to reorder anything (also counted in ``parse_failures``).
     """
 
     calls: int = 0
@@ -98,7 +98,7 @@ class Usage:
     exact_paths: int = 0
     heuristic_paths: int = 0
     windows: int = 0
-    input_order_answers: int = 0
+    unchanged_windows: int = 0
     seconds: float = 0.0
     engine: str = ""
     dtype: str = ""

@@ -126,11 +126,11 @@ def test_windows_answered_in_the_order_shown_are_counted(method):
     cands, grades = synthetic(45)
     ideal = sorted(cands, key=lambda c: -grades[c.text])
     echoed = build_method(method, ListwiseOracle(grades)).rerank(Query("q", "x"), ideal)  # shown in its true order
-    assert echoed.usage.windows == 4 == echoed.usage.input_order_answers
+    assert echoed.usage.windows == 4 == echoed.usage.unchanged_windows
     reordered = build_method(method, ListwiseOracle(grades)).rerank(Query("q", "x"), cands)
-    assert reordered.usage.windows == 4 and reordered.usage.input_order_answers < 4
+    assert reordered.usage.windows == 4 and reordered.usage.unchanged_windows < 4
     repaired = build_method("listwise.window", ListwiseOracle(grades, malformed_every=1)).rerank(Query("q", "x"), ideal)
-    assert repaired.usage.parse_failures == 4 and repaired.usage.input_order_answers == 0
+    assert repaired.usage.parse_failures == 4 == repaired.usage.unchanged_windows  # prose: nothing reordered
 
 
 def test_insertrank_shows_the_first_stage_scores():

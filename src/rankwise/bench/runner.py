@@ -204,7 +204,7 @@ def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], Ru
                                                               "computed_tokens", "completion_tokens")},
             "parse_failures": usage.parse_failures, "cache_hits": usage.cache_hits, "flagged": usage.flagged,
             "comparisons": usage.comparisons, "inconsistent": usage.inconsistent,
-            "windows": usage.windows, "input_order_answers": usage.input_order_answers}
+            "windows": usage.windows, "unchanged_windows": usage.unchanged_windows}
     if repeats > 1:
         cell["seconds_per_query_runs"] = seconds  # the median of these is seconds_per_query
     if config.shuffles:

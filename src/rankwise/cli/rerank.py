@@ -107,8 +107,8 @@ def rerank(
         err.print(f"both orders picked the same passage in {agreed:.0%} of {report['comparisons']} comparisons "
                   "(the others are draws: position bias or no preference)")
     if report["windows"]:
-        err.print(f"{report['input_order_answers']} of {report['windows']} windows answered with the order they "
-                  f"were shown in, {report['parse_failures']} answers repaired")
+        err.print(f"{report['unchanged_windows']} of {report['windows']} windows kept the order they were shown "
+                  f"in; {report['parse_failures']} answers needed repair")
     effectiveness = print_evaluation(result.run(), inputs.qrels, metrics, err)
     if usage is not None:
         payload = {**report, "effectiveness": effectiveness} if effectiveness else report

@@ -223,21 +223,19 @@ class _WindowRanker:
         if m.mode == "first":
             logprobs = spend(self.used, m.backend.choice_logprobs([prompt], m.choices[: len(items)]))[0]
             positions = sorted(range(len(items)), key=lambda j: -logprobs[j])  # ties: window order
-            echoed = positions == list(range(len(items)))
         else:
             stop = [ANSWER_CLOSE] if m.reasoning_tokens else ["\n\n"]
             text = spend(self.used, m.backend.generate([prompt], max_new_tokens=m.max_new_tokens(len(items)),
                                                        stop=stop))[0]
             parsed = m.read_permutation(m.answer_prefix + text, len(items))
             positions = parsed.order
-            echoed = not parsed.repaired and positions == list(range(len(items)))
             if m.countdown == "keep_input" and is_countdown(positions):
                 positions = list(range(len(items)))
                 self.failures += 1
             else:
                 self.failures += parsed.repaired
         self.used.windows += 1
-        self.used.input_order_answers += echoed
+        self.used.unchanged_windows += positions == list(range(len(items)))
         return [items[j] for j in positions]
 
 
