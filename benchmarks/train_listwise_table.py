@@ -42,18 +42,20 @@ def _echo(counts: dict) -> tuple[str, str]:
 def listwise_table(out: Path) -> list[str]:
     bm25 = row("BM25", "")
     lines = ["| method | model | DL19 nDCG@10 | vs BM25 (p) | vs untrained (p) | windows kept in the order "
-             "shown | answers repaired | s/query | CPU |", "|" + "---|" * 9]
+             "shown | queries whose top 10 is BM25's | answers repaired | s/query | CPU |", "|" + "---|" * 10]
     for method, trained in LISTWISE.items():
         untrained = row(method, "qwen2.5-0.5b")
         usage_file = out / "eval" / f"dl19.qwen2.5-0.5b.{method.split('.')[1]}.usage.json"
         untrained_counts = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
         for model, r in (("qwen2.5-0.5b (untrained)", untrained), (f"runs/{trained}", row(method, f"runs/{trained}"))):
             if r is None:
-                lines.append(f"| `{method}` | {model} | not run | | | | | | |")
+                lines.append(f"| `{method}` | {model} | not run | | | | | | | |")
                 continue
-            echoed, repaired = _echo(r.cell if "windows" in r.cell else untrained_counts)
+            echoed, repaired = _echo(r.cell if "windows" in r.cell else untrained_counts or r.cell)
+            as_bm25 = sum(top == bm25.cell["top10"][q] for q, top in r.cell["top10"].items())
             lines.append(f"| `{method}` | {model} | {r.mean:.4f} | {_p(bm25, r)} | "
-                         f"{'' if r is untrained else _p(untrained, r)} | {echoed} | {repaired} | "
+                         f"{'' if r is untrained else _p(untrained, r)} | {echoed} | {as_bm25} of "
+                         f"{len(r.cell['top10'])} | {repaired} | "
                          f"{r.cell['seconds_per_query']:.1f} | {r.cell.get('cpu_class', '')} |")
     return lines
 
