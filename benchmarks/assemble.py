@@ -90,6 +90,8 @@ SECTIONS = [
      "python benchmarks/train_grpo.py --minutes 18 --eval-queries 10"),
     ("Training causal-LM rerankers: pointwise SFT and contrastive training of qwen2.5-0.5b (issue 31)",
      "training_sft.md", "bash benchmarks/train_sft.sh, then python benchmarks/train_sft_table.py"),
+    ("Training causal-LM rerankers (2): listwise SFT, FIRST and distillation of qwen2.5-0.5b (issue 31)",
+     "training_listwise.md", "bash benchmarks/train_listwise.sh, then python benchmarks/train_listwise_table.py runs"),
     ("The GRPO recipes on qwen2.5-0.5b: GroupRank, ERank, ProRank, Rank-R1, ReasonRank (issue 32)",
      "train_recipes.md", "OUT=runs bash benchmarks/train_recipes.sh, then python benchmarks/train_recipes_table.py runs"),
     ("Memory of loading a model (issue 36)", "memory_load.md", "python benchmarks/memory_load.py"),
