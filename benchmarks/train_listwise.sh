@@ -3,7 +3,7 @@
 # pointwise student, each evaluated on all 43 DL19 queries (BM25 top 20) with the method it was trained for,
 # against the untrained 0.5b on the same candidates. Resumable: a finished step is skipped.
 # One model process at a time. The trained models land in the headline matrix (benchmarks/headline/cells);
-# the untrained runs' usage (parse failures, windows answered in the input order) in runs/eval/*.usage.json.
+# the untrained runs' usage (parse failures, windows kept in the order shown) in runs/eval/*.usage.json.
 set -u
 OUT=${OUT:-runs}
 mkdir -p "$OUT/eval"

@@ -1,6 +1,6 @@
 """The DL19 tables of benchmarks/train_listwise.sh, from the headline cells (benchmarks/headline/cells) and the
 untrained runs' usage (runs/eval/*.usage.json): listwise SFT and FIRST against the untrained qwen2.5-0.5b with
-the same method (nDCG@10, windows answered in the order shown, repaired answers), and the distilled pointwise
+the same method (nDCG@10, windows kept in the order shown, repaired answers), and the distilled pointwise
 student against the qrels-only SFT, both untrained models and BM25 (paired randomisation tests over the 43
 queries), with each training run's summary. Usage: python benchmarks/train_listwise_table.py [runs]"""
 

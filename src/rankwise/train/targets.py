@@ -31,6 +31,7 @@ from rankwise.methods.listwise import Listwise, labels_for
 from rankwise.methods.pointwise import Pointwise
 from rankwise.methods.setwise import Setwise
 from rankwise.train.groups import Group
+from rankwise.train.rewards import target_order
 from rankwise.types import Candidate, Query
 
 
@@ -71,11 +72,6 @@ def choice_index(mode: str, label: float, threshold: float, top_label: float, n_
     return min(n_choices - 1, round(max(label, 0.0) / (top_label or 1.0) * (n_choices - 1)))
 
 
-def target_order(labels: Sequence[float], rank: Sequence[int]) -> list[int]:
-    """Positions by label descending, ties by ``rank`` ascending."""
-    return sorted(range(len(labels)), key=lambda i: (-labels[i], rank[i]))
-
-
 def _shown(group: Group, n: int, seed: int) -> list[int]:
     """The group's passages in the seeded order a window or set shows them."""
     order = list(range(len(group.texts)))
@@ -106,7 +102,7 @@ def _listwise_rows(method: Listwise, groups: Sequence[Group], seed: int,
         shown = _shown(g, n, seed)
         labels = labels_for(len(shown), method.labels)
         grades = teacher[n] if teacher else g.labels
-        order = target_order([grades[i] for i in shown], range(len(shown)))  # ties: the order shown
+        order = target_order([grades[i] for i in shown])  # ties: the order shown
         prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown],
                                [0.0] * len(shown))
         answer = " > ".join(f"[{labels[j]}]" for j in order)
@@ -132,7 +128,7 @@ def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int,
         if len(shown) > len(LABELS):
             raise InputError(f"data.group_size {len(shown)}: a setwise prompt labels at most {len(LABELS)} passages")
         grades = teacher[n] if teacher else g.labels
-        best = target_order([grades[i] for i in shown], range(len(shown)))[0]
+        best = target_order([grades[i] for i in shown])[0]
         prompt = method.prompt(g.query, [backend.truncate(g.texts[i], method.max_passage_tokens) for i in shown])
         rows.append(TargetRow((tuple(backend._tokenize(prompt)),), ((label_token(backend, LABELS[best]),),)))
     return rows
