@@ -127,6 +127,14 @@ def test_missing_path_is_not_taken_for_a_hub_id(tmp_path):
             resolve_model(text)
 
 
+def test_missing_model_in_a_local_folder_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ModelError, match=r"runs/x: no such file or directory \(its folder runs/ is here"):
+        resolve_model("runs/x")
+    assert resolve_model("someone/x").hub_id == "someone/x"  # no folder of that name: a hub id
+
+
 def test_resolved_model_has_exactly_one_source(tmp_path):
     with pytest.raises(ValueError):
         ResolvedModel("x", "causal-lm")

@@ -137,6 +137,9 @@ def resolve_model(name_or_path: str | Path) -> ResolvedModel:
         return _resolve_path(path.resolve())
     if _looks_like_path(text):
         raise ModelError(f"{text}: no such file or directory")
+    if text.count("/") == 1 and Path(text.split("/")[0]).is_dir():
+        raise ModelError(f"{text}: no such file or directory (its folder {text.split('/')[0]}/ is here, so it "
+                         "is not taken for a hub id; to load that hub id, run from another directory)")
     if text.count("/") == 1 and all(text.split("/")):
         known = _BY_HUB_ID.get(text.lower())
         kind = known.kind if known else _HUB_ORG_KINDS.get(text.split("/")[0], "causal-lm")
