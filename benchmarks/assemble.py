@@ -96,8 +96,7 @@ SECTIONS = [
      "train_recipes.md", "OUT=runs bash benchmarks/train_recipes.sh, then python benchmarks/train_recipes_table.py runs"),
     ("Memory of loading a model (issue 36)", "memory_load.md", "python benchmarks/memory_load.py"),
     ("Training embedding models as listwise rerankers (E2Rank, issue 33)", "e2rank_training.md",
-     "rankwise train examples/train-e2rank-dl20.yaml --output runs/e2rank-dl20, then python benchmarks/train_e2rank.py "
-     "(see the section)"),
+     "bash benchmarks/train_e2rank.sh (trains on SciFact and DL20, then runs python benchmarks/train_e2rank.py)"),
     ("Reliability of the service: one large request, overload, slow clients, control tokens (issue 28)",
      "reliability.md", "python benchmarks/stall_test.py ... and python benchmarks/control_tokens.py ... (see the section)"),
     ("Install, demo and model cache; PyTerrier and serving shapes (issue 29)", "ecosystem.md",

@@ -182,7 +182,7 @@ def _difference(a: dict, b: dict) -> str:
     """b's nDCG@10 minus a's, with the paired randomisation test's p over the queries both have."""
     qids = sorted(set(a["per_query"]) & set(b["per_query"]))
     p = randomisation_test([a["per_query"][q] for q in qids], [b["per_query"][q] for q in qids])
-    return f"{b['ndcg10'] - a['ndcg10']:+.4f} ({p:.3f})"
+    return f"{b['ndcg10'] - a['ndcg10']:+.4f} ({'<0.001' if p < 0.001 else f'{p:.3f}'})"
 
 
 def _order(cell: dict) -> tuple[int, int]:
