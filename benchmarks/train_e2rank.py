@@ -87,11 +87,10 @@ def dense(args, label: str, model: str, qrels: dict) -> None:
 
 def _store(path: Path, args, label: str, model: str, method: str, run_: dict, qrels: dict, started: float) -> None:
     """One cell: nDCG@10 (mean and per query) and R@100 of ``run_``, the time, the CPU, the training."""
-    per_query = evaluate_per_query(run_, qrels, [MEASURE, RECALL])
+    means = evaluate(run_, qrels, [MEASURE, RECALL])
     cell = {"dataset": args.dataset, "label": label, "model": model, "method": method, "queries": len(qrels),
-            "top_k": args.top_k, "ndcg10": evaluate(run_, qrels, [MEASURE])[MEASURE],
-            "recall100": evaluate(run_, qrels, [RECALL])[RECALL],
-            "per_query": {q: m[MEASURE] for q, m in per_query.items()},
+            "top_k": args.top_k, "ndcg10": means[MEASURE], "recall100": means[RECALL],
+            "per_query": {q: m[MEASURE] for q, m in evaluate_per_query(run_, qrels, [MEASURE]).items()},
             "seconds": round(time.perf_counter() - started, 1), "cpu": cpu_name(),
             "trained": _training(model), "load": round(os.getloadavg()[0], 2),
             "command": f"python benchmarks/train_e2rank.py {shlex.join(sys.argv[1:])}"}
