@@ -79,6 +79,7 @@ def test_a_cell_round_trips_with_per_query_scores_top10_and_timing(dl19, five, t
     assert load_cells(tmp_path)[cell_path(tmp_path, cfg, str(dl19), "bm25", cfg.methods[0]).name] == cell
     assert len(cell["per_query_metrics"]) == 5 and all(len(top) == 10 for top in cell["top10"].values())
     assert cell["cpu_class"] == "AVX2, no bf16" and cell["timings"][0]["queries"] == 5
+    assert cell["timings"][0]["other_cores"] >= 0.0  # how busy other processes kept the CPU meanwhile
     assert not list(tmp_path.glob("cells/*.partial.json"))  # a finished cell leaves no partial store
 
 
@@ -164,7 +165,8 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
     cells = [_cell("dl19", "first stage", "", [0.0] * 20 + [1.0] * 20),
              _cell("dl19", "pointwise.yes_no", "a", [1.0] * 40),
              _cell("dl19", "pointwise.yes_no", "runs/sft", [0.0] * 20 + [1.0] * 20)]
-    cells[2]["timings"][0] |= {"load": 8.4, "cores": 2}  # timed while other work shared the CPU
+    cells[1]["timings"][0] |= {"load": 2.3, "cores": 2, "other_cores": 0.05}  # its own 2 threads: not shared
+    cells[2]["timings"][0] |= {"load": 8.4, "cores": 2}  # timed while other work shared the CPU (load only)
     names = [cell_path(tmp_path, cfg, "dl19", "bm25", None).name,
              cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[0]).name, "trained.json"]
     (tmp_path / "cells").mkdir()
@@ -229,3 +231,11 @@ def test_only_runs_the_named_methods(dl19, five, tmp_path, monkeypatch) -> None:
     cells = run_bench(cfg, tmp_path, log=lambda _: None, only=("pointwise.yes_no",),
                       rerank=_counting(cfg, ds, requests[:5], seen))
     assert [c["method"] for c in cells] == ["first stage", "pointwise.yes_no"] and len(seen) == 5
+
+
+def test_seconds_are_flagged_when_other_processes_shared_the_cpu() -> None:
+    from rankwise.bench.headline import _seconds
+    timing = {"seconds_per_query": 2.0, "load": 2.4, "cores": 2}
+    assert _seconds(timing | {"other_cores": 0.1}) == "2.00"  # a load above the cores from our own threads
+    assert _seconds(timing | {"other_cores": 0.9}) == "2.00 (shared: others busy 0.9 cores)"
+    assert _seconds(timing) == "2.00 (busy: load 2.4)"  # cells timed before other_cores was measured

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rankwise.bench.config import BenchConfig
+from rankwise.bench.contention import SHARED_CORES
 from rankwise.bench.report import _annotate_apart
 from rankwise.bench.resume import timings
 from rankwise.bench.runner import FIRST_STAGE, cell_path
@@ -130,9 +131,14 @@ def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
 
 
 def _seconds(timing: dict) -> str:
-    """Seconds per query, flagged when the machine was busier than its cores (other work shared the CPU)."""
+    """Seconds per query, flagged when other work shared the CPU: other processes kept more than
+    :data:`SHARED_CORES` cores busy (cells timed before that was measured: a load average above the cores)."""
+    seconds = f"{timing['seconds_per_query']:.2f}"
+    if "other_cores" in timing:
+        shared = timing["other_cores"] > SHARED_CORES
+        return seconds + (f" (shared: others busy {timing['other_cores']:.1f} cores)" if shared else "")
     busy = timing.get("cores") and timing.get("load", 0.0) > timing["cores"]
-    return f"{timing['seconds_per_query']:.2f}" + (f" (busy: load {timing['load']:.1f})" if busy else "")
+    return seconds + (f" (busy: load {timing['load']:.1f})" if busy else "")
 
 
 HEAD = ["method", "model", "candidates", "nDCG@10 [95% CI]", "p vs BM25", "p vs best", "prompts/q",

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+from rankwise.bench import contention
 from rankwise.errors import RankwiseError
 from rankwise.pipeline import RunResult
 from rankwise.types import Request, Usage
@@ -28,11 +29,14 @@ def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requ
     todo = [r for r in requests if r.query.qid not in done["queries"]]
     step = every or max(len(todo), 1)
     for start in range(0, len(todo), step):
+        before = contention.snapshot()
         result = rerank(todo[start:start + step], top_k)
+        others = contention.other_cores(before, contention.snapshot())
         for qid, ranking in result.rankings.items():
             done["queries"][qid] = {"docids": ranking.docids, "usage": ranking.usage.to_dict()}
         done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds,
-                                    "load": _load(), "cores": os.cpu_count() or 0})
+                                    "load": _load(), "cores": os.cpu_count() or 0}
+                             | ({} if others is None else {"other_cores": round(others, 3)}))
         if every:
             _write(partial, done)
     usage = Usage()
@@ -48,8 +52,9 @@ def _load() -> float:
 
 
 def _timings(blocks: list[dict], usage: Usage) -> list[dict]:
-    """One timing per CPU that ran blocks of the cell: its queries, seconds per query and the highest load
-    average seen at the end of a block (above ``cores``: other work shared the CPU, the seconds are inflated)."""
+    """One timing per CPU that ran blocks of the cell: its queries, seconds per query, the highest load
+    average seen at the end of a block and, where measured, the most cores other processes kept busy during a
+    block (``other_cores``; more than :data:`contention.SHARED_CORES`: the seconds are inflated)."""
     out: dict[str, dict] = {}
     for block in blocks:
         t = out.setdefault(block["cpu"], {"cpu": block["cpu"], "cpu_class": block["cpu_class"], "queries": 0,
@@ -58,6 +63,8 @@ def _timings(blocks: list[dict], usage: Usage) -> list[dict]:
         t["queries"] += block["queries"]
         t["wall_seconds"] += block["wall_seconds"]
         t["load"] = max(t["load"], block.get("load", 0.0))
+        if "other_cores" in block:
+            t["other_cores"] = max(t.get("other_cores", 0.0), block["other_cores"])
     return [t | {"seconds_per_query": t["wall_seconds"] / t["queries"]} for t in out.values() if t["queries"]]
 
 
