@@ -14,7 +14,8 @@ from rankwise.data import load_dataset, read_run
 from rankwise.eval.significance import compare_runs
 
 BASELINES = {"BM25": "bm25", "untrained 0.5b": "qwen2.5-0.5b.untrained", "untrained 1.5b": "qwen2.5-1.5b.untrained"}
-ROWS = ["qwen2.5-0.5b.untrained", "sft-05b-dl20", "contrastive-05b-dl20", "distill-05b-dl20", "qwen2.5-1.5b.untrained"]
+TRAINED = ["sft-05b-dl20", "contrastive-05b-dl20", "distill-05b-dl20", "sft-05b-dl20-55m"]
+ROWS = ["qwen2.5-0.5b.untrained", *TRAINED, "qwen2.5-1.5b.untrained"]
 
 
 def main(out: Path) -> None:
@@ -36,7 +37,7 @@ def main(out: Path) -> None:
             cells.append(f"{c.delta:+.4f} ({p})")
         (c,) = compare_runs(run, run, ds.qrels, ["nDCG@10"])
         print(f"| {name} | {c.mean_a:.4f} | " + " | ".join(cells) + " |")
-    for model in ("sft-05b-dl20", "contrastive-05b-dl20", "distill-05b-dl20"):
+    for model in TRAINED:
         results = out / model / "train-results.json"
         if results.is_file():
             r = json.loads(results.read_text())
