@@ -30,8 +30,12 @@ RECIPES = [
     # name, output dir, example, method, start label (eval file), start description, trained eval file
     ("GroupRank, first run (ties in prompt order)", "grouprank-05b-v1", "train-grouprank.yaml", "groupwise.generate",
      "grouprank.start", "pointwise SFT checkpoint (issue 31)", "grouprank-v1"),
-    ("GroupRank", "grouprank-05b", "train-grouprank.yaml", "groupwise.generate", "grouprank.start",
+    ("GroupRank, second run", "grouprank-05b", "train-grouprank.yaml", "groupwise.generate", "grouprank.start",
      "pointwise SFT checkpoint (issue 31)", "grouprank"),
+    ("GroupRank cold start (groupwise SFT stage)", "grouprank-sft-05b/stages/1-sft", "train-grouprank.yaml",
+     "groupwise.generate", "qwen2.5-0.5b.grouprank", "qwen2.5-0.5b-instruct", "grouprank-sft.start"),
+    ("GroupRank (RL stage, from the groupwise SFT)", "grouprank-sft-05b", "train-grouprank.yaml",
+     "groupwise.generate", "grouprank-sft.start", "its groupwise SFT stage (row above)", "grouprank-sft"),
     ("ERank (RL stage)", "erank-05b", "train-erank.yaml", "pointwise.yes_no", "sft-05b-dl20",
      "pointwise SFT checkpoint (issue 31)", "erank"),
     ("ProRank", "prorank-05b", "train-prorank.yaml", "pointwise.graded", "qwen2.5-0.5b.graded",
@@ -108,7 +112,7 @@ def main() -> None:
             continue
         results = json.loads(results_file.read_text())
         stages = results.get("stages") or [{"name": "train", "steps": results["steps"], "seconds": results["seconds"]}]
-        trained = [s for s in stages if Path(s.get("output", out)).name != "1-sft" or name != "ERank (RL stage)"]
+        trained = [s for s in stages if Path(s.get("output", out)).name != "1-sft" or "RL stage" not in name]
         steps = " + ".join(str(s["steps"]) for s in trained)
         minutes = sum(s["seconds"] for s in trained) / 60
         row = f"| {name} | `{method}` | {start_desc} | {steps} | {minutes:.1f} |"
@@ -137,7 +141,7 @@ def main() -> None:
         summary.append(row)
         rewards = args.runs / out / "rewards.json"
         if rewards.is_file():
-            plot = OUT.with_name(f"train_recipe_{out}.png")
+            plot = OUT.with_name(f"train_recipe_{out.replace('/', '-')}.png")
             if (args.runs / out / "rewards.png").is_file():
                 shutil.copyfile(args.runs / out / "rewards.png", plot)
             details += [f"### {name} (`examples/{example}`)", "",

@@ -94,6 +94,30 @@ def test_setwise_rows_answer_the_label_of_the_best_passage():
         assert backend.tokenizer.decode(list(row.answers[0])).strip() == "ABCD"[position]
 
 
+def test_groupwise_rows_answer_the_grades_of_the_group_in_the_order_shown():
+    """GroupRank's cold start: the JSON list of the shown passages' grades (0..3), after the "[" the method
+    writes at the end of its prompt, then the end of the turn; binary labels become 0 or the top grade."""
+    backend = tiny_backend()
+    options = {"prompt": "groupwise.json", "group_size": 4, "answer_prefix": "["}
+    method = target_method("groupwise.generate", backend, options)
+    group = _listwise_group()
+    answers = set()
+    for row in target_rows(method, [group] * 6, threshold=2, seed=2):
+        (prompt,), (answer,) = row.input_ids, row.answers
+        text = backend.tokenizer.decode(list(prompt))
+        shown = sorted(range(4), key=lambda i: text.index(group.texts[i]))
+        assert list(prompt) == backend._tokenize(method.prompt(group.query, [group.texts[i] for i in shown]))
+        written = "[" + backend.tokenizer.decode(list(answer[:-1]))
+        assert written == "[" + ", ".join(str(int(group.labels[i])) for i in shown) + "]"
+        assert answer[-1] == backend.tokenizer.eos_token_id
+        assert method.read_answer(written[1:], 4) == {j: group.labels[i] for j, i in enumerate(shown)}
+        answers.add(written)
+    assert len(answers) > 1  # the seeded orders differ, and so do the answers
+    binary = Group("q1", "capital", ("p", "n"), ("Paris", "bread"), (1.0, 0.0), 1)
+    (row,) = target_rows(method, [binary], threshold=1, seed=0)
+    assert sorted(backend.tokenizer.decode(list(row.answers[0][:-1])).rstrip("]").split(", ")) == ["0", "3"]
+
+
 def test_methods_sft_cannot_train_are_named():
     with pytest.raises(InputError, match="sft.target"):
         parse_config({"kind": "sft", "sft": {"target": "pointwise.qlm"}})
@@ -101,6 +125,11 @@ def test_methods_sft_cannot_train_are_named():
         target_method("listwise.window", tiny_backend(), {"reasoning_tokens": 16, "prompt": "listwise.reasonrank"})
     with pytest.raises(InputError, match="log-odds"):
         parse_config({"kind": "contrastive", "sft": {"target": "pointwise.graded"}})
+    with pytest.raises(InputError, match="groupwise.json"):  # lines of "Document [i] score: X" are not a list
+        target_method("groupwise.generate", tiny_backend(), {})
+    with pytest.raises(InputError, match="teacher"):
+        method = target_method("groupwise.generate", tiny_backend(), {"prompt": "groupwise.json"})
+        target_rows(method, [_group()], threshold=2, teacher=[(1.0, 0.0, 0.5)])
 
 
 def test_losses():
@@ -142,7 +171,9 @@ def test_collate_pads_right_and_marks_answer_positions():
     ("sft", "pointwise.yes_no", {}), ("sft", "pointwise.graded", {}), ("contrastive", "pointwise.yes_no", {}),
     ("sft", "listwise.window", {"window_size": 3, "step": 1, "max_passage_tokens": 8}),
     ("sft", "listwise.first", {"window_size": 3, "step": 1, "max_passage_tokens": 8}),
-    ("sft", "setwise.heapsort", {"set_size": 3, "max_passage_tokens": 8})])
+    ("sft", "setwise.heapsort", {"set_size": 3, "max_passage_tokens": 8}),
+    ("sft", "groupwise.generate", {"prompt": "groupwise.json", "group_size": 3, "max_passage_tokens": 8,
+                                   "answer_prefix": "["})])
 def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_path, kind, target, options):
     from rankwise.pipeline import load_reranker
 

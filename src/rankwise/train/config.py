@@ -21,7 +21,7 @@ KINDS = ("crossencoder", "grpo", "embedding", "sft", "contrastive")
 
 EMBEDDING_STAGES = ("contrastive", "listwise", "both")
 SFT_TARGETS = ("pointwise.yes_no", "pointwise.graded", "listwise.window", "listwise.full", "listwise.first",
-               "setwise.heapsort", "setwise.bubblesort", "setwise.tournament")
+               "setwise.heapsort", "setwise.bubblesort", "setwise.tournament", "groupwise.generate")
 GRPO_FAMILIES = ("pointwise", "groupwise", "setwise", "listwise")
 STAGE_FIELDS = {"name", "kind", "data", "training", "grpo", "sft"}
 """What a stage of a multi-stage recipe may override (its model is the previous stage's output)."""

@@ -13,7 +13,10 @@ inference uses, so the trained answer is read from exactly the prompt ``rankwise
   end of the turn; for ``listwise.first`` also the identifier tokens in that order, for FIRST's ranking
   loss on the first answer position;
 - setwise (``setwise.heapsort`` / ``bubblesort`` / ``tournament`` in scoring mode, llm-rankers' setting):
-  one set in a seeded order; the answer is the label token of the most relevant passage.
+  one set in a seeded order; the answer is the label token of the most relevant passage;
+- groupwise (``groupwise.generate`` with a JSON-list prompt such as ``groupwise.json``: GroupRank's cold
+  start): one group in a seeded order; the answer is the list of the passages' grades in that order (on the
+  prompt's 0..3 scale, e.g. "[0, 3, 1, 0, 0]", after the method's answer prefix) and the end of the turn.
 
 With a teacher (rankwise.train.teacher), its scores replace the grades: listwise and setwise answers follow
 its order, and pointwise rows carry its scores for the distillation loss.
@@ -22,11 +25,13 @@ its order, and pointwise rows carry its scores for the distillation loss.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rankwise.errors import InputError
 from rankwise.llm.protocol import choice_token_ids
+from rankwise.methods.groupwise import Groupwise
 from rankwise.methods.listwise import Listwise, labels_for
 from rankwise.methods.pointwise import Pointwise
 from rankwise.methods.setwise import Setwise
@@ -59,8 +64,14 @@ def target_method(target: str, backend, options: dict):
         return method
     if isinstance(method, Setwise) and method.mode == "scoring":
         return method
+    if isinstance(method, Groupwise) and method.mode == "generate":
+        if re.compile(method.template.answer_regex).groups != 1:
+            raise InputError(f"sft.options.prompt {method.template.name!r}: groupwise SFT writes a JSON list of "
+                             "scores; use a prompt whose answer_regex captures one list (groupwise.json)")
+        return method
     raise InputError(f"sft.target {target!r}: SFT trains pointwise.yes_no / graded, listwise (window, full, "
-                     "first; no reasoning: there are no reasoning chains to imitate) and setwise in scoring mode")
+                     "first; no reasoning: there are no reasoning chains to imitate), setwise in scoring mode "
+                     "and groupwise.generate")
 
 
 def choice_index(mode: str, label: float, threshold: float, top_label: float, n_choices: int) -> int:
@@ -134,6 +145,28 @@ def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int,
     return rows
 
 
+GROUP_TOP_SCORE = 3
+"""The top of the scale a groupwise JSON-list prompt asks for (groupwise.json: 0..3)."""
+
+
+def _groupwise_rows(method: Groupwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
+    backend = method.backend
+    tokenize, eos = backend._tokenize, backend.tokenizer.eos_token_id
+    top = max((max(g.labels) for g in groups), default=1.0)
+    rows = []
+    for n, g in enumerate(groups):
+        shown = _shown(g, n, seed)
+        scores = [choice_index("graded", g.labels[i], 0.0, top, GROUP_TOP_SCORE + 1) for i in shown]
+        answer = "[" + ", ".join(str(s) for s in scores) + "]"
+        if not answer.startswith(method.answer_prefix):
+            raise InputError(f"{method.name}: a JSON-list answer does not start with the answer prefix "
+                             f"{method.answer_prefix!r} (use answer_prefix '[' or none)")
+        prompt = method.prompt(g.query, [g.texts[i] for i in shown])
+        rows.append(TargetRow((tuple(tokenize(prompt)),),
+                              (tuple(tokenize(answer[len(method.answer_prefix):])) + (eos,),)))
+    return rows
+
+
 def label_token(backend, label: str) -> int:
     """The token a setwise answer names ``label`` with after "Passage": " A" where that is one token (as in
     Qwen's and Llama's vocabularies), else "A" (both are variants the method reads)."""
@@ -149,6 +182,11 @@ def target_rows(method, groups: Sequence[Group], threshold: float, seed: int = 0
         return _pointwise_rows(method, groups, threshold, teacher)
     if isinstance(method, Listwise):
         return _listwise_rows(method, groups, seed, teacher)
+    if isinstance(method, Groupwise):
+        if teacher:
+            raise InputError("teacher: groupwise SFT trains on the labels' grades; distil into pointwise, "
+                             "listwise or setwise students")
+        return _groupwise_rows(method, groups, seed)
     return _setwise_rows(method, groups, seed, teacher)
 
 
