@@ -15,14 +15,14 @@ rerank() {  # model label
 }
 source "$(dirname "$0")/train_lib.sh"
 rerank qwen2.5-0.5b qwen2.5-0.5b.untrained
-train examples/train-sft-pointwise-dl20.yaml "$OUT/sft-05b-dl20"
+train examples/train-sft-pointwise-dl20.yaml "$OUT/sft-05b-dl20" --max-minutes 25   # the first run: 25 + 5 minutes
 rerank "$OUT/sft-05b-dl20" sft-05b-dl20
 rerank qwen2.5-1.5b qwen2.5-1.5b.untrained
 train examples/train-contrastive-pointwise-dl20.yaml "$OUT/contrastive-05b-dl20"
 rerank "$OUT/contrastive-05b-dl20" contrastive-05b-dl20
 train examples/train-distill-pointwise-dl20.yaml "$OUT/distill-05b-dl20"   # teacher: pointwise.yes_no on qwen2.5-1.5b
 rerank "$OUT/distill-05b-dl20" distill-05b-dl20
-train examples/train-sft-pointwise-dl20.yaml "$OUT/sft-05b-dl20-55m" --max-minutes 55   # the same SFT, 55 minutes
+train examples/train-sft-pointwise-dl20.yaml "$OUT/sft-05b-dl20-55m"   # the same SFT, the example's 55 minutes
 rerank "$OUT/sft-05b-dl20-55m" sft-05b-dl20-55m
 QRELS=${QRELS:-../shared/data/trec-dl-2019-passage/qrels.dl19-passage.txt}
 for run in ../shared/data/trec-dl-2019-passage/run.bm25.top100.trec "$OUT"/eval/dl19.*.trec; do
