@@ -28,8 +28,9 @@ def snapshot() -> CpuSnapshot | None:
         me = psutil.Process()
         own = sum(_busy_seconds(p) for p in [me, *me.children(recursive=True)])
         total = psutil.cpu_times()
-        idle = total.idle + getattr(total, "iowait", 0.0)
-        return CpuSnapshot(own=own, machine=sum(total) - idle, wall=time.monotonic())
+        # not busy: idle and waiting on I/O; counted twice on Linux: guest time (inside user and nice)
+        skip = sum(getattr(total, name, 0.0) for name in ("idle", "iowait", "guest", "guest_nice"))
+        return CpuSnapshot(own=own, machine=sum(total) - skip, wall=time.monotonic())
     except (psutil.Error, OSError):
         return None
 
