@@ -306,6 +306,20 @@ def test_cli_bench_bad_config(tmp_path: Path, capsys) -> None:
     assert "methods[0]: pointwise.yes_no needs a 'model'" in capsys.readouterr().err
 
 
+def test_cli_bench_models_that_no_entry_runs_on_are_an_error(tmp_path: Path, capsys) -> None:
+    """An entry that names its own model keeps it under --models: asking for another model there would run
+    nothing new, so the command says so before any model loads."""
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text("datasets: [dl19, scifact]\nmodels: [m]\nmethods:\n  - {method: pointwise.yes_no, datasets: [dl19]}\n"
+                   "  - {method: pointwise.yes_no, model: m, datasets: [scifact]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(cfg), "--models", "runs/x", "--datasets", "scifact", "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--models runs/x: no selected method runs on it" in err and "pointwise.yes_no (m)" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_bench_names_a_bad_override(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "bench.yaml"
     cfg.write_text("datasets: [dl19]\nmodels: [m]\nmethods: [pointwise.yes_no]\n")

@@ -54,6 +54,7 @@ def bench(
                        + [f"--{key.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
                           for key, v in overrides.items() if v is not None] + [f"--output {output}"]
                        + ([f"--only {only}"] if only else []) + (["--retime"] if retime else []))
+    _check_models_used(matrix, _split(models), _split(only))
     if output.exists() and not output.is_dir():
         raise InputError("--output must be a directory", output)
     check_writable(output / "results.md")  # before any model loads
@@ -100,3 +101,18 @@ def bench(
 
 def _split(names: Optional[str]) -> Optional[list[str]]:
     return [n.strip() for n in names.split(",") if n.strip()] if names is not None else None
+
+
+def _check_models_used(matrix, models: list[str] | None, only: list[str] | None) -> None:
+    """--models that no selected method runs on is an error (entries that name their own model keep it),
+    not a run that silently does nothing new."""
+    from rankwise.errors import InputError
+
+    selected = [s for s in matrix.methods if not only or s.name in only]
+    unused = [m for m in models or () if not any(s.model == m and any(matrix.runs_on(s, d) for d in matrix.datasets)
+                                                 for s in selected)]
+    if unused:
+        fixed = sorted({f"{s.name} ({s.model})" for s in selected if s.model not in (models or ())})
+        raise InputError(f"--models {', '.join(unused)}: no selected method runs on it for the selected datasets"
+                         + (f"; these entries name their own model: {', '.join(fixed)} (give the model in a "
+                            "config entry instead, e.g. examples/bench-headline-trained.yaml)" if fixed else ""))
