@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rankwise.eval.significance import randomisation_test
@@ -19,10 +20,18 @@ def matches(name: str) -> list[Path]:
     if Path(name).is_file():
         return [Path(name)]
     pattern = name if name.endswith(".json") else name + ".json"
-    found = sorted(p for p in CELLS.glob(pattern) if not p.name.endswith(".partial.json"))
+    found = sorted(p for p in CELLS.glob(pattern) if not p.name.endswith(".partial.json") and not _failed(p))
     if not found:
         raise SystemExit(f"{name}: no cell matches under {CELLS}")
     return found
+
+
+def _failed(path: Path) -> bool:
+    """A cell the bench stored as an error (re-run next time): said on stderr, left out of the comparison."""
+    error = json.loads(path.read_text(encoding="utf-8")).get("error")
+    if error:
+        print(f"{path.name}: skipped, the run failed: {error}", file=sys.stderr)
+    return bool(error)
 
 
 def load(path: Path) -> tuple[str, dict[str, float]]:
