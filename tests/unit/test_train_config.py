@@ -29,6 +29,9 @@ def test_defaults_and_float_strings():
     ({"crossencoder": {"objective": "hinge"}}, "crossencoder.objective"),
     ({"data": {"group_sise": 4}}, "data.group_sise"),
     ({"data": {"group_size": 1}}, "data.group_size"),
+    ({"data": {"max_positives": 0}}, "data.max_positives"),
+    ({"data": {"max_positives": 3}}, "data.max_positives"),  # a cross-encoder's group has one positive
+    ({"kind": "contrastive", "data": {"max_positives": 2}}, "data.max_positives"),  # InfoNCE: one positive
     ({"data": {"group_size": "eight"}}, "data.group_size"),
     ({"training": {"batch_size": 0}}, "training.batch_size"),
     ({"crossencoder": {"objective": "margin-mse"}}, "data.teacher"),
@@ -85,3 +88,8 @@ def test_stages_chain_models_and_override_section_fields(tmp_path):
     assert not warmup.stages and not fine.stages
     erank = stage_configs(load_config(EXAMPLES / "train-erank.yaml"), tmp_path / "e")
     assert [c.kind for _, c, _ in erank] == ["sft", "grpo"]
+
+
+@pytest.mark.parametrize("kind", ["sft", "grpo"])
+def test_several_positives_per_group_are_for_targets_that_grade_every_document(kind):
+    assert parse_config({"kind": kind, "data": {"max_positives": 3}}).data.max_positives == 3

@@ -97,3 +97,33 @@ def test_scifact_training_claims(scifact):
     assert qrels["35"] == {"5152028": 1, "11705328": 1}  # no evidence: the cited documents (numpy repr)
     with pytest.raises(InputError, match="no SciFact claims file"):
         scifact_claims(scifact / "raw", "nope")
+
+
+def _many_positives() -> TrainingSource:
+    source = _source()
+    source.qrels["q1"] = {"d0": 3, "d1": 2, "d2": 2, "d3": 1, "d4": 2}
+    return source
+
+
+def test_max_positives_mixes_other_positives_into_groups_and_varies_their_count():
+    groups = build_groups(_many_positives(), group_size=5, groups_per_query=3, depth=10, min_grade=2, seed=4,
+                          max_positives=3)
+    q1 = [g for g in groups if g.qid == "q1"]
+    assert [g.docids[0] for g in q1] == ["d0", "d1", "d2"]  # lead positives, best grade first
+    counts = []
+    for g in q1:
+        assert len(set(g.docids)) == 5
+        positives = [d for d, label in zip(g.docids, g.labels) if label >= 2]
+        assert g.docids[: len(positives)] == tuple(positives)  # the extra positives follow the lead
+        assert 1 <= len(positives) <= 3
+        counts.append(len(positives))
+    seeds = [build_groups(_many_positives(), group_size=5, groups_per_query=3, depth=10, min_grade=2, seed=s,
+                          max_positives=3) for s in range(12)]
+    drawn = {sum(label >= 2 for label in g.labels) for run in seeds for g in run if g.qid == "q1"}
+    assert drawn == {1, 2, 3}  # the count is drawn per group, not fixed
+
+
+def test_max_positives_one_keeps_the_groups_of_earlier_runs():
+    assert build_groups(_many_positives(), group_size=5, groups_per_query=3, depth=10, min_grade=2, seed=4) == \
+        build_groups(_many_positives(), group_size=5, groups_per_query=3, depth=10, min_grade=2, seed=4,
+                     max_positives=1)

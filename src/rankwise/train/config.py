@@ -67,6 +67,10 @@ class DataConfig:
     """At most this many groups per query (one per positive, positives taken best grade first)."""
     min_grade: int = 1
     """Grades >= this count as positive; lower or unjudged candidates are negatives (grade kept as label)."""
+    max_positives: int = 1
+    """Positives per group: besides its lead positive, a group takes 0 to ``max_positives - 1`` of the query's
+    other positives (count drawn per group). For ``kind: sft`` (not ``contrastive``) and ``grpo``, whose targets
+    and rewards read every document's grade; the other kinds take the first document as the one positive."""
     dev_fraction: float = 0.1
     """Share of training queries held out (by query, never by pair) for evaluation during training."""
     max_queries: Optional[int] = None
@@ -299,6 +303,11 @@ def _check(config: TrainConfig, path: Path) -> None:
                         ("training.save_steps", t.save_steps), ("training.logging_steps", t.logging_steps)):
         if value < 1:
             raise bad(name, f"must be at least 1, got {value}")
+    if d.max_positives < 1:
+        raise bad("data.max_positives", f"must be at least 1, got {d.max_positives}")
+    if d.max_positives > 1 and config.kind not in ("sft", "grpo"):
+        raise bad("data.max_positives", f"kind {config.kind} trains one positive per group (its first document): "
+                                        "several positives per group are for kind sft or grpo")
     if d.synthetic.num_documents < 1:
         raise bad("data.synthetic.num_documents", f"must be at least 1, got {d.synthetic.num_documents}")
     if not 0 <= d.dev_fraction < 1:

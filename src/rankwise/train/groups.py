@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Group:
-    """One training list: the positive first, then the negatives; a graded label per document."""
+    """One training list: the (lead) positive first, then the negatives (and, with ``max_positives`` > 1, other
+    positives right after the lead); a graded label per document."""
 
     qid: str
     query: str
@@ -181,13 +182,16 @@ def _rng(seed: int, qid: str) -> random.Random:
 
 def build_groups(source: TrainingSource, group_size: int = 8, groups_per_query: int = 4, depth: int = 100,
                  min_grade: int = 1, seed: int = 13, qids: Iterable[str] | None = None,
-                 unjudged: bool = False) -> list[Group]:
+                 unjudged: bool = False, max_positives: int = 1) -> list[Group]:
     """One group per positive (best grades first, at most ``groups_per_query``), negatives sampled from the
     first stage's top ``depth`` among documents graded below ``min_grade`` (unjudged count as 0).
 
     Queries without a positive that has text, or with fewer than ``group_size - 1`` negatives, are skipped;
     with ``unjudged``, a query without any judgment instead gets groups led by the first stage's top
     ``groups_per_query`` documents, the others sampled from its top ``depth``, every label 0 (for a teacher).
+    With ``max_positives`` > 1, each group also holds 0 to ``max_positives - 1`` of the query's other positives
+    (the count drawn per group), right after its lead positive, so groups differ in how many documents are
+    relevant (targets that grade every document, such as a groupwise list, then cannot be learned by count).
     """
     groups: list[Group] = []
     skipped = 0
@@ -206,9 +210,11 @@ def build_groups(source: TrainingSource, group_size: int = 8, groups_per_query: 
             skipped += 1
             continue
         rng = _rng(seed, qid)
+        others = [d for d, g in judged.items() if g >= min_grade and d in source.docs]
         for pos in positives:
-            negatives = rng.sample([d for d in pool if d != pos], group_size - 1)
-            docids = (pos, *negatives)
+            extra = _extra_positives(rng, [d for d in others if d != pos], max_positives, group_size)
+            negatives = rng.sample([d for d in pool if d != pos], group_size - 1 - len(extra))
+            docids = (pos, *extra, *negatives)
             groups.append(Group(qid, source.queries[qid], docids,
                                 tuple(doc_text(source.docs[d]) for d in docids),
                                 tuple(float(max(judged.get(d, 0), 0)) for d in docids),
@@ -216,6 +222,14 @@ def build_groups(source: TrainingSource, group_size: int = 8, groups_per_query: 
     if skipped:
         logger.info("skipped %d queries without a positive or with too few negatives", skipped)
     return groups
+
+
+def _extra_positives(rng: random.Random, others: list[str], max_positives: int, group_size: int) -> list[str]:
+    """Up to ``max_positives - 1`` more positives for one group (none, and no draw, when it is 1)."""
+    if max_positives <= 1 or not others:
+        return []
+    count = rng.randint(0, min(max_positives - 1, len(others), group_size - 2))
+    return rng.sample(sorted(others), count)
 
 
 def split_queries(qids: Sequence[str], dev_fraction: float, seed: int = 13) -> tuple[list[str], list[str]]:
@@ -265,7 +279,7 @@ def training_split(data, group_size: int) -> TrainingSplit:
     train_qids, dev_qids = split_queries(judged, data.dev_fraction, data.seed)
     train_qids += [q for q in qids if not source.qrels.get(q)]
     groups = build_groups(source, group_size, data.groups_per_query, data.depth, data.min_grade, data.seed,
-                          train_qids, data.unjudged)
+                          train_qids, data.unjudged, data.max_positives)
     if not groups:
         raise InputError("no training groups: no query has a positive with text and enough negatives")
     return TrainingSplit(source, groups, train_qids, dev_qids)
