@@ -110,13 +110,11 @@ def test_max_positives_mixes_other_positives_into_groups_and_varies_their_count(
                           max_positives=3)
     q1 = [g for g in groups if g.qid == "q1"]
     assert [g.docids[0] for g in q1] == ["d0", "d1", "d2"]  # lead positives, best grade first
-    counts = []
     for g in q1:
         assert len(set(g.docids)) == 5
         positives = [d for d, label in zip(g.docids, g.labels) if label >= 2]
         assert g.docids[: len(positives)] == tuple(positives)  # the extra positives follow the lead
         assert 1 <= len(positives) <= 3
-        counts.append(len(positives))
     seeds = [build_groups(_many_positives(), group_size=5, groups_per_query=3, depth=10, min_grade=2, seed=s,
                           max_positives=3) for s in range(12)]
     drawn = {sum(label >= 2 for label in g.labels) for run in seeds for g in run if g.qid == "q1"}
