@@ -30,6 +30,9 @@ from rankwise.eval import evaluate, evaluate_per_query
 from rankwise.llm import load_backend
 from rankwise.methods import build_method
 from rankwise.pipeline import run
+from rankwise.plotting import pyplot
+
+NAN = float("nan")
 
 # (label, method, options); each also runs on shuffled input
 CELLS = {
@@ -110,7 +113,8 @@ def report(args) -> str:
                          f"{c['seconds']:.1f} | {_cold_seconds(c, per_prompt)} | {c['cpu_seconds']:.1f} | "
                          f"{c['load'][0]}/{c['load'][1]} |")
         lines.append("")
-    return "\n".join(lines)
+    image = plot(cells, args.table.with_suffix(".png"))
+    return "\n".join(lines + ([image, ""] if image else []))
 
 
 def _cold_seconds(cell: dict, per_prompt: float | None) -> str:
@@ -123,9 +127,41 @@ def _cold_seconds(cell: dict, per_prompt: float | None) -> str:
 def _groups(cells: list[dict]) -> list[list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for c in cells:
-        out.setdefault((c["dataset"], c["model"], c["queries"], c["passage_tokens"], c["label"].split(".")[0]),
-                       []).append(c)
+        group = next(name for name, cells in CELLS.items() if c["label"] in [label for label, _, _ in cells])
+        out.setdefault((c["dataset"], c["model"], c["queries"], c["passage_tokens"], group), []).append(c)
     return list(out.values())
+
+
+def plot(cells: list[dict], path) -> str:
+    """One panel per table: nDCG@10 of each method on the given input and on shuffled input (mean over
+    seeds), BM25 as a line. Returns the Markdown image line ("" without matplotlib)."""
+    plt = pyplot()
+    groups = _groups(cells)
+    if plt is None or not groups:
+        return ""
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.2 * len(groups)), squeeze=False)
+    for ax, group in zip(axes[:, 0], groups):
+        labels = list(dict.fromkeys(c["label"] for c in group))
+        given = [next((c["ndcg10"] for c in group if c["label"] == lb and c["input"] == "given"), NAN) for lb in labels]
+        shuffled_means = []
+        for lb in labels:
+            values = [c["ndcg10"] for c in group if c["label"] == lb and c["input"] != "given"]
+            shuffled_means.append(sum(values) / len(values) if values else NAN)  # no bar
+        xs = range(len(labels))
+        ax.bar([x - 0.2 for x in xs], given, width=0.4, label="given (BM25 order)")
+        ax.bar([x + 0.2 for x in xs], shuffled_means, width=0.4, label="shuffled (mean over seeds)")
+        ax.axhline(group[0]["bm25"], color="grey", linestyle=":", label="BM25")
+        ax.set_xticks(list(xs), [lb.replace(" ", "\n") for lb in labels], fontsize=6)
+        ax.set_ylabel("nDCG@10")
+        first = group[0]
+        ax.set_title(f"{first['dataset']}, {first['model']}, BM25 top-{first['top_k']}, {first['queries']} queries",
+                     fontsize=9)
+        ax.set_ylim(0, 1.35 * max(v for v in [first["bm25"], *given, *shuffled_means] if v == v))
+        ax.legend(fontsize=7, loc="upper center", ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"![nDCG@10 given and shuffled]({path.name})"
 
 
 def main() -> None:
