@@ -161,7 +161,7 @@ def plot(cells: list[dict], path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return f"![nDCG@10 given and shuffled]({path.name})"
+    return f"![nDCG@10 given and shuffled](benchmarks/results/{path.name})"
 
 
 def main() -> None:
