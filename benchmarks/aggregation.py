@@ -97,7 +97,7 @@ def report(args) -> str:
              "(marked ~).", ""]
     for group in _groups(cells):
         first = group[0]
-        lines += [f"## {first['dataset']}, {first['model']} ({first['engine']}, {first['dtype']}), BM25 "
+        lines += [f"## {_group_of(first['label'])}: {first['dataset']}, {first['model']} ({first['engine']}, {first['dtype']}), BM25 "
                   f"top-{first['top_k']}, {first['queries']} queries, passages cut to {first['passage_tokens']} tokens",
                   "",
                   f"CPU: {first['cpu']}. Commands: " + "; ".join(sorted({f"`{c['command']}`" for c in group})), "",
@@ -124,11 +124,16 @@ def _cold_seconds(cell: dict, per_prompt: float | None) -> str:
     return f"~{cell['prompts'] * per_prompt:.0f}" if per_prompt else ""
 
 
+def _group_of(label: str) -> str:
+    """The CELLS group (pairwise or setwise) a cell's label belongs to."""
+    return next(name for name, cells in CELLS.items() if label in [lb for lb, _, _ in cells])
+
+
 def _groups(cells: list[dict]) -> list[list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for c in cells:
-        group = next(name for name, cells in CELLS.items() if c["label"] in [label for label, _, _ in cells])
-        out.setdefault((c["dataset"], c["model"], c["queries"], c["passage_tokens"], group), []).append(c)
+        out.setdefault((c["dataset"], c["model"], c["queries"], c["passage_tokens"], _group_of(c["label"])),
+                       []).append(c)
     return list(out.values())
 
 
