@@ -1,9 +1,10 @@
-"""TSPRank, TourRank and Bradley-Terry (issue 34) beside PRP and setwise heap sort, as given and shuffled.
+"""TSPRank, TourRank and Bradley-Terry (issue 34) beside PRP heap sort, setwise heap sort and RankGPT windows,
+as given and shuffled. The grid in benchmarks/results/aggregation.md (BM25 top 20), e.g.:
 
-    python benchmarks/aggregation.py --dataset dl19 --model qwen2.5-0.5b --top-k 10 --max-queries 2 \
-        --passage-tokens 64 --shuffles 2 --group pairwise
-    python benchmarks/aggregation.py --dataset dl19 --model qwen2.5-0.5b --top-k 10 --max-queries 3 \
-        --passage-tokens 32 --shuffles 2 --group setwise
+    python benchmarks/aggregation.py --top-k 20 --passage-tokens 64 --shuffles 1 --threads 2 \
+        --dataset dl19 --model qwen2.5-0.5b --max-queries 10 --group pairwise
+    python benchmarks/aggregation.py --top-k 20 --passage-tokens 64 --shuffles 1 --threads 2 \
+        --dataset dl19 --model qwen2.5-0.5b --max-queries 5 --query-batch 5 --group setwise
 
 One JSON per cell under --out (a finished cell is skipped on re-run); the report (--table) is written from
 every stored cell. The pairwise cells share one SQLite output cache: they ask the same prompts (every pair,
@@ -146,6 +147,7 @@ def plot(cells: list[dict], path) -> str:
         return ""
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.2 * len(groups)), squeeze=False)
     for ax, group in zip(axes[:, 0], groups):
+        first = group[0]
         labels = list(dict.fromkeys(c["label"] for c in group))
         given = [next((c["ndcg10"] for c in group if c["label"] == lb and c["input"] == "given"), NAN) for lb in labels]
         shuffled_means = []
@@ -155,10 +157,9 @@ def plot(cells: list[dict], path) -> str:
         xs = range(len(labels))
         ax.bar([x - 0.2 for x in xs], given, width=0.4, label="given (BM25 order)")
         ax.bar([x + 0.2 for x in xs], shuffled_means, width=0.4, label="shuffled (mean over seeds)")
-        ax.axhline(group[0]["bm25"], color="grey", linestyle=":", label="BM25")
+        ax.axhline(first["bm25"], color="grey", linestyle=":", label="BM25")
         ax.set_xticks(list(xs), [lb.replace(" ", "\n") for lb in labels], fontsize=6)
         ax.set_ylabel("nDCG@10")
-        first = group[0]
         ax.set_title(f"{first['dataset']}, {first['model']}, BM25 top-{first['top_k']}, {first['queries']} queries",
                      fontsize=9)
         ax.set_ylim(0, 1.35 * max(v for v in [first["bm25"], *given, *shuffled_means] if v == v))
