@@ -67,12 +67,12 @@ def run_cells(args) -> None:
             reranker = build_method(method, backend, max_passage_tokens=args.passage_tokens, **opts)
             load0, cpu0 = os.getloadavg()[0], time.process_time()
             result = run(reranker % args.top_k, todo, query_batch=args.query_batch)
-            n, u = len(todo), result.usage
+            n, u, ranked = len(todo), result.usage, result.run()
             cell = {"dataset": args.dataset, "model": args.model, "engine": "transformers", "dtype": backend.dtype,
                     "label": label, "input": order, "top_k": args.top_k, "queries": n, "bm25": bm25,
                     "passage_tokens": args.passage_tokens, "query_batch": args.query_batch,
-                    "ndcg10": evaluate(result.run(), qrels, [MEASURE])[MEASURE],
-                    "per_query": {q: v[MEASURE] for q, v in evaluate_per_query(result.run(), qrels, [MEASURE]).items()},
+                    "ndcg10": evaluate(ranked, qrels, [MEASURE])[MEASURE],
+                    "per_query": {q: v[MEASURE] for q, v in evaluate_per_query(ranked, qrels, [MEASURE]).items()},
                     "prompts": u.calls / n, "model_prompts": (u.calls - u.cache_hits) / n,
                     "computed_tokens": u.computed_tokens / n, "comparisons": u.comparisons / n,
                     "inconsistent": u.inconsistent / n, "exact_paths": u.exact_paths,
