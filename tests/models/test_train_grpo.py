@@ -128,14 +128,17 @@ def test_one_grpo_step_on_a_tiny_model_writes_adapter_merged_model_and_rewards(t
     assert results["method"] == "groupwise.generate" and results["method_options"] == method_options(config.grpo)
 
 
-def test_the_trained_directory_reranks_through_the_method(tiny_setup, tmp_path):
-    """Two GRPO steps, then the output loads as groupwise.generate and reranks through pipeline.run."""
+@pytest.mark.parametrize("options", [{"prompt": "groupwise.json", "answer_prefix": "["},
+                                     {"prompt": "groupwise.score"}], ids=["json-list", "score-lines"])
+def test_the_trained_directory_reranks_through_the_method(tiny_setup, tmp_path, options):
+    """Two GRPO steps, then the output loads as groupwise.generate and reranks through pipeline.run; with
+    either answer form (a JSON list, or GroupRank's "Document [i] score: X" lines)."""
     model, data = tiny_setup
     config = parse_config({
         "kind": "grpo", "model": str(model),
         "data": {"dataset": str(data), "depth": 20, "groups_per_query": 1, "dev_fraction": 0.0, "seed": 1},
         "grpo": {"group_size": 3, "num_generations": 2, "max_completion_length": 4,
-                 "options": {"prompt": "groupwise.json", "answer_prefix": "[", "max_passage_tokens": 8}},
+                 "options": {**options, "max_passage_tokens": 8}},
         "training": {"max_steps": 2, "batch_size": 1, "dtype": "float32", "save_steps": 10}})
     out = tmp_path / "grpo"
     assert train_grpo(config, out)["steps"] == 2

@@ -118,6 +118,22 @@ def test_groupwise_rows_answer_the_grades_of_the_group_in_the_order_shown():
     assert sorted(backend.tokenizer.decode(list(row.answers[0][:-1])).rstrip("]").split(", ")) == ["0", "3"]
 
 
+def test_groupwise_rows_answer_score_lines_on_the_prompts_scale():
+    """With groupwise.score the answer is one "Document [i] score: X" line per passage shown, on 0..10 (grade 3
+    is 10, 1 is 3), which the method reads back as it does when reranking."""
+    backend = tiny_backend()
+    method = target_method("groupwise.generate", backend, {"group_size": 4})
+    group = _listwise_group()
+    for row in target_rows(method, [group] * 3, threshold=2, seed=4):
+        (prompt,), (answer,) = row.input_ids, row.answers
+        text = backend.tokenizer.decode(list(prompt))
+        shown = sorted(range(4), key=lambda i: text.index(group.texts[i]))
+        written = backend.tokenizer.decode(list(answer[:-1]))
+        expected = [round(group.labels[i] / 3 * 10) for i in shown]
+        assert written == "\n".join(f"Document [{j + 1}] score: {s}" for j, s in enumerate(expected))
+        assert method.read_answer(written, 4) == dict(enumerate(map(float, expected)))
+
+
 def test_methods_sft_cannot_train_are_named():
     with pytest.raises(InputError, match="sft.target"):
         parse_config({"kind": "sft", "sft": {"target": "pointwise.qlm"}})
@@ -125,8 +141,6 @@ def test_methods_sft_cannot_train_are_named():
         target_method("listwise.window", tiny_backend(), {"reasoning_tokens": 16, "prompt": "listwise.reasonrank"})
     with pytest.raises(InputError, match="log-odds"):
         parse_config({"kind": "contrastive", "sft": {"target": "pointwise.graded"}})
-    with pytest.raises(InputError, match="groupwise.json"):  # lines of "Document [i] score: X" are not a list
-        target_method("groupwise.generate", tiny_backend(), {})
     with pytest.raises(InputError, match="teacher"):
         method = target_method("groupwise.generate", tiny_backend(), {"prompt": "groupwise.json"})
         target_rows(method, [_group()], threshold=2, teacher=[(1.0, 0.0, 0.5)])

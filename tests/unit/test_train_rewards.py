@@ -16,6 +16,7 @@ from tests.listwise_oracle import ListwiseOracle
 
 ORACLE = ListwiseOracle({})
 GROUPWISE = GroupwiseTarget(build_method("groupwise.generate", ORACLE, prompt="groupwise.json", answer_prefix="["), 3)
+LINES = GroupwiseTarget(build_method("groupwise.generate", ORACLE), 3)  # groupwise.score: 0..10 lines
 GRADED = PointwiseTarget(build_method("pointwise.graded", ORACLE))
 YES_NO = PointwiseTarget(build_method("pointwise.yes_no", ORACLE))
 RANK_R1 = SetwiseTarget(build_method("setwise.reasoning", ORACLE, prompt="setwise.rank_r1", set_size=3), 3)
@@ -61,6 +62,26 @@ def test_recall_and_rbo_by_hand():
 def test_groupwise_answers(text, status, scores, fmt):
     answer = GROUPWISE.read(text, 3)
     assert (answer.status, answer.scores, answer.format) == (status, scores, pytest.approx(fmt))
+
+
+@pytest.mark.parametrize("text, status, scores, fmt", [
+    ("Document [1] score: 10\nDocument [2] score: 0\nDocument [3] score: 5", OK, (3, 0, 1.5), 1.0),
+    ("Document [1] score: 10\nDocument [2] score: 0\nDocument [3] score: 5\nDone.", OK, (3, 0, 1.5), 0.75),
+    ("Document [2] score: 0\nDocument [1] score: 10\nDocument [3] score: 5", OK, (3, 0, 1.5), 0.75),  # order
+    ("Document [1] score: 10\nDocument [1] score: 2\nDocument [2] score: 0\nDocument [3] score: 5", OK,
+     (3, 0, 1.5), 0.75),  # the first score of a document counts, as when reranking
+    ("Document [1] score: 12\nDocument [2] score: 0\nDocument [3] score: 5", PARTIAL, None, -0.5 / 3),  # 0..10
+    ("Document [1] score: 10\nDocument [3] score: 5", PARTIAL, None, -0.5 / 3),
+    ("Document [1]: the capital is Paris", BROKEN, None, -1.0),
+])
+def test_groupwise_score_lines(text, status, scores, fmt):
+    """groupwise.score answers one "Document [i] score: X" line per passage on 0..10, read as reranking reads
+    them and put on the labels' 0..3 scale."""
+    answer = LINES.read(text, 3)
+    assert (answer.status, answer.scores, answer.format) == (status, scores, pytest.approx(fmt))
+    if scores is not None:
+        parsed = LINES.method.read_answer(text, 3)
+        assert [parsed[i] * 3 / 10 for i in range(3)] == pytest.approx([min(s, 3) for s in scores])
 
 
 def test_groupwise_format_credit_is_ordered_so_grpo_sees_a_spread():

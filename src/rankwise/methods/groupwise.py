@@ -37,6 +37,8 @@ from rankwise.types import Candidate, Query, Ranking, Usage
 DEFAULT_PASSAGE_TOKENS = 128
 MODES = ("generate", "logits")
 MAX_SCORE = 10
+LIST_TOP_SCORE = 3
+"""The scale of a JSON-list prompt (``groupwise.json``: 0..3); "Document [i] score: X" prompts use 0..10."""
 DIGITS = [str(d) for d in range(10)]
 
 
@@ -140,6 +142,17 @@ class Groupwise(Method):
         self.answer_prefix = answer_prefix
         self.ten_is_one_token = backend.count_tokens(str(MAX_SCORE)) == 1
         self.name = f"groupwise.{mode}"
+
+    @property
+    def lists_scores(self) -> bool:
+        """Whether the prompt asks for a JSON list of scores (answer_regex with one group) rather than one
+        "Document [i] score: X" line per document."""
+        return re.compile(self.template.answer_regex or "").groups == 1
+
+    @property
+    def top_score(self) -> int:
+        """The top of the prompt's scale: 0..3 for a list prompt (``groupwise.json``), else 0..10."""
+        return LIST_TOP_SCORE if self.lists_scores else MAX_SCORE
 
     def prompt(self, query: str, passages: Sequence[str]) -> str:
         """The rendered group prompt (each passage cut to ``max_passage_tokens``), ending with the

@@ -8,7 +8,8 @@ into an ``Answer``: one score per passage shown (on the labels' 0..3 scale) and 
 - pointwise (``pointwise.graded``, ``pointwise.yes_no``): one prompt per passage; the answer is one choice
   (a digit 0-3; Yes = 3, No = 0). Rows are ordered list by list (``list_id``), so a step holds whole lists
   and the pooled (ERank-style) reward can compare the completions of a list's passages;
-- groupwise (``groupwise.generate``): a JSON list of one 0-3 score per passage;
+- groupwise (``groupwise.generate``): one score per passage, a JSON list (``groupwise.json``, 0-3) or one
+  "Document [i] score: X" line each (``groupwise.score``, 0-10);
 - setwise (``setwise.reasoning`` and the generating setwise modes): the label of the most relevant passage,
   with ``<think>``/``<answer>`` tags in reasoning mode (Rank-R1); the chosen passage scores 1, the others 0;
 - listwise (``listwise.window``/``full`` in generate mode, optionally ``reasoning_tokens``: ReasonRank): a
@@ -142,31 +143,59 @@ FORMAT_VALUES = {"ok": 1.0, "trailing": 0.75, "range": 0.5, "unclosed": -0.75, "
 
 
 class GroupwiseTarget(Target):
-    """A JSON list of one 0-3 score per passage, read with the method's answer regex. Format credit: 1 for
-    exactly a right-length list of 0-3 scores, 0.75 with text after it, 0.5 for scores outside 0-3,
-    -0.5..0 for a list of the wrong length (closer lengths score higher), -0.75 for a list cut off before
-    its ``]``, -1 for anything else."""
+    """One score per passage, read with the method's answer regex and put on the labels' 0-3 scale: a JSON
+    list (``groupwise.json``, 0-3) or "Document [i] score: X" lines (``groupwise.score``, 0-10). Format
+    credit: 1 for exactly one in-range score per passage (a list of the right length; one line per passage
+    in order) and nothing after, 0.75 with other text beside it, 0.5 for a list with scores outside 0-3,
+    -0.5..0 for a list of the wrong length or passages left unscored (a line's score outside 0-10 scores
+    nothing, as when reranking; closer scores higher), -0.75 for a list cut off before its ``]``, -1 for
+    anything else."""
 
     def __init__(self, method: Groupwise, passages_per_prompt: int):
-        if re.compile(method.template.answer_regex or "").groups != 1:
-            raise InputError(f"grpo.options.prompt {method.template.name!r}: the rewards read a JSON list of 0-3 "
-                             "scores, one answer_regex group capturing it (use prompt groupwise.json)")
         super().__init__(method, passages_per_prompt)
         self.pattern = method.template.answer_regex
+        self.top = float(method.top_score)
 
     def read(self, text: str, n: int) -> Answer:
+        read = self._read_list if self.method.lists_scores else self._read_lines
+        found = read(text, n)
+        if isinstance(found, Answer):
+            return found
+        scores, rest = found
+        key = "[" + ", ".join(f"{s:g}" for s in scores) + "]"
+        scaled = tuple(min(max(s, 0.0), self.top) * MAX_GRADE / self.top for s in scores)
+        if not all(0 <= s <= self.top for s in scores):
+            return Answer(OK, scaled, FORMAT_VALUES["range"], key)
+        return Answer(OK, scaled, FORMAT_VALUES["ok" if not rest.strip() else "trailing"], key)
+
+    def _read_list(self, text: str, n: int) -> tuple[list[float], str] | Answer:
+        """The list's scores and the text after it."""
         found = answer_list(text, self.pattern)
         if found is None:
             status = "unclosed" if _UNCLOSED.search(text.strip()) else "broken"
             return Answer(BROKEN, None, FORMAT_VALUES[status], "?")
         scores, end = found
-        key = "[" + ", ".join(f"{s:g}" for s in scores) + "]"
         if len(scores) != n:
+            key = "[" + ", ".join(f"{s:g}" for s in scores) + "]"
             return Answer(PARTIAL, None, -0.5 * min(1.0, abs(len(scores) - n) / n), key)
-        clipped = tuple(min(max(s, 0.0), MAX_GRADE) for s in scores)
-        if not all(0 <= s <= MAX_GRADE for s in scores):
-            return Answer(OK, clipped, FORMAT_VALUES["range"], key)
-        return Answer(OK, clipped, FORMAT_VALUES["ok" if not text[end:].strip() else "trailing"], key)
+        return scores, text[end:]
+
+    def _read_lines(self, text: str, n: int) -> tuple[list[float], str] | Answer:
+        """The scores of passages 1..n, each from its first line, and the text beside the expected lines."""
+        matches = list(re.finditer(self.pattern, text))
+        if not matches:
+            return Answer(BROKEN, None, FORMAT_VALUES["broken"], "?")
+        first: dict[int, float] = {}
+        for m in matches:  # as the method reads it: the first in-range score of a document counts
+            if 0 <= float(m.group(2)) <= self.top:
+                first.setdefault(int(m.group(1)) - 1, float(m.group(2)))
+        missing = [i for i in range(n) if i not in first]
+        if missing:
+            key = "[" + ", ".join(f"{first[i]:g}" if i in first else "_" for i in range(n)) + "]"
+            return Answer(PARTIAL, None, -0.5 * len(missing) / n, key)
+        in_order = [int(m.group(1)) for m in matches] == list(range(1, n + 1))
+        rest = re.sub(self.pattern, "", text).replace("\n", "").strip()
+        return [first[i] for i in range(n)], ("" if in_order else "out of order ") + rest
 
 
 _REASONED = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)

@@ -14,9 +14,10 @@ inference uses, so the trained answer is read from exactly the prompt ``rankwise
   loss on the first answer position;
 - setwise (``setwise.heapsort`` / ``bubblesort`` / ``tournament`` in scoring mode, llm-rankers' setting):
   one set in a seeded order; the answer is the label token of the most relevant passage;
-- groupwise (``groupwise.generate`` with a JSON-list prompt such as ``groupwise.json``: GroupRank's cold
-  start): one group in a seeded order; the answer is the list of the passages' grades in that order (on the
-  prompt's 0..3 scale, e.g. "[0, 3, 1, 0, 0]", after the method's answer prefix) and the end of the turn.
+- groupwise (``groupwise.generate``: GroupRank's cold start): one group in a seeded order; the answer is
+  the passages' grades in that order on the prompt's scale, as the prompt asks for them: a JSON list for a
+  list prompt (``groupwise.json``, 0..3: "[0, 3, 1, 0, 0]", after the method's answer prefix), else one
+  line per passage (``groupwise.score``, 0..10: "Document [1] score: 0"), and the end of the turn.
 
 With a teacher (rankwise.train.teacher), its scores replace the grades: listwise and setwise answers follow
 its order, and pointwise rows carry its scores for the distillation loss.
@@ -25,7 +26,6 @@ its order, and pointwise rows carry its scores for the distillation loss.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,9 +65,6 @@ def target_method(target: str, backend, options: dict):
     if isinstance(method, Setwise) and method.mode == "scoring":
         return method
     if isinstance(method, Groupwise) and method.mode == "generate":
-        if re.compile(method.template.answer_regex).groups != 1:
-            raise InputError(f"sft.options.prompt {method.template.name!r}: groupwise SFT writes a JSON list of "
-                             "scores; use a prompt whose answer_regex captures one list (groupwise.json)")
         return method
     raise InputError(f"sft.target {target!r}: SFT trains pointwise.yes_no / graded, listwise (window, full, "
                      "first; no reasoning: there are no reasoning chains to imitate), setwise in scoring mode "
@@ -145,8 +142,13 @@ def _setwise_rows(method: Setwise, groups: Sequence[Group], seed: int,
     return rows
 
 
-GROUP_TOP_SCORE = 3
-"""The top of the scale a groupwise JSON-list prompt asks for (groupwise.json: 0..3)."""
+def group_answer(method: Groupwise, scores: Sequence[int]) -> str:
+    """The answer a groupwise prompt asks for, given one score per passage in the order shown: a JSON list
+    ("[0, 3, 1]") for a list prompt (answer_regex with one group), else one line per passage in the method's
+    ``score_prefix`` form ("Document [1] score: 0")."""
+    if method.lists_scores:
+        return "[" + ", ".join(str(s) for s in scores) + "]"
+    return "\n".join(method.score_prefix.format(label=i + 1) + str(s) for i, s in enumerate(scores))
 
 
 def _groupwise_rows(method: Groupwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
@@ -156,11 +158,11 @@ def _groupwise_rows(method: Groupwise, groups: Sequence[Group], seed: int) -> li
     rows = []
     for n, g in enumerate(groups):
         shown = _shown(g, n, seed)
-        scores = [choice_index("graded", g.labels[i], 0.0, top, GROUP_TOP_SCORE + 1) for i in shown]
-        answer = "[" + ", ".join(str(s) for s in scores) + "]"
+        scores = [choice_index("graded", g.labels[i], 0.0, top, method.top_score + 1) for i in shown]
+        answer = group_answer(method, scores)
         if not answer.startswith(method.answer_prefix):
-            raise InputError(f"{method.name}: a JSON-list answer does not start with the answer prefix "
-                             f"{method.answer_prefix!r} (use answer_prefix '[' or none)")
+            raise InputError(f"{method.name}: the answer {answer[:30]!r}... does not start with the answer prefix "
+                             f"{method.answer_prefix!r}")
         prompt = method.prompt(g.query, [g.texts[i] for i in shown])
         rows.append(TargetRow((tuple(tokenize(prompt)),),
                               (tuple(tokenize(answer[len(method.answer_prefix):])) + (eos,),)))
