@@ -20,15 +20,16 @@ rerank() {  # label model method [options...]: all 43 judged DL19 queries (QIDS=
 }
 source "$(dirname "$0")/train_lib.sh"
 [ -s "$SFT/train-results.json" ] || train examples/train-sft-pointwise-dl20.yaml "$SFT"
-GROUP=(-o prompt=groupwise.json -o group_size=5 -o max_passage_tokens=64 -o 'answer_prefix=[')
-# GroupRank: its groupwise SFT stage (cold start) on groups with 1-3 relevant passages, then GRPO. (Earlier
-# GroupRank runs trained with the config of git history and stay in the table: grouprank-v1 and grouprank
-# started GRPO from the pointwise SFT checkpoint $SFT; grouprank-sft-05b had the cold start on groups with
-# exactly one relevant passage, commit 261a221.)
-rerank qwen2.5-0.5b.grouprank qwen2.5-0.5b groupwise.generate "${GROUP[@]}"
-train examples/train-grouprank.yaml "$OUT/grouprank-mixed-05b"
-rerank grouprank-mixed.start "$OUT/grouprank-mixed-05b/stages/1-sft" groupwise.generate "${GROUP[@]}"
-rerank grouprank-mixed "$OUT/grouprank-mixed-05b" groupwise.generate "${GROUP[@]}"
+# GroupRank: its groupwise SFT stage (cold start) on groups with 1-3 relevant passages, then GRPO, on the
+# method's own prompt (groupwise.score: one "Document [i] score: X" line per passage). Earlier GroupRank runs
+# trained with the configs of git history and stay in the table (benchmarks/results/train_recipes/): grouprank-v1
+# and grouprank started GRPO from the pointwise SFT checkpoint $SFT; grouprank-sft-05b (commit 261a221) and
+# grouprank-mixed-05b (commit 66e8ca0) answered JSON lists (prompt groupwise.json, answer_prefix "[").
+GROUP=(-o group_size=5 -o max_passage_tokens=64)
+train examples/train-grouprank.yaml "$OUT/grouprank-lines-05b"
+rerank grouprank-lines.start "$OUT/grouprank-lines-05b/stages/1-sft" groupwise.generate "${GROUP[@]}"
+rerank grouprank-lines "$OUT/grouprank-lines-05b" groupwise.generate "${GROUP[@]}"
+rerank qwen2.5-0.5b.grouprank-lines qwen2.5-0.5b groupwise.generate "${GROUP[@]}"
 # ERank: its SFT stage is the SFT checkpoint (same settings), so only the RL stage trains here
 mkdir -p "$OUT/erank-05b/stages"
 [ -e "$OUT/erank-05b/stages/1-sft" ] || ln -s "$(realpath "$SFT")" "$OUT/erank-05b/stages/1-sft"

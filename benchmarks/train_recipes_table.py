@@ -25,6 +25,7 @@ from rankwise.llm.hardware import cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "train_recipes.md"
+RECORDS = OUT.with_name("train_recipes")
 
 RECIPES = [
     # name, output dir, example, method, start label (eval file), start description, trained eval file
@@ -41,6 +42,10 @@ RECIPES = [
      "grouprank-mixed.start"),
     ("GroupRank, 1-3 relevant per group (RL stage)", "grouprank-mixed-05b", "train-grouprank.yaml",
      "groupwise.generate", "grouprank-mixed.start", "its groupwise SFT stage (row above)", "grouprank-mixed"),
+    ("GroupRank, score lines (groupwise SFT stage)", "grouprank-lines-05b/stages/1-sft", "train-grouprank.yaml",
+     "groupwise.generate", "qwen2.5-0.5b.grouprank-lines", "qwen2.5-0.5b-instruct", "grouprank-lines.start"),
+    ("GroupRank, score lines (RL stage)", "grouprank-lines-05b", "train-grouprank.yaml", "groupwise.generate",
+     "grouprank-lines.start", "its groupwise SFT stage (row above)", "grouprank-lines"),
     ("ERank (RL stage)", "erank-05b", "train-erank.yaml", "pointwise.yes_no", "sft-05b-dl20",
      "pointwise SFT checkpoint (issue 31)", "erank"),
     ("ProRank", "prorank-05b", "train-prorank.yaml", "pointwise.graded", "qwen2.5-0.5b.graded",
@@ -97,6 +102,60 @@ def trajectory(rows: list[dict]) -> list[str]:
     return lines
 
 
+def measure(runs: Path, recipe: tuple, ds, bm25, cpu) -> dict | None:
+    """One recipe's row (table cells after the recipe's name), reward trajectory and CPU, from its run under
+    ``runs``; None when it has not been trained there."""
+    name, out, example, method, start_label, start_desc, label = recipe
+    results_file = runs / out / "train-results.json"
+    after_file, start_file = runs / "eval" / f"dl19.{label}.trec", runs / "eval" / f"dl19.{start_label}.trec"
+    if not results_file.is_file():
+        return None
+    results = json.loads(results_file.read_text())
+    stages = results.get("stages") or [{"name": "train", "steps": results["steps"], "seconds": results["seconds"]}]
+    trained = [s for s in stages if Path(s.get("output", out)).name != "1-sft" or "RL stage" not in name]
+    cells = [f"`{method}`", start_desc, " + ".join(str(s["steps"]) for s in trained),
+             f"{sum(s['seconds'] for s in trained) / 60:.1f}"]
+    if after_file.is_file() and start_file.is_file():
+        before, after = ndcg(start_file, ds.qrels), ndcg(after_file, ds.qrels)
+        qids = sorted(set(before) & set(after))
+        b = [before[q] for q in qids]
+        a = [after[q] for q in qids]
+        fails = []
+        for f in (start_file, after_file):
+            usage = json.loads(f.with_name(f.name.replace(".trec", ".usage.json")).read_text())
+            fails.append(f"{usage['parse_failures']}/{usage['calls']}")
+        distinct = "n/a"
+        if method == "groupwise.generate":
+            distinct = " / ".join("{}/{}".format(*distinct_group_answers(f, bm25)) for f in (start_file, after_file))
+        cells += [str(len(qids)), f"{ndcg_of_bm25(bm25, ds.qrels, qids):.4f}", f"{sum(b) / len(b):.4f}",
+                  f"{sum(a) / len(a):.4f}", f"{(sum(a) - sum(b)) / len(b):+.4f} ({randomisation_test(b, a):.3f})",
+                  " / ".join(fails), distinct]
+    else:
+        cells += [""] * 7
+    greedy = results.get("greedy_answers")
+    cells += [str(results.get("collapsed_at") or "no"),
+              f"{greedy['distinct']} distinct of {greedy['prompts']}; `{greedy['most_common']}` "
+              f"{greedy['most_common_share']:.0%}" if greedy else "not recorded (run before the probe)"]
+    details = []
+    rewards = runs / out / "rewards.json"
+    if rewards.is_file():
+        plot = OUT.with_name(f"train_recipe_{out.replace('/', '-')}.png")
+        if (runs / out / "rewards.png").is_file():
+            shutil.copyfile(runs / out / "rewards.png", plot)
+        details = [f"Start: {start_desc}; {results.get('prompts', '?')} training prompts; "
+                   f"`rankwise train examples/{example}`" + (f" (stages: {', '.join(s['name'] for s in stages)}; "
+                                                              "the reward log is the last stage's)"
+                                                              if results.get("stages") else "") + ".", "",
+                   *trajectory(json.loads(rewards.read_text())), "", f"![rewards]({plot.relative_to(ROOT)})", ""]
+    return {"recipe": name, "cells": cells, "cpu": cpu.describe(), "cpu_class": cpu.cpu_class,
+            "dtype": results.get("dtype") or ("bfloat16" if results.get("bf16") else "float32"),
+            "recorded": str(date.today()), "details": details}
+
+
+def record_path(out: str) -> Path:
+    return RECORDS / f"{out.replace('/', '-')}.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path)
@@ -104,62 +163,34 @@ def main() -> None:
     ds = load_dataset("dl19")
     bm25 = read_run(ds.runs["bm25"])
     cpu = cpu_info()
+    RECORDS.mkdir(parents=True, exist_ok=True)
     summary = ["| recipe | method | start | steps | train min | queries | BM25 | nDCG@10 start | nDCG@10 after "
                "| after - start (p) | parse failures start / after | distinct answers start / after | collapse check "
-               "stopped at | greedy probe after training |",
-               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+               "stopped at | greedy probe after training | CPU class (training dtype) |",
+               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     details = []
-    for name, out, example, method, start_label, start_desc, label in RECIPES:
-        results_file = args.runs / out / "train-results.json"
-        after_file, start_file = args.runs / "eval" / f"dl19.{label}.trec", args.runs / "eval" / f"dl19.{start_label}.trec"
-        if not results_file.is_file():
-            summary.append(f"| {name} | `{method}` | {start_desc} | not run | | | | | | | | | | |")
+    for recipe in RECIPES:
+        name, out, example = recipe[:3]
+        record = measure(args.runs, recipe, ds, bm25, cpu)
+        if record is not None:
+            record_path(out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        elif record_path(out).is_file():  # measured on an earlier machine; its runs are not here
+            record = json.loads(record_path(out).read_text(encoding="utf-8"))
+        if record is None:
+            summary.append(f"| {name} | `{recipe[3]}` | {recipe[5]} | not run | | | | | | | | | | | |")
             continue
-        results = json.loads(results_file.read_text())
-        stages = results.get("stages") or [{"name": "train", "steps": results["steps"], "seconds": results["seconds"]}]
-        trained = [s for s in stages if Path(s.get("output", out)).name != "1-sft" or "RL stage" not in name]
-        steps = " + ".join(str(s["steps"]) for s in trained)
-        minutes = sum(s["seconds"] for s in trained) / 60
-        row = f"| {name} | `{method}` | {start_desc} | {steps} | {minutes:.1f} |"
-        if after_file.is_file() and start_file.is_file():
-            before, after = ndcg(start_file, ds.qrels), ndcg(after_file, ds.qrels)
-            qids = sorted(set(before) & set(after))
-            b = [before[q] for q in qids]
-            a = [after[q] for q in qids]
-            base = ndcg_of_bm25(bm25, ds.qrels, qids)
-            p = randomisation_test(b, a)
-            fails = []
-            for f in (start_file, after_file):
-                usage = json.loads(f.with_name(f.name.replace(".trec", ".usage.json")).read_text())
-                fails.append(f"{usage['parse_failures']}/{usage['calls']}")
-            distinct = "n/a"
-            if method == "groupwise.generate":
-                distinct = " / ".join("{}/{}".format(*distinct_group_answers(f, bm25)) for f in (start_file, after_file))
-            row += (f" {len(qids)} | {base:.4f} | {sum(b) / len(b):.4f} | {sum(a) / len(a):.4f} | "
-                    f"{(sum(a) - sum(b)) / len(b):+.4f} ({p:.3f}) | {' / '.join(fails)} | {distinct} |")
-        else:
-            row += " | | | | | | | |"
-        greedy = results.get("greedy_answers")
-        probe = (f"{greedy['distinct']} distinct of {greedy['prompts']}; `{greedy['most_common']}` "
-                 f"{greedy['most_common_share']:.0%}" if greedy else "not recorded (run before the probe)")
-        row += f" {results.get('collapsed_at') or 'no'} | {probe} |"
-        summary.append(row)
-        rewards = args.runs / out / "rewards.json"
-        if rewards.is_file():
-            plot = OUT.with_name(f"train_recipe_{out.replace('/', '-')}.png")
-            if (args.runs / out / "rewards.png").is_file():
-                shutil.copyfile(args.runs / out / "rewards.png", plot)
-            details += [f"### {name} (`examples/{example}`)", "",
-                        f"Start: {start_desc}; {results.get('prompts', '?')} training prompts; "
-                        f"`rankwise train examples/{example}`" + (f" (stages: {', '.join(s['name'] for s in stages)}; "
-                                                                   "the reward log is the last stage's)"
-                                                                   if results.get("stages") else "") + ".", "",
-                        *trajectory(json.loads(rewards.read_text())), "", f"![rewards]({plot.relative_to(ROOT)})", ""]
+        summary.append(f"| {name} | " + " | ".join(record["cells"]) + f" | {record['cpu_class']} "
+                       f"({record['dtype']}) |")
+        if record["details"]:
+            details += [f"### {name} (`examples/{example}`)", "", *record["details"]]
     text = ["# GRPO recipes on qwen2.5-0.5b (issue 32)", "",
             f"Regenerate: `OUT=runs bash benchmarks/train_recipes.sh` then `python benchmarks/train_recipes_table.py "
-            f"runs` ({date.today()}). CPU: **{cpu.describe()}, {os.cpu_count()} cores** (training in bf16 with fp32 "
-            f"LoRA weights, evaluation in bf16, transformers engine, no cache). trl {version('trl')}, "
-            f"peft {version('peft')}, transformers {version('transformers')}, torch {version('torch')}.", "",
+            f"runs` ({date.today()}): a recipe trained under runs/ is measured anew and its row saved in "
+            f"{RECORDS.relative_to(ROOT)}/; rows of runs that are not here come from there. Each row names the CPU "
+            "class it trained and was evaluated on, 2 cores; `dtype: auto` trains in bf16 with fp32 LoRA weights "
+            "where the CPU computes bf16 natively (AMX) and in fp32 elsewhere, and evaluates in the same dtype "
+            f"(transformers engine, no cache). trl {version('trl')}, peft {version('peft')}, "
+            f"transformers {version('transformers')}, torch {version('torch')}.", "",
             "DL19, the BM25 candidates reranked by the method each recipe trains, before (start) and after training, "
             "on the same candidates; p from a paired randomisation test over the queries. GroupRank, ERank and "
             "ProRank: all 43 judged queries, BM25 top 20; Rank-R1 and ReasonRank: the first 10 judged query ids, "
