@@ -147,8 +147,11 @@ def test_agreement_within_the_tolerance() -> None:
 
     merged = agree(cell(0.5, "AMX"), cell(0.5015, "AVX2"))
     assert merged["metrics"]["nDCG@10"] == 0.5 and len(merged["timings"]) == 2
-    with pytest.raises(Disagreement):
+    with pytest.raises(Disagreement) as raised:
         agree(cell(0.5, "AMX"), cell(0.503, "AVX2"))
+    assert "dtype" not in str(raised.value)
+    with pytest.raises(Disagreement, match="bfloat16 there and float32 here"):  # the dtype moved it, say so
+        agree(cell(0.5, "AMX") | {"dtype": "bfloat16"}, cell(0.503, "AVX2") | {"dtype": "float32"})
 
 
 def _cell(dataset: str, method: str, model: str, values: list[float], top_k: int = 20) -> dict:

@@ -126,7 +126,8 @@ def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
                    "" if is_first else f"{cost.get('calls', 0):.1f}",
                    "" if is_first else f"{cost.get('computed_tokens', 0):,.0f}",
                    "" if is_first else "; ".join(_seconds(t) for t in timed) + warm,
-                   "" if is_first else "; ".join(t.get("cpu_class") or t.get("cpu", "") for t in timed),
+                   "" if is_first else "; ".join(t.get("cpu_class") or t.get("cpu", "") for t in timed)
+                   + (f", {SHORT_DTYPES.get(row.cell['dtype'], row.cell['dtype'])}" if row.cell.get("dtype") else ""),
                    queries]
 
 
@@ -142,7 +143,10 @@ def _seconds(timing: dict) -> str:
 
 
 HEAD = ["method", "model", "candidates", "nDCG@10 [95% CI]", "p vs BM25", "p vs best", "prompts/q",
-        "computed tokens/q", "s/q", "CPU class", "queries"]
+        "computed tokens/q", "s/q", "CPU class, dtype", "queries"]
+SHORT_DTYPES = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}
+"""The dtype a cell's nDCG@10 was computed in (``dtype: auto`` picks bf16 only where the CPU computes it
+natively): bf16 and fp32 rankings of one model differ by more than the engines' noise."""
 
 
 def headline_markdown(rows: dict[str, list[Row]], command: str) -> str:

@@ -90,9 +90,14 @@ def agree(stored: dict, fresh: dict, tolerance: float = TOLERANCE) -> dict:
                    reverse=True)
     if abs(new - old) > tolerance or set(per_old) != set(per_new):
         worst = ", ".join(f"{q} {d:+.4f}" for d, q in moved[:3] if d > 0)
+        dtypes = (stored.get("dtype"), fresh.get("dtype"))
+        why = (f"; it was computed in {dtypes[0]} there and {dtypes[1]} here (dtype auto: bf16 only where the CPU "
+               "computes it natively), which moves rankings by more than numerical noise: re-time it on a CPU "
+               f"that runs {dtypes[0]}, or set the bench's backend dtype to {dtypes[0]}"
+               if None not in dtypes and dtypes[0] != dtypes[1] else "")
         raise Disagreement(f"{stored['dataset']}/{stored['method']} on {stored['model']}: nDCG@10 {new:.4f} on "
                            f"{fresh['cpu']} against {old:.4f} stored from {stored['cpu']} (tolerance {tolerance}); "
-                           f"queries that moved most: {worst or 'none'}")
+                           f"queries that moved most: {worst or 'none'}{why}")
     changed = sum(stored.get("top10", {}).get(q) != docids for q, docids in fresh.get("top10", {}).items())
     check = {"cpu": fresh["cpu"], "cpu_class": fresh["cpu_class"], "nDCG@10": new, "top10_changed": changed,
              "largest_query_change": moved[0][0] if moved else 0.0}
