@@ -187,7 +187,8 @@ def test_collate_pads_right_and_marks_answer_positions():
     ("sft", "listwise.first", {"window_size": 3, "step": 1, "max_passage_tokens": 8}),
     ("sft", "setwise.heapsort", {"set_size": 3, "max_passage_tokens": 8}),
     ("sft", "groupwise.generate", {"prompt": "groupwise.json", "group_size": 3, "max_passage_tokens": 8,
-                                   "answer_prefix": "["})])
+                                   "answer_prefix": "["}),
+    ("sft", "groupwise.generate", {"group_size": 3, "max_passage_tokens": 8})])
 def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_path, kind, target, options):
     from rankwise.pipeline import load_reranker
 
@@ -205,6 +206,11 @@ def test_a_few_steps_on_a_tiny_model_write_a_model_that_reranks(tiny_setup, tmp_
     assert len(json.loads((out / "loss.json").read_text())) == 3
     assert set(json.loads((out / "train-queries.json").read_text())) == {f"t{t}q{q}" for t in range(4)
                                                                          for q in range(3)}
+    greedy = results["greedy_answers"]  # the greedy probe, for methods that generate their answer
+    if target in ("groupwise.generate", "listwise.window"):
+        assert greedy["prompts"] == 12 and 1 <= greedy["distinct"] <= 12 and 0 < greedy["most_common_share"] <= 1
+    else:
+        assert greedy is None
     reranker = load_reranker(target, str(out), cache=False, **options)
     docs = [Candidate("a", "bread yeast rises"), Candidate("b", "x"), Candidate("c", "plants")]
     ranking = reranker.rank(Query("q", "bread yeast"), docs)

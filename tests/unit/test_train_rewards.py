@@ -182,8 +182,8 @@ def test_methods_grpo_cannot_reward_are_refused():
 
     with pytest.raises(InputError, match="scoring mode"):
         target_for(build_method("setwise.heapsort", ORACLE), 3)
-    with pytest.raises(InputError, match="groupwise.json"):
-        target_for(build_method("groupwise.generate", ORACLE), 3)
+    with pytest.raises(InputError, match="groupwise.generate"):
+        target_for(build_method("groupwise.logits", ORACLE), 3)
     with pytest.raises(InputError, match="generate mode"):
         target_for(build_method("listwise.first", ORACLE, labels="alpha", window_size=3, step=1), 3)
     assert math.isclose(GRADED.read("1", 1).scores[0], 1.0)

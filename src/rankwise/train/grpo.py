@@ -35,6 +35,7 @@ from rankwise.train.config import GrpoConfig, TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
 from rankwise.train.groups import Group, training_split
 from rankwise.train.grpo_targets import SIZE_OPTION, Target, family, target_for
+from rankwise.train.probe import ProbePrompt, greedy_answers, spread
 from rankwise.train.rewards import AnswerLog, reward_functions
 
 if TYPE_CHECKING:
@@ -150,39 +151,6 @@ class CollapseCheck:
         return (answer, count / len(keys)) if count / len(keys) >= self.share else None
 
 
-GREEDY_PROBE = 16
-"""Training prompts answered greedily after training: sampled answers can vary while the greedy one (what
-the method reranks with) is the same for every prompt, which the per-step check cannot see."""
-
-
-GREEDY_WARN_SHARE = 0.75
-
-
-def greedy_answers(model, tokenizer, dataset, target: Target, max_new_tokens: int,
-                   probe: int = GREEDY_PROBE) -> dict:
-    """Distinct greedy answers over ``probe`` prompts spread over the training rows, and the share of the
-    most common one (a warning when one answer covers GREEDY_WARN_SHARE of the prompts: the passages shown
-    differ, so a reranker that reads them cannot answer them alike)."""
-    import torch
-
-    step = max(1, len(dataset) // probe)
-    rows = [dataset[i] for i in range(0, len(dataset), step)][:probe]
-    keys = []
-    for row in rows:
-        ids = tokenizer(row["prompt"], return_tensors="pt").to(model.device)
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-        keys.append(target.read(row["answer_prefix"] + text, len(row["labels"])).key)
-    top = Counter(keys).most_common(1)[0] if keys else ("", 0)
-    found = {"prompts": len(keys), "distinct": len(set(keys)), "most_common": top[0],
-             "most_common_share": top[1] / len(keys) if keys else None}
-    if len(keys) >= 4 and top[1] / len(keys) >= GREEDY_WARN_SHARE:
-        logger.warning("greedy answers collapsed: %d of %d probe prompts get %r", top[1], len(keys), top[0])
-    return found
-
-
 def _reward_log(path: Path, answers: AnswerLog, check: CollapseCheck, on_collapse: str):
     from transformers import TrainerCallback
 
@@ -286,7 +254,9 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         else None
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output / "adapter"))
-    greedy = greedy_answers(trainer.model, tokenizer, dataset, target, g.max_completion_length)
+    probe = [ProbePrompt(tokenizer(row["prompt"])["input_ids"], row["answer_prefix"], len(row["labels"]))
+             for row in (dataset[i] for i in spread(range(len(dataset))))]
+    greedy = greedy_answers(trainer.model, tokenizer, probe, target, g.max_completion_length)
     if bf16:  # merge into fp32 base weights: small LoRA updates would round away in bf16 weights
         from peft import PeftModel
 

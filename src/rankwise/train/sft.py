@@ -42,12 +42,30 @@ from rankwise.train.crossencoder_trainer import (
     RESULTS_FILE,
     use_bf16,
 )
-from rankwise.train.groups import training_split
+from rankwise.train.groups import Group, training_split
+from rankwise.train.probe import ProbePrompt, greedy_answers, spread
 from rankwise.train.targets import TargetRow, target_method, target_rows, yes_no_ids
 
 logger = logging.getLogger(__name__)
 
 LOSS_FILE = "loss.json"
+
+
+def greedy_probe(method, rows: Sequence[TargetRow], groups: Sequence[Group]) -> tuple | None:
+    """What the greedy probe (rankwise.train.probe) needs after training a method that generates its answer
+    (groupwise lists or score lines, listwise permutations): probe prompts, the method's parser and a token
+    budget; None for methods that read one answer token's logits."""
+    from rankwise.methods.groupwise import Groupwise
+    from rankwise.methods.listwise import Listwise
+    from rankwise.train.grpo_targets import target_for
+
+    if not (isinstance(method, Groupwise) or (isinstance(method, Listwise) and method.mode == "generate")):
+        return None
+    target = target_for(method, len(groups[0].texts))
+    target.release_backend()
+    chosen = spread(list(zip(rows, groups)))
+    prompts = [ProbePrompt(row.input_ids[0], method.answer_prefix, len(g.texts)) for row, g in chosen]
+    return prompts, target, max(len(row.answers[0]) for row, _ in chosen) + 8
 
 
 def load_lm(model: str, dtype: torch.dtype):
@@ -243,6 +261,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     method = target_method(s.target, backend, s.options)
     rows = target_rows(method, split.groups, d.min_grade, d.seed, teacher)
     yes, no = yes_no_ids(method) if config.kind == "contrastive" or rows[0].soft else ([], [])
+    probe = greedy_probe(method, rows, split.groups)
     del backend, method
     output.mkdir(parents=True, exist_ok=True)
     save_config(config, output / CONFIG_FILE)
@@ -299,6 +318,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         merged = merge_adapter(config.model, output / "adapter")
     else:
         merged = model.merge_and_unload() if s.lora else model
+    greedy = greedy_answers(merged, tokenizer, *probe) if probe else None
     merged.save_pretrained(str(output))
     tokenizer.save_pretrained(str(output))
     results = {
@@ -313,6 +333,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
                     "negatives": f"{d.dataset}: {d.first_stage} top {d.depth}", "held_out": list(d.held_out)},
         "teacher": f"{config.teacher.method} on {config.teacher.model}" if config.teacher else None,
         "bf16": bf16, "lora": s.lora, "resumed_from": checkpoint, "seconds": train_seconds,
+        "greedy_answers": greedy,
         "plot": plot_loss(log.rows, output / "loss.png", f"{config.kind} {s.target} on {config.model}")
         if log.rows else False,
     }
