@@ -138,6 +138,39 @@ def test_a_retimed_cell_that_disagrees_is_an_error_and_kept_aside(dl19, five, tm
     assert json.loads(path.read_text()) == stored and path.with_suffix(".disagree.json").is_file()
 
 
+def test_a_stopped_cell_does_not_resume_in_another_dtype(tmp_path) -> None:
+    """Queries stored in bf16 (an AMX machine) and the rest computed in fp32 (an AVX2 one) would make one
+    cell's nDCG@10 out of two computations: the resume stops, names both dtypes, and stores nothing."""
+    from rankwise.bench.resume import MixedDtypes, rerank_resumably
+    from rankwise.pipeline import RunResult
+    from rankwise.types import Candidate, Query, Ranking, Request, Usage
+
+    requests = [Request(Query(q, "text"), [Candidate("a", "x"), Candidate("b", "y")]) for q in ("1", "2", "3")]
+
+    def rerank_in(dtype, stop_after_block: int | None = None):
+        blocks = []
+
+        def rerank(reqs, top_k):
+            blocks.append(reqs)
+            if stop_after_block is not None and len(blocks) > stop_after_block:
+                raise RuntimeError("stopped")
+            return RunResult({r.query.qid: Ranking.from_scores(r.query, r.candidates, [1.0, 0.0],
+                                                               Usage(calls=1, dtype=dtype)) for r in reqs})
+        return rerank
+
+    partial = tmp_path / "cell.partial.json"
+    cpu = {"cpu": "Test CPU", "cpu_class": "AMX"}
+    with pytest.raises(RuntimeError):  # stopped after its first block of 2 queries, computed in bf16
+        rerank_resumably(rerank_in("bfloat16", stop_after_block=1), requests, 2, partial, 2, cpu)
+    stored = partial.read_text()
+    assert len(json.loads(stored)["queries"]) == 2
+    with pytest.raises(MixedDtypes, match="2 stored queries were computed in bfloat16, this machine computes float32"):
+        rerank_resumably(rerank_in("float32"), requests, 2, partial, 2, cpu)
+    assert partial.read_text() == stored
+    done = rerank_resumably(rerank_in("bfloat16"), requests, 2, partial, 2, cpu)  # the same dtype resumes
+    assert sorted(done["docids"]) == ["1", "2", "3"] and done["usage"].dtype == "bfloat16"
+
+
 def test_agreement_within_the_tolerance() -> None:
     def cell(mean: float, cpu: str) -> dict:
         return {"dataset": "d", "method": "m", "model": "x", "cpu": cpu, "cpu_class": cpu, "queries": 2,

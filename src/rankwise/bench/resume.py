@@ -20,6 +20,10 @@ class Disagreement(RankwiseError):
     """A cell re-run on another CPU class scored differently from the stored one."""
 
 
+class MixedDtypes(RankwiseError):
+    """A stopped cell would resume in another dtype than its stored queries were computed in."""
+
+
 def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requests: Sequence[Request],
                      top_k: int, partial: Path, every: int | None, cpu: dict) -> dict:
     """Rerank ``requests`` in blocks of ``every`` queries (all at once when None), storing each finished
@@ -32,6 +36,7 @@ def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requ
         before = contention.snapshot()
         result = rerank(todo[start:start + step], top_k)
         others = contention.other_cores(before, contention.snapshot())
+        _check_dtype(done["queries"], result, partial)
         for qid, ranking in result.rankings.items():
             done["queries"][qid] = {"docids": ranking.docids, "usage": ranking.usage.to_dict()}
         done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds,
@@ -44,6 +49,18 @@ def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requ
         usage.add(Usage.from_dict(done["queries"][request.query.qid]["usage"]))
     return {"docids": {r.query.qid: done["queries"][r.query.qid]["docids"] for r in requests}, "usage": usage,
             "timings": _timings(done["timed"], usage)}
+
+
+def _check_dtype(stored: dict, result: RunResult, partial: Path) -> None:
+    """Raise MixedDtypes when ``result`` was computed in another dtype than the ``stored`` queries of the
+    cell: bf16 and fp32 rank differently, and a cell's nDCG@10 must come from one of them."""
+    had = {q["usage"].get("dtype") for q in stored.values()} - {None, ""}
+    new = {r.usage.dtype for r in result.rankings.values()} - {None, ""}
+    if had and new and had != new:
+        raise MixedDtypes(f"{partial.name}: its {len(stored)} stored queries were computed in {', '.join(sorted(had))}, "
+                          f"this machine computes {', '.join(sorted(new))} (dtype auto: bf16 only where the CPU runs it "
+                          "natively); one cell must come from one dtype. Resume it where that dtype runs, set the "
+                          "bench's backend dtype, or delete the partial file to start the cell over here.")
 
 
 def _load() -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rankwise.bench.config import BenchConfig, MethodSpec
-from rankwise.bench.resume import TOLERANCE, Disagreement, agree, rerank_resumably, timed_on
+from rankwise.bench.resume import TOLERANCE, Disagreement, MixedDtypes, agree, rerank_resumably, timed_on
 from rankwise.bench.robustness import adversary_ranks, shuffled, with_adversary
 from rankwise.data import Dataset, load_dataset, read_candidates, run_from_requests, write_candidates
 from rankwise.data._io import write_atomically
@@ -163,8 +163,8 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                     cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), mine, mine_qrels, spec,
                                      path.with_suffix(".partial.json"), cpu)
                 except Exception as err:  # noqa: BLE001 - one failed cell must not cost the whole matrix
-                    if isinstance(err, InputError) or (spec.peer and isinstance(err, RankwiseError)):
-                        raise  # the config asks for something impossible: say so at once
+                    if isinstance(err, (InputError, MixedDtypes)) or (spec.peer and isinstance(err, RankwiseError)):
+                        raise  # the config asks for something impossible, or the user must choose: say so at once
                     from rankwise.bench.peers import PEERS
 
                     package = PEERS.get(spec.peer, ("",))[0] if spec.peer else "rankwise"
