@@ -162,7 +162,7 @@ class GroupwiseTarget(Target):
         if isinstance(found, Answer):
             return found
         scores, rest = found
-        key = "[" + ", ".join(f"{s:g}" for s in scores) + "]"
+        key = _list_key(scores)
         scaled = tuple(min(max(s, 0.0), self.top) * MAX_GRADE / self.top for s in scores)
         if not all(0 <= s <= self.top for s in scores):
             return Answer(OK, scaled, FORMAT_VALUES["range"], key)
@@ -176,8 +176,7 @@ class GroupwiseTarget(Target):
             return Answer(BROKEN, None, FORMAT_VALUES[status], "?")
         scores, end = found
         if len(scores) != n:
-            key = "[" + ", ".join(f"{s:g}" for s in scores) + "]"
-            return Answer(PARTIAL, None, -0.5 * min(1.0, abs(len(scores) - n) / n), key)
+            return Answer(PARTIAL, None, -0.5 * min(1.0, abs(len(scores) - n) / n), _list_key(scores))
         return scores, text[end:]
 
     def _read_lines(self, text: str, n: int) -> tuple[list[float], str] | Answer:
@@ -191,11 +190,15 @@ class GroupwiseTarget(Target):
                 first.setdefault(int(m.group(1)) - 1, float(m.group(2)))
         missing = [i for i in range(n) if i not in first]
         if missing:
-            key = "[" + ", ".join(f"{first[i]:g}" if i in first else "_" for i in range(n)) + "]"
-            return Answer(PARTIAL, None, -0.5 * len(missing) / n, key)
+            return Answer(PARTIAL, None, -0.5 * len(missing) / n, _list_key([first.get(i) for i in range(n)]))
         in_order = [int(m.group(1)) for m in matches] == list(range(1, n + 1))
         rest = re.sub(self.pattern, "", text).replace("\n", "").strip()
         return [first[i] for i in range(n)], ("" if in_order else "out of order ") + rest
+
+
+def _list_key(scores: Sequence[float | None]) -> str:
+    """A groupwise answer normalised for counting distinct answers ("_" for a passage left unscored)."""
+    return "[" + ", ".join("_" if s is None else f"{s:g}" for s in scores) + "]"
 
 
 _REASONED = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
