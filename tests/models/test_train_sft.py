@@ -134,6 +134,38 @@ def test_groupwise_rows_answer_score_lines_on_the_prompts_scale():
         assert method.read_answer(written, 4) == dict(enumerate(map(float, expected)))
 
 
+def test_groupwise_rows_with_a_teacher_answer_its_scores_on_one_scale_per_query():
+    """GroupRank's cold start from a teacher: the teacher's scores, min-max over all the query's training
+    candidates (not per group), on the prompt's 0..10; a query the teacher scored alike gets zeros."""
+    backend = tiny_backend()
+    method = target_method("groupwise.generate", backend, {"group_size": 3})
+    first = Group("q1", "capital of france", ("p", "n1", "n2"), ("Paris is the capital", "bread", "bitcoin"),
+                  (0.0, 0.0, 0.0), 1)
+    second = Group("q1", "capital of france", ("p", "n3", "n4"), ("Paris is the capital", "plants", "yeast"),
+                   (0.0, 0.0, 0.0), 1)
+    flat = Group("q2", "bread", ("a", "b", "c"), ("bread", "yeast", "plants"), (3.0, 0.0, 0.0), 1)
+    teacher = [(0.9, 0.1, 0.5), (0.9, 0.34, 0.66), (0.2, 0.2, 0.2)]
+    expected = [[10, 0, 5], [10, 3, 7], [0, 0, 0]]
+    for row, group, scores in zip(target_rows(method, [first, second, flat], threshold=2, seed=1,
+                                              teacher=teacher), (first, second, flat), expected):
+        text = backend.tokenizer.decode(list(row.input_ids[0]))
+        shown = sorted(range(3), key=lambda i: text.index(group.texts[i]))
+        written = backend.tokenizer.decode(list(row.answers[0][:-1]))
+        assert method.read_answer(written, 3) == {j: float(scores[i]) for j, i in enumerate(shown)}
+
+
+def test_a_recipes_sft_stage_takes_its_own_teacher(tmp_path):
+    """The teacher belongs to the sft stage of a recipe (GRPO has none): the stage gets it, the RL stage not."""
+    from rankwise.train.stages import stage_configs
+
+    config = parse_config({"kind": "grpo", "grpo": {"target": "groupwise.generate"},
+                           "stages": [{"name": "sft", "kind": "sft", "sft": {"target": "groupwise.generate"},
+                                       "teacher": {"method": "embedding.cosine", "model": "minilm-l6"}},
+                                      {"name": "rl"}]})
+    (_, sft, _), (_, rl, _) = stage_configs(config, tmp_path)
+    assert (sft.teacher.method, sft.teacher.model, rl.teacher) == ("embedding.cosine", "minilm-l6", None)
+
+
 def test_methods_sft_cannot_train_are_named():
     with pytest.raises(InputError, match="sft.target"):
         parse_config({"kind": "sft", "sft": {"target": "pointwise.qlm"}})
@@ -141,9 +173,6 @@ def test_methods_sft_cannot_train_are_named():
         target_method("listwise.window", tiny_backend(), {"reasoning_tokens": 16, "prompt": "listwise.reasonrank"})
     with pytest.raises(InputError, match="log-odds"):
         parse_config({"kind": "contrastive", "sft": {"target": "pointwise.graded"}})
-    with pytest.raises(InputError, match="teacher"):
-        method = target_method("groupwise.generate", tiny_backend(), {"prompt": "groupwise.json"})
-        target_rows(method, [_group()], threshold=2, teacher=[(1.0, 0.0, 0.5)])
 
 
 def test_losses():

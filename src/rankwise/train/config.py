@@ -23,7 +23,7 @@ EMBEDDING_STAGES = ("contrastive", "listwise", "both")
 SFT_TARGETS = ("pointwise.yes_no", "pointwise.graded", "listwise.window", "listwise.full", "listwise.first",
                "setwise.heapsort", "setwise.bubblesort", "setwise.tournament", "groupwise.generate")
 GRPO_FAMILIES = ("pointwise", "groupwise", "setwise", "listwise")
-STAGE_FIELDS = {"name", "kind", "data", "training", "grpo", "sft"}
+STAGE_FIELDS = {"name", "kind", "data", "training", "grpo", "sft", "teacher"}
 """What a stage of a multi-stage recipe may override (its model is the previous stage's output)."""
 """Methods whose prompt ``kind: sft`` / ``contrastive`` can train (rankwise.train.targets)."""
 
@@ -237,7 +237,8 @@ class TrainConfig:
     sft: SftConfig = field(default_factory=SftConfig)
     teacher: Optional[TeacherConfig] = None
     """Distil from a teacher: pointwise.yes_no students learn its score distribution over each group (KL),
-    listwise and setwise students its order instead of the qrels' (``kind: sft``)."""
+    listwise and setwise students its order, groupwise students its scores on the prompt's scale, instead of
+    the qrels' grades (``kind: sft``, or the sft stage of a recipe)."""
     stages: list = field(default_factory=list)
     """A multi-stage recipe (rankwise.train.stages): each stage (a name and the fields it overrides) trains
     from the previous stage's output; empty: one stage, this config."""
@@ -347,8 +348,9 @@ def _check(config: TrainConfig, path: Path) -> None:
         if config.teacher.method not in method_names():
             raise bad("teacher.method", f"unknown method {config.teacher.method!r}")
         if config.kind != "sft" or config.sft.target == "pointwise.graded":
-            raise bad("teacher", "a teacher trains kind sft with a pointwise.yes_no, listwise or setwise target "
-                                 "(cross-encoders distil from a run file: data.teacher)")
+            raise bad("teacher", "a teacher trains kind sft with a pointwise.yes_no, listwise, setwise or "
+                                 "groupwise target (cross-encoders distil from a run file: data.teacher; in a "
+                                 "recipe, give the teacher to its sft stage)")
     if config.kind == "grpo":
         _check_grpo(config, bad)
     for n, stage in enumerate(config.stages):

@@ -11,7 +11,8 @@ setwise: one window or set per group):
 - ``contrastive``: InfoNCE over the group on the score ``pointwise.yes_no`` ranks by, the yes/no log-odds
   (logsumexp of the Yes variants minus that of the No variants), the positive as the class;
 - ``sft`` with a ``teacher`` (rankwise.train.teacher): a pointwise.yes_no student learns the teacher's score
-  distribution over each group (KL on the log-odds); listwise and setwise students the teacher's order.
+  distribution over each group (KL on the log-odds); listwise and setwise students the teacher's order;
+  groupwise students the teacher's scores on the prompt's scale.
 
 Training runs on transformers' Trainer (checkpoints, ``--resume``, progress bar, the time budget of
 rankwise.train.budget) with a PEFT LoRA adapter (or full fine-tuning). Where bf16 is native the frozen base

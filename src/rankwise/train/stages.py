@@ -51,7 +51,7 @@ def stage_configs(config: TrainConfig, output: Path) -> list[tuple[str, TrainCon
         for key, value in stage.items():
             if key == "name":
                 continue
-            values[key] = {**values[key], **value} if isinstance(value, dict) else value
+            values[key] = {**(values[key] or {}), **value} if isinstance(value, dict) else value
         values["model"] = model
         last = n == len(config.stages)
         where = output if last else output / STAGES_DIR / f"{n}-{stage['name']}"

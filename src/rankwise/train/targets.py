@@ -20,7 +20,9 @@ inference uses, so the trained answer is read from exactly the prompt ``rankwise
   line per passage (``groupwise.score``, 0..10: "Document [1] score: 0"), and the end of the turn.
 
 With a teacher (rankwise.train.teacher), its scores replace the grades: listwise and setwise answers follow
-its order, and pointwise rows carry its scores for the distillation loss.
+its order, groupwise answers are its scores on the prompt's scale (min-max over the query's candidates:
+GroupRank's cold start learns graded scores from a teacher), and pointwise rows carry its scores for the
+distillation loss.
 """
 
 from __future__ import annotations
@@ -151,14 +153,31 @@ def group_answer(method: Groupwise, scores: Sequence[int]) -> str:
     return "\n".join(method.score_prefix.format(label=i + 1) + str(s) for i, s in enumerate(scores))
 
 
-def _groupwise_rows(method: Groupwise, groups: Sequence[Group], seed: int) -> list[TargetRow]:
+def teacher_scale_scores(groups: Sequence[Group], teacher: Sequence[tuple[float, ...]],
+                         top_score: int) -> list[list[int]]:
+    """The teacher's scores on a groupwise answer scale 0..``top_score``: min-max over all the training
+    candidates of the query (every group of a query shares one scale, as groupwise reranking compares scores
+    across a query's groups), rounded; a query whose candidates the teacher scored alike gets 0 everywhere."""
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for g, scores in zip(groups, teacher):
+        low[g.qid] = min(low.get(g.qid, min(scores)), *scores)
+        high[g.qid] = max(high.get(g.qid, max(scores)), *scores)
+    return [[round((s - low[g.qid]) / (high[g.qid] - low[g.qid]) * top_score) if high[g.qid] > low[g.qid] else 0
+             for s in scores] for g, scores in zip(groups, teacher)]
+
+
+def _groupwise_rows(method: Groupwise, groups: Sequence[Group], seed: int,
+                    teacher: Sequence[tuple[float, ...]] | None) -> list[TargetRow]:
     backend = method.backend
     tokenize, eos = backend._tokenize, backend.tokenizer.eos_token_id
     top = max((max(g.labels) for g in groups), default=1.0)
+    scaled = teacher_scale_scores(groups, teacher, method.top_score) if teacher else None
     rows = []
     for n, g in enumerate(groups):
         shown = _shown(g, n, seed)
-        scores = [choice_index("graded", g.labels[i], 0.0, top, method.top_score + 1) for i in shown]
+        scores = ([scaled[n][i] for i in shown] if scaled else
+                  [choice_index("graded", g.labels[i], 0.0, top, method.top_score + 1) for i in shown])
         answer = group_answer(method, scores)
         if not answer.startswith(method.answer_prefix):
             raise InputError(f"{method.name}: the answer {answer[:30]!r}... does not start with the answer prefix "
@@ -185,10 +204,7 @@ def target_rows(method, groups: Sequence[Group], threshold: float, seed: int = 0
     if isinstance(method, Listwise):
         return _listwise_rows(method, groups, seed, teacher)
     if isinstance(method, Groupwise):
-        if teacher:
-            raise InputError("teacher: groupwise SFT trains on the labels' grades; distil into pointwise, "
-                             "listwise or setwise students")
-        return _groupwise_rows(method, groups, seed)
+        return _groupwise_rows(method, groups, seed, teacher)
     return _setwise_rows(method, groups, seed, teacher)
 
 
