@@ -27,6 +27,7 @@ distillation loss.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,8 +162,8 @@ def teacher_scale_scores(groups: Sequence[Group], teacher: Sequence[tuple[float,
     low: dict[str, float] = {}
     high: dict[str, float] = {}
     for g, scores in zip(groups, teacher):
-        low[g.qid] = min(low.get(g.qid, min(scores)), *scores)
-        high[g.qid] = max(high.get(g.qid, max(scores)), *scores)
+        low[g.qid] = min(low.get(g.qid, math.inf), *scores)
+        high[g.qid] = max(high.get(g.qid, -math.inf), *scores)
     return [[round((s - low[g.qid]) / (high[g.qid] - low[g.qid]) * top_score) if high[g.qid] > low[g.qid] else 0
              for s in scores] for g, scores in zip(groups, teacher)]
 
