@@ -16,14 +16,14 @@ from rankwise.bench import (
     run_bench,
     summary_table,
 )
-from rankwise.bench.report import cold_front, p_against_first_stage
+from rankwise.bench.report import cold_front, p_against_first_stage, timed_on
 from rankwise.bench.robustness import (
     ADVERSARIAL_DOCID,
     adversary_ranks,
     shuffled,
     with_adversary,
 )
-from rankwise.bench.runner import WARM_UP, first_stage_requests
+from rankwise.bench.runner import FIRST_STAGE, WARM_UP, first_stage_requests
 from rankwise.cli import main
 from rankwise.data import load_dataset
 from rankwise.data.selection import qid_key
@@ -465,3 +465,13 @@ def test_the_readme_matrix_is_a_valid_config() -> None:
                                              "crossencoder", "embedding.cosine", "pairwise.allpairs"]
     assert cfg.methods[3].repeats == 5 and cfg.shuffles == 3 and cfg.adversarial and not cfg.cache
     assert cfg.methods[4].top_k == 100 and cfg.methods[5].max_queries == 10 and cfg.checkpoint == 5
+
+
+def test_results_header_names_the_cpus_that_timed_the_cells_not_the_first_stages():
+    cells = [{"method": FIRST_STAGE, "cpu": "Intel Xeon (AMX)"},
+             {"method": "listwise.full", "cpu": "AMD EPYC (AVX2, no bf16)"},
+             {"method": "pointwise.yes_no", "cpu": "Intel Xeon (AMX)"},
+             {"method": "pointwise.yes_no", "cpu": "AMD EPYC (AVX2, no bf16)"},
+             {"method": "setwise.heapsort", "cpu": "Other", "error": "out of memory"}]
+    assert timed_on(cells) == "AMD EPYC (AVX2, no bf16); Intel Xeon (AMX)"
+    assert timed_on(cells[:1]) == "Intel Xeon (AMX)"

@@ -47,6 +47,12 @@ def cold_front(cells: Sequence[dict], points: Sequence[tuple[float, float]]) -> 
     return [cold[i] for i in pareto_front([points[i] for i in cold])]
 
 
+def timed_on(cells: Sequence[dict]) -> str:
+    """The CPUs that timed these cells (first stages time nothing), in order of first appearance."""
+    timed = [c for c in cells if c["method"] != FIRST_STAGE and "error" not in c] or list(cells)
+    return "; ".join(dict.fromkeys(c["cpu"] for c in timed if c.get("cpu"))) or "unknown"
+
+
 def markdown_table(cells: Sequence[dict]) -> str:
     """One row per cell, grouped by dataset and first stage, with robustness columns when measured and,
     where pairwise methods ran, how often a comparison's two orders picked the same passage; with per-query
