@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rankwise.errors import InputError
+from rankwise.train.budget import BUDGET_FILE
 from rankwise.train.config import parse_config
 from rankwise.train.groups import Group
 from rankwise.train.sft import collate, contrastive_loss, first_ranking_loss, sft_loss, train_sft
@@ -270,12 +271,16 @@ def test_resume_continues_from_the_last_checkpoint(tiny_setup, tmp_path):
               "data": {"dataset": str(data), "depth": 20, "group_size": 3, "groups_per_query": 1,
                        "dev_fraction": 0.0, "seed": 1},
               "training": {"max_steps": 2, "batch_size": 2, "logging_steps": 1, "save_steps": 2,
-                           "dtype": "float32"}}
+                           "dtype": "float32", "max_minutes": 30}}
     out = tmp_path / "sft"
     train_sft(parse_config(values), out)
+    first = json.loads((out / "checkpoints" / "checkpoint-2" / BUDGET_FILE).read_text())
+    assert first["minutes"] == 30 and first["spent_seconds"] > 0
     values["training"]["max_steps"] = 3
     results = train_sft(parse_config(values), out, resume=True)
     assert results["resumed_from"].endswith("checkpoint-2") and results["steps"] == 3
+    later = json.loads((out / "checkpoints" / "checkpoint-3" / BUDGET_FILE).read_text())
+    assert later["spent_seconds"] > first["spent_seconds"]  # the budget went on, it did not start again
     assert [r["step"] for r in json.loads((out / "loss.json").read_text())] == [1, 2, 3]
 
 

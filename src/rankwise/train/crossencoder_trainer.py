@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import SequentialSampler
 
 from rankwise.data import Run
-from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
+from rankwise.train.budget import TimeBudget, budget_callbacks, resume_budget, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
 from rankwise.train.groups import Group, teacher_labels, training_split
 from rankwise.types import Request
@@ -227,6 +227,7 @@ def train_crossencoder(config: TrainConfig, output: Path, resume: bool = False, 
         else None
     if resume and checkpoint is None:
         logger.warning("no checkpoint in %s: starting from the beginning", output / CHECKPOINTS)
+    resume_budget(budget, checkpoint)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
     model.save_pretrained(str(output))
     results = {

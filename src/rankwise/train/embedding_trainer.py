@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankwise.methods.embedding import E2Rank
-from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
+from rankwise.train.budget import TimeBudget, budget_callbacks, resume_budget, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import (
     CHECKPOINTS,
@@ -159,6 +159,7 @@ def _run_stage(stage: str, model, dataset, loss, config: TrainConfig, checkpoint
     checkpoint = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     if resume and checkpoint is None:
         logger.warning("no checkpoint in %s: stage %s starts from the beginning", checkpoints, stage)
+    resume_budget(budget, checkpoint)
     out = trainer.train(resume_from_checkpoint=checkpoint)
     return {"stage": stage, "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0.0, 3),
             "train_loss": out.training_loss, "bf16": args.bf16, "resumed_from": checkpoint,

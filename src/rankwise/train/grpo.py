@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from rankwise.pipeline.loading import load_reranker
 from rankwise.plotting import pyplot
-from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
+from rankwise.train.budget import TimeBudget, budget_callbacks, resume_budget, with_time_schedule
 from rankwise.train.config import GrpoConfig, TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import CHECKPOINTS, CONFIG_FILE, RESULTS_FILE, use_bf16
 from rankwise.train.groups import Group, training_split
@@ -252,6 +252,7 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         peft_config=peft_config, callbacks=[*budget_callbacks(budget), log])
     checkpoint = get_last_checkpoint(str(output / CHECKPOINTS)) if resume and (output / CHECKPOINTS).is_dir() \
         else None
+    resume_budget(budget, checkpoint)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output / "adapter"))
     probe = [ProbePrompt(tokenizer(row["prompt"])["input_ids"], row["answer_prefix"], len(row["labels"]))

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from rankwise.plotting import pyplot
-from rankwise.train.budget import TimeBudget, budget_callbacks, with_time_schedule
+from rankwise.train.budget import TimeBudget, budget_callbacks, resume_budget, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
 from rankwise.train.crossencoder_trainer import (
     CHECKPOINTS,
@@ -306,6 +306,7 @@ def train_sft(config: TrainConfig, output: Path, resume: bool = False) -> dict:
         callbacks=[*budget_callbacks(budget), log])
     checkpoint = get_last_checkpoint(str(output / CHECKPOINTS)) if resume and (output / CHECKPOINTS).is_dir() \
         else None
+    resume_budget(budget, checkpoint)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = round(time.monotonic() - started, 1)
     steps = trainer.state.global_step
