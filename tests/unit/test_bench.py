@@ -16,7 +16,7 @@ from rankwise.bench import (
     run_bench,
     summary_table,
 )
-from rankwise.bench.report import cold_front, p_against_first_stage, timed_on
+from rankwise.bench.report import cold_front, cpus_that_timed, p_against_first_stage
 from rankwise.bench.robustness import (
     ADVERSARIAL_DOCID,
     adversary_ranks,
@@ -473,5 +473,8 @@ def test_results_header_names_the_cpus_that_timed_the_cells_not_the_first_stages
              {"method": "pointwise.yes_no", "cpu": "Intel Xeon (AMX)"},
              {"method": "pointwise.yes_no", "cpu": "AMD EPYC (AVX2, no bf16)"},
              {"method": "setwise.heapsort", "cpu": "Other", "error": "out of memory"}]
-    assert timed_on(cells) == "AMD EPYC (AVX2, no bf16); Intel Xeon (AMX)"
-    assert timed_on(cells[:1]) == "Intel Xeon (AMX)"
+    assert cpus_that_timed(cells) == "AMD EPYC (AVX2, no bf16); Intel Xeon (AMX)"
+    retimed = {"method": "embedding.cosine", "cpu": "Intel Xeon (AMX)",
+               "timings": [{"cpu": "Intel Xeon (AMX)"}, {"cpu": "AMD EPYC (AVX2, no bf16)"}]}
+    assert cpus_that_timed([cells[0], retimed]) == "Intel Xeon (AMX); AMD EPYC (AVX2, no bf16)"
+    assert cpus_that_timed(cells[:1]) == "Intel Xeon (AMX)"

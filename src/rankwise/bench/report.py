@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
+from rankwise.bench.resume import timings
 from rankwise.bench.runner import FIRST_STAGE
 from rankwise.eval.significance import randomisation_test
 from rankwise.plotting import pyplot
@@ -47,10 +48,12 @@ def cold_front(cells: Sequence[dict], points: Sequence[tuple[float, float]]) -> 
     return [cold[i] for i in pareto_front([points[i] for i in cold])]
 
 
-def timed_on(cells: Sequence[dict]) -> str:
-    """The CPUs that timed these cells (first stages time nothing), in order of first appearance."""
+def cpus_that_timed(cells: Sequence[dict]) -> str:
+    """The CPUs that timed these cells (every timing of a re-timed cell; first stages time nothing), in order of
+    first appearance."""
     timed = [c for c in cells if c["method"] != FIRST_STAGE and "error" not in c] or list(cells)
-    return "; ".join(dict.fromkeys(c["cpu"] for c in timed if c.get("cpu"))) or "unknown"
+    cpus = [t.get("cpu") for c in timed for t in timings(c)]
+    return "; ".join(dict.fromkeys(cpu for cpu in cpus if cpu)) or "unknown"
 
 
 def markdown_table(cells: Sequence[dict]) -> str:

@@ -36,6 +36,7 @@ def bench(
     """Run a benchmark matrix; write one JSON per cell, a Markdown table and a plot of nDCG@10 against cost."""
     from rankwise.bench import (
         BenchConfig,
+        cpus_that_timed,
         markdown_table,
         on_ray,
         peer_table,
@@ -43,7 +44,6 @@ def bench(
         robustness_table,
         run_bench,
         summary_table,
-        timed_on,
     )
     from rankwise.cli.outputs import check_writable
     from rankwise.data._io import write_atomically
@@ -88,7 +88,7 @@ def bench(
     if peers:
         table += "\n## Side by side with peer toolkits\n\n" + peers
     write_atomically(output / "results.md", lambda tmp: tmp.write_text(
-        f"CPU: {timed_on(cells)}. Command: `{command}`\n\n" + table, encoding="utf-8"))
+        f"CPU: {cpus_that_timed(cells)}. Command: `{command}`\n\n" + table, encoding="utf-8"))
     write_atomically(output / "plot.png", lambda tmp: plot(cells, tmp))
     typer.echo(table)
     err.print(f"wrote {output / 'results.md'} and {output / 'plot.png'}")
