@@ -223,8 +223,8 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
     assert "1 cell(s) not run yet" in table and "`rankwise bench x.yaml --output out`" in table
     partial = cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[1]).with_suffix(".partial.json")
     partial.write_text(json.dumps({"queries": {"1": {}, "2": {}, "3": {}}, "timed": []}))
-    table = headline_markdown(headline_rows(cfg, tmp_path), "rankwise bench x.yaml --output out")
-    assert "| b | top-20 | 3 queries stored, resume: `--datasets dl19 --models b --only pointwise.yes_no` |" in table
+    again = headline_markdown(headline_rows(cfg, tmp_path), "rankwise bench x.yaml --output out")
+    assert again == table  # a half-run cell's local store (never committed) leaves the README as a clone builds it
 
 
 def test_markers_are_replaced_and_required() -> None:

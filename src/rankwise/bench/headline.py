@@ -38,7 +38,6 @@ class Row:
     top_k: int
     cell: dict | None = None
     missing: str = ""
-    stored: int = 0  # queries a stopped run of the missing cell has stored (it resumes with the rest)
 
     @property
     def per_query(self) -> dict[str, float]:
@@ -71,10 +70,8 @@ def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
         for spec in (s for s in config.methods if config.runs_on(s, dataset)):
             name = cell_path(output, config, dataset, stage, spec).name
             listed.add(name)
-            partial = (output / "cells" / name).with_suffix(".partial.json")
-            progress = len(json.loads(partial.read_text(encoding="utf-8"))["queries"]) if partial.is_file() else 0
             rows.append(Row(dataset, spec.name, spec.model, spec.top_k, stored.get(name),
-                            _fill(dataset, spec.model, spec.name), progress))
+                            _fill(dataset, spec.model, spec.name)))
         rows += [Row(dataset, c["method"], c["model"], c["top_k"], c) for name, c in stored.items()
                  if name not in listed and c["dataset"] == dataset and c["first_stage"] == stage
                  and c["method"] != FIRST_STAGE]
@@ -110,8 +107,7 @@ def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
     model = row.model + (" (trained)" if row.model and ("/" in row.model or Path(row.model).is_dir()) else "")
     head = [row.method if row is first else f"`{row.method}`", model, f"top-{row.top_k}"]
     if row.cell is None:
-        state = f"{row.stored} queries stored, resume" if row.stored else "not run yet"
-        return head + [f"{state}: `{row.missing}`"] + [""] * 7
+        return head + [f"not run yet: `{row.missing}`"] + [""] * 7
     low, high = bootstrap_ci(list(row.per_query.values()))
     timed = [t for t in timings(row.cell) if t.get("queries") == row.cell["queries"]] or timings(row.cell)
     is_first = row is first
@@ -170,8 +166,7 @@ def _merge_missing(rows: Sequence[Row]) -> list[Row]:
     out: list[Row] = []
     for row in rows:
         last = out[-1] if out else None
-        if (row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model
-                and not row.stored and not last.stored):
+        if row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model:
             out[-1] = Row(row.dataset, row.method, f"{last.model}, {row.model}", row.top_k, None,
                           f"--datasets {row.dataset} --only {row.method}")
         else:
