@@ -32,7 +32,7 @@ class TimeBudget:
         return time.monotonic() - self.start if self.start else self.spent_before
 
     def fraction(self) -> float:
-        return (time.monotonic() - self.start) / (self.minutes * 60) if self.start else 0.0
+        return self.spent_seconds() / (self.minutes * 60) if self.start else 0.0
 
     def lr_factor(self, _step: int) -> float:
         f = self.fraction()
