@@ -51,6 +51,11 @@ RECIPES = [
      "grouprank-teacher.start"),
     ("GroupRank, teacher's scores (RL stage)", "grouprank-teacher-05b", "train-grouprank.yaml",
      "groupwise.generate", "grouprank-teacher.start", "its groupwise SFT stage (row above)", "grouprank-teacher"),
+    ("GroupRank, teacher's scores at learning rate 5e-4 (groupwise SFT stage)", "grouprank-lr-05b/stages/1-sft",
+     "train-grouprank.yaml", "groupwise.generate", "qwen2.5-0.5b.grouprank-lines", "qwen2.5-0.5b-instruct",
+     "grouprank-lr.start"),
+    ("GroupRank, teacher's scores at learning rate 5e-4 (RL stage)", "grouprank-lr-05b", "train-grouprank.yaml",
+     "groupwise.generate", "grouprank-lr.start", "its groupwise SFT stage (row above)", "grouprank-lr"),
     ("ERank (RL stage)", "erank-05b", "train-erank.yaml", "pointwise.yes_no", "sft-05b-dl20",
      "pointwise SFT checkpoint (issue 31)", "erank"),
     ("ProRank", "prorank-05b", "train-prorank.yaml", "pointwise.graded", "qwen2.5-0.5b.graded",
@@ -69,16 +74,17 @@ def ndcg(run_file: Path, qrels) -> dict[str, float]:
                                                              ["nDCG@10"]).items()}
 
 
-def distinct_group_answers(run_file: Path, bm25) -> tuple[int, int]:
-    """(distinct answers, groups) of a groupwise.generate run: each group of 5 consecutive BM25 candidates
-    answered one list of scores, read back from the run's scores."""
+def distinct_group_answers(run_file: Path, bm25) -> tuple[int, int, int]:
+    """(distinct answers, varied answers, groups) of a groupwise.generate run: each group of 5 consecutive BM25
+    candidates answered one list of scores, read back from the run's scores; an answer is varied when it gives
+    its passages more than one score (a passage-dependent answer; one score for all keeps the input order)."""
     run = read_run(run_file)
     answers = []
     for qid, scored in run.items():
         head = sorted(bm25[qid], key=lambda d: -bm25[qid][d])[:TOP_K]
         for i in range(0, len(head), GROUP_SIZE):
             answers.append(tuple(round(scored.get(d, float("nan")), 3) for d in head[i:i + GROUP_SIZE]))
-    return len(set(answers)), len(answers)
+    return len(set(answers)), sum(len(set(a)) > 1 for a in answers), len(answers)
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -131,7 +137,8 @@ def measure(runs: Path, recipe: tuple, ds, bm25, cpu) -> dict | None:
             fails.append(f"{usage['parse_failures']}/{usage['calls']}")
         distinct = "n/a"
         if method == "groupwise.generate":
-            distinct = " / ".join("{}/{}".format(*distinct_group_answers(f, bm25)) for f in (start_file, after_file))
+            distinct = " / ".join("{0}/{2} ({1} varied)".format(*distinct_group_answers(f, bm25))
+                                  for f in (start_file, after_file))
         cells += [str(len(qids)), f"{ndcg_of_bm25(bm25, ds.qrels, qids):.4f}", f"{sum(b) / len(b):.4f}",
                   f"{sum(a) / len(a):.4f}", f"{(sum(a) - sum(b)) / len(b):+.4f} ({randomisation_test(b, a):.3f})",
                   " / ".join(fails), distinct]
@@ -200,7 +207,8 @@ def main() -> None:
             "on the same candidates; p from a paired randomisation test over the queries. GroupRank, ERank and "
             "ProRank: all 43 judged queries, BM25 top 20; Rank-R1 and ReasonRank: the first 10 judged query ids, "
             "BM25 top 10 (reasoning generation on 2 CPU cores). Distinct answers (groupwise): different score "
-            "lists over all groups of 5. Greedy probe: 16 training prompts answered greedily after training "
+            "lists over all groups of 5; varied: the groups whose answer gives its passages more than one score "
+            "(counted for the rows measured since the seventh GroupRank run). Greedy probe: 16 training prompts answered greedily after training "
             "(the answer the method reranks with).", "",
             *summary, "", *notes(), *details]
     OUT.write_text("\n".join(text) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rankwise.errors import InputError
 from rankwise.train.budget import BUDGET_FILE, TimeBudget, resume_budget
 
 
@@ -40,3 +41,10 @@ def test_without_a_record_the_budget_starts_fresh(tmp_path, checkpoint):
     resume_budget(budget, str(folder) if folder else None)
     budget.begin()
     assert budget.fraction() == pytest.approx(0.0, abs=1e-3) and budget.spent_before == 0.0
+
+
+@pytest.mark.parametrize("text", ["{not json", "{}", '{"spent_seconds": "soon"}', "[1, 2]"])
+def test_a_broken_record_is_an_error_naming_the_file(tmp_path, text):
+    (tmp_path / BUDGET_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=BUDGET_FILE):
+        resume_budget(TimeBudget(minutes=10), str(tmp_path))

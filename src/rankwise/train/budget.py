@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from rankwise.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,7 +53,11 @@ def resume_budget(budget: TimeBudget | None, checkpoint: str | None) -> None:
     record = Path(checkpoint) / BUDGET_FILE if checkpoint else None
     if budget is None or record is None or not record.is_file():
         return
-    budget.spent_before = float(json.loads(record.read_text(encoding="utf-8"))["spent_seconds"])
+    try:
+        budget.spent_before = float(json.loads(record.read_text(encoding="utf-8"))["spent_seconds"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{record}: not a time-budget record (expected JSON with a number \"spent_seconds\"): "
+                         f"{e}; delete the file to resume with a fresh budget") from None
     logger.info("resuming with %.1f of %.1f budget minutes spent", budget.spent_before / 60, budget.minutes)
 
 
