@@ -25,13 +25,12 @@ source "$(dirname "$0")/train_lib.sh"
 # trained with the configs of git history and stay in the table (benchmarks/results/train_recipes/): grouprank-v1
 # and grouprank started GRPO from the pointwise SFT checkpoint $SFT; grouprank-sft-05b (commit 261a221) and
 # grouprank-mixed-05b (commit 66e8ca0) answered JSON lists (prompt groupwise.json, answer_prefix "[");
-# grouprank-lines-05b (commit d845533) answered score lines learned from DL20's grades; grouprank-teacher-05b
-# (commit 4991229) learned them from a teacher's scores (MiniLM cosine) at learning rate 2e-4 for 35 minutes.
-# This one: the same teacher, learning rate 5e-4 for 45 minutes, a shorter RL stage held closer to its start.
+# grouprank-lines-05b (commit d845533) answered score lines learned from DL20's grades. This one learns the
+# score lines from a teacher's scores (MiniLM cosine).
 GROUP=(-o group_size=5 -o max_passage_tokens=64)
-train examples/train-grouprank.yaml "$OUT/grouprank-lr-05b"
-rerank grouprank-lr.start "$OUT/grouprank-lr-05b/stages/1-sft" groupwise.generate "${GROUP[@]}"
-rerank grouprank-lr "$OUT/grouprank-lr-05b" groupwise.generate "${GROUP[@]}"
+train examples/train-grouprank.yaml "$OUT/grouprank-teacher-05b"
+rerank grouprank-teacher.start "$OUT/grouprank-teacher-05b/stages/1-sft" groupwise.generate "${GROUP[@]}"
+rerank grouprank-teacher "$OUT/grouprank-teacher-05b" groupwise.generate "${GROUP[@]}"
 rerank qwen2.5-0.5b.grouprank-lines qwen2.5-0.5b groupwise.generate "${GROUP[@]}"
 # ERank: its SFT stage is the SFT checkpoint (same settings), so only the RL stage trains here
 mkdir -p "$OUT/erank-05b/stages"
