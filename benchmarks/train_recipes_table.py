@@ -203,8 +203,9 @@ def main() -> None:
             "ProRank: all 43 judged queries, BM25 top 20; Rank-R1 and ReasonRank: the first 10 judged query ids, "
             "BM25 top 10 (reasoning generation on 2 CPU cores). Distinct answers (groupwise): different score "
             "lists over all groups of 5; varied: the groups whose answer gives its passages more than one score "
-            "(counted for the rows measured since the seventh GroupRank run). Greedy probe: 16 training prompts answered greedily after training "
-            "(the answer the method reranks with).", "",
+            "(counted where the run files were on the measuring machine: the fifth and sixth GroupRank runs). "
+            "Greedy probe: 16 training prompts answered greedily after training (the answer the method reranks "
+            "with).", "",
             *summary, "", *notes(), *details]
     OUT.write_text("\n".join(text) + "\n", encoding="utf-8")
     print("\n".join(summary))
