@@ -89,9 +89,9 @@ def test_a_stopped_cell_resumes_with_the_queries_it_lacks(dl19, five, tmp_path, 
     cfg = _config(dl19)
     seen: list[str] = []
     failed = run_bench(cfg, tmp_path / "a", log=lambda _: None,
-                       rerank=_counting(cfg, ds, requests[:5], seen, fail_after=2))
-    assert "error" in failed[1] and len(seen) == 2  # the first block of 2 finished, the second stopped
-    assert len(json.loads(next((tmp_path / "a").glob("cells/*.partial.json")).read_text())["queries"]) == 2
+                       rerank=_counting(cfg, ds, requests[:5], seen, fail_after=3))
+    assert "error" in failed[1] and len(seen) == 3  # blocks of 1 and 2 queries finished, the third stopped
+    assert len(json.loads(next((tmp_path / "a").glob("cells/*.partial.json")).read_text())["queries"]) == 3
     resumed = run_bench(cfg, tmp_path / "a", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], seen))
     assert seen == [r.query.qid for r in requests[:5]]  # each query reranked once over both runs
     straight = run_bench(cfg, tmp_path / "b", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], []))
@@ -160,15 +160,40 @@ def test_a_stopped_cell_does_not_resume_in_another_dtype(tmp_path) -> None:
 
     partial = tmp_path / "cell.partial.json"
     cpu = {"cpu": "Test CPU", "cpu_class": "AMX"}
-    with pytest.raises(RuntimeError):  # stopped after its first block of 2 queries, computed in bf16
+    with pytest.raises(RuntimeError):  # stopped after its first block (one query), computed in bf16
         rerank_resumably(rerank_in("bfloat16", stop_after_block=1), requests, 2, partial, 2, cpu)
     stored = partial.read_text()
-    assert len(json.loads(stored)["queries"]) == 2
-    with pytest.raises(MixedDtypes, match="2 stored queries were computed in bfloat16, this machine computes float32"):
+    assert len(json.loads(stored)["queries"]) == 1
+    with pytest.raises(MixedDtypes, match="1 stored queries were computed in bfloat16, this machine computes float32"):
         rerank_resumably(rerank_in("float32"), requests, 2, partial, 2, cpu)
     assert partial.read_text() == stored
     done = rerank_resumably(rerank_in("bfloat16"), requests, 2, partial, 2, cpu)  # the same dtype resumes
     assert sorted(done["docids"]) == ["1", "2", "3"] and done["usage"].dtype == "bfloat16"
+
+
+@pytest.mark.parametrize(("seconds_per_query", "blocks"), [
+    (1.0, [1, 4, 4, 4, 4, 3]),  # fast: one query, then blocks of ``every``
+    (100.0, [1, 3, 3, 3, 3, 3, 3, 1]),  # 300 s hold three queries
+    (1000.0, [1] * 20),  # slower than a block: every query is stored as it finishes
+])
+def test_blocks_of_a_slow_cell_are_cut_to_minutes(tmp_path, seconds_per_query, blocks) -> None:
+    from rankwise.bench.resume import rerank_resumably
+    from rankwise.pipeline import RunResult
+    from rankwise.types import Candidate, Query, Ranking, Request, Usage
+
+    requests = [Request(Query(str(q), "text"), [Candidate("a", "x"), Candidate("b", "y")]) for q in range(20)]
+    sizes, stored = [], []
+    partial = tmp_path / "cell.partial.json"
+
+    def rerank(reqs, top_k):
+        sizes.append(len(reqs))
+        stored.append(len(json.loads(partial.read_text())["queries"]) if partial.exists() else 0)
+        return RunResult({r.query.qid: Ranking.from_scores(r.query, r.candidates, [1.0, 0.0], Usage(calls=1))
+                          for r in reqs}, wall_seconds=seconds_per_query * len(reqs))
+
+    done = rerank_resumably(rerank, requests, 2, partial, 4, {"cpu": "Test CPU", "cpu_class": "AVX2, no bf16"})
+    assert sizes == blocks and stored == [sum(blocks[:i]) for i in range(len(blocks))]
+    assert len(done["docids"]) == 20 and done["timings"][0]["seconds_per_query"] == seconds_per_query
 
 
 def test_agreement_within_the_tolerance() -> None:

@@ -14,6 +14,7 @@ from rankwise.pipeline import RunResult
 from rankwise.types import Request, Usage
 
 TOLERANCE = 0.002  # the nDCG@10 (mean over the cell's queries) two CPU classes may differ by: numerical noise
+BLOCK_SECONDS = 300.0  # a block of a checkpointed cell is cut short so that it takes about this long at most
 
 
 class Disagreement(RankwiseError):
@@ -26,13 +27,15 @@ class MixedDtypes(RankwiseError):
 
 def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requests: Sequence[Request],
                      top_k: int, partial: Path, every: int | None, cpu: dict) -> dict:
-    """Rerank ``requests`` in blocks of ``every`` queries (all at once when None), storing each finished
+    """Rerank ``requests`` in blocks of at most ``every`` queries (all at once when None), storing each finished
     query's order and usage in ``partial`` after every block, so a stopped cell resumes with the queries it
-    lacks; returns ``{"docids": {qid: order}, "usage": Usage, "timings": [...]}`` for all of them."""
+    lacks; returns ``{"docids": {qid: order}, "usage": Usage, "timings": [...]}`` for all of them.
+    The first block is one query; later blocks hold as many queries as the ones before took in
+    :data:`BLOCK_SECONDS` (at least one), so a stop loses minutes, not the hours of five slow queries."""
     done = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else {"queries": {}, "timed": []}
     todo = [r for r in requests if r.query.qid not in done["queries"]]
-    step = every or max(len(todo), 1)
-    for start in range(0, len(todo), step):
+    step, start = (1 if every else max(len(todo), 1)), 0
+    while start < len(todo):
         before = contention.snapshot()
         result = rerank(todo[start:start + step], top_k)
         others = contention.other_cores(before, contention.snapshot())
@@ -42,13 +45,23 @@ def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requ
         done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds,
                                     "load": _load(), "cores": os.cpu_count() or 0}
                              | ({} if others is None else {"other_cores": round(others, 3)}))
+        start += step
         if every:
             _write(partial, done)
+            step = _next_block(every, result.wall_seconds / max(len(result.rankings), 1))
     usage = Usage()
     for request in requests:
         usage.add(Usage.from_dict(done["queries"][request.query.qid]["usage"]))
     return {"docids": {r.query.qid: done["queries"][r.query.qid]["docids"] for r in requests}, "usage": usage,
             "timings": _timings(done["timed"], usage)}
+
+
+def _next_block(every: int, seconds_per_query: float) -> int:
+    """How many queries the next block holds: ``every``, or fewer when that many would take more than
+    :data:`BLOCK_SECONDS` at ``seconds_per_query``."""
+    if seconds_per_query <= 0:
+        return every
+    return max(1, min(every, int(BLOCK_SECONDS // seconds_per_query)))
 
 
 def _check_dtype(stored: dict, result: RunResult, partial: Path) -> None:
