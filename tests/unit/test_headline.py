@@ -83,7 +83,7 @@ def test_a_cell_round_trips_with_per_query_scores_top10_and_timing(dl19, five, t
     assert not list(tmp_path.glob("cells/*.partial.json"))  # a finished cell leaves no partial store
 
 
-def test_a_stopped_cell_resumes_with_the_queries_it_lacks(dl19, five, tmp_path, monkeypatch) -> None:
+def test_a_stopped_cell_resumes_with_the_queries_it_lacks(dl19, five, tmp_path, monkeypatch, capsys) -> None:
     ds, requests = five
     _cpu(monkeypatch, {"avx2"})
     cfg = _config(dl19)
@@ -92,8 +92,11 @@ def test_a_stopped_cell_resumes_with_the_queries_it_lacks(dl19, five, tmp_path, 
                        rerank=_counting(cfg, ds, requests[:5], seen, fail_after=3))
     assert "error" in failed[1] and len(seen) == 3  # blocks of 1 and 2 queries finished, the third stopped
     assert len(json.loads(next((tmp_path / "a").glob("cells/*.partial.json")).read_text())["queries"]) == 3
+    capsys.readouterr()
     resumed = run_bench(cfg, tmp_path / "a", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], seen))
     assert seen == [r.query.qid for r in requests[:5]]  # each query reranked once over both runs
+    bar = capsys.readouterr().err  # the cell's progress bar counts on from the stored queries
+    assert "pointwise.graded on oracle:  60%|" in bar and "3/5" in bar and "0/5" not in bar
     straight = run_bench(cfg, tmp_path / "b", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], []))
     assert resumed[1]["per_query_metrics"] == straight[1]["per_query_metrics"]
     assert resumed[1]["top10"] == straight[1]["top10"]

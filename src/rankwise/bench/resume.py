@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tqdm.auto import tqdm
+
 from rankwise.bench import contention
 from rankwise.errors import RankwiseError
 from rankwise.pipeline import RunResult
@@ -26,29 +28,33 @@ class MixedDtypes(RankwiseError):
 
 
 def rerank_resumably(rerank: Callable[[Sequence[Request], int], RunResult], requests: Sequence[Request],
-                     top_k: int, partial: Path, every: int | None, cpu: dict) -> dict:
+                     top_k: int, partial: Path, every: int | None, cpu: dict, label: str = "") -> dict:
     """Rerank ``requests`` in blocks of at most ``every`` queries (all at once when None), storing each finished
     query's order and usage in ``partial`` after every block, so a stopped cell resumes with the queries it
     lacks; returns ``{"docids": {qid: order}, "usage": Usage, "timings": [...]}`` for all of them.
     The first block is one query; later blocks hold as many queries as the ones before took in
-    :data:`BLOCK_SECONDS` (at least one), so a stop loses minutes, not the hours of five slow queries."""
+    :data:`BLOCK_SECONDS` (at least one), so a stop loses minutes, not the hours of five slow queries.
+    A progress bar named ``label`` counts the cell's queries (the stored ones included)."""
     done = json.loads(partial.read_text(encoding="utf-8")) if partial.exists() else {"queries": {}, "timed": []}
     todo = [r for r in requests if r.query.qid not in done["queries"]]
     step, start = (1 if every else max(len(todo), 1)), 0
-    while start < len(todo):
-        before = contention.snapshot()
-        result = rerank(todo[start:start + step], top_k)
-        others = contention.other_cores(before, contention.snapshot())
-        _check_dtype(done["queries"], result, partial)
-        for qid, ranking in result.rankings.items():
-            done["queries"][qid] = {"docids": ranking.docids, "usage": ranking.usage.to_dict()}
-        done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds,
-                                    "load": _load(), "cores": os.cpu_count() or 0}
-                             | ({} if others is None else {"other_cores": round(others, 3)}))
-        start += step
-        if every:
-            _write(partial, done)
-            step = _next_block(every, result.wall_seconds / max(len(result.rankings), 1))
+    with tqdm(total=len(requests), initial=len(requests) - len(todo), desc=label or partial.stem, unit="query",
+              leave=False) as bar:
+        while start < len(todo):
+            before = contention.snapshot()
+            result = rerank(todo[start:start + step], top_k)
+            others = contention.other_cores(before, contention.snapshot())
+            _check_dtype(done["queries"], result, partial)
+            for qid, ranking in result.rankings.items():
+                done["queries"][qid] = {"docids": ranking.docids, "usage": ranking.usage.to_dict()}
+            done["timed"].append(cpu | {"queries": len(result.rankings), "wall_seconds": result.wall_seconds,
+                                        "load": _load(), "cores": os.cpu_count() or 0}
+                                 | ({} if others is None else {"other_cores": round(others, 3)}))
+            start += step
+            bar.update(len(result.rankings))
+            if every:
+                _write(partial, done)
+                step = _next_block(every, result.wall_seconds / max(len(result.rankings), 1))
     usage = Usage()
     for request in requests:
         usage.add(Usage.from_dict(done["queries"][request.query.qid]["usage"]))

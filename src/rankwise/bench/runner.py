@@ -189,7 +189,8 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
 def _run_cell(config: BenchConfig, rerank: Callable[[Sequence[Request], int], RunResult],
               requests: list[Request], qrels: dict, spec: MethodSpec, partial: Path, cpu: dict) -> dict:
     top_k, repeats = spec.top_k, spec.repeats
-    main = rerank_resumably(rerank, requests, top_k, partial, config.checkpoint, cpu)
+    main = rerank_resumably(rerank, requests, top_k, partial, config.checkpoint, cpu,
+                            label=f"{spec.name} on {spec.model}")
     n = len(requests)
     usage = main["usage"]
     seconds = [sum(t["wall_seconds"] for t in main["timings"]) / n] + [
