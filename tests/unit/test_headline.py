@@ -105,6 +105,24 @@ def test_a_stopped_cell_resumes_with_the_queries_it_lacks(dl19, five, tmp_path, 
     assert again == []  # a finished cell is skipped
 
 
+def test_a_stopped_cell_carried_to_another_machine_resumes_there_with_both_timings(dl19, five, tmp_path,
+                                                                                  monkeypatch) -> None:
+    ds, requests = five
+    cfg = _config(dl19)
+    _cpu(monkeypatch, {"avx2"})
+    run_bench(cfg, tmp_path / "here", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], [], fail_after=3))
+    (tmp_path / "there" / "cells").mkdir(parents=True)
+    for partial in (tmp_path / "here" / "cells").glob("*.partial.json"):  # what a commit of the cells carries
+        (tmp_path / "there" / "cells" / partial.name).write_bytes(partial.read_bytes())
+    _cpu(monkeypatch, {"avx2", "avx512_bf16", "amx_bf16"})
+    seen: list[str] = []
+    cell = run_bench(cfg, tmp_path / "there", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], seen))[1]
+    assert seen == [r.query.qid for r in requests[3:5]]  # only the queries the carried store lacks
+    assert [(t["cpu_class"], t["queries"]) for t in cell["timings"]] == [("AVX2, no bf16", 3), ("AMX", 2)]
+    straight = run_bench(cfg, tmp_path / "fresh", log=lambda _: None, rerank=_counting(cfg, ds, requests[:5], []))
+    assert cell["per_query_metrics"] == straight[1]["per_query_metrics"]
+
+
 def test_a_cell_retimed_on_another_cpu_class_keeps_its_ndcg_and_both_timings(dl19, five, tmp_path,
                                                                              monkeypatch) -> None:
     ds, requests = five
@@ -252,7 +270,7 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
     partial = cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[1]).with_suffix(".partial.json")
     partial.write_text(json.dumps({"queries": {"1": {}, "2": {}, "3": {}}, "timed": []}))
     again = headline_markdown(headline_rows(cfg, tmp_path), "rankwise bench x.yaml --output out")
-    assert again == table  # a half-run cell's local store (never committed) leaves the README as a clone builds it
+    assert again == table  # a half-run cell (its stored queries may be committed) is not a row until it is done
 
 
 def test_markers_are_replaced_and_required() -> None:
