@@ -1,8 +1,9 @@
 """Run the benchmark matrix: one JSON cell per (dataset, first stage, method, model), resumable.
 
 A cell whose file exists is not run again; with ``checkpoint: N`` a cell stores its finished queries every N
-queries or about five minutes, whichever comes first (``<cell>.partial.json``), so an interrupted cell resumes
-with the queries it lacks; otherwise the language-model cache makes it cheap to finish (its cache hits are recorded, since cached prompts cost no
+queries or about five minutes, whichever comes first (``<cell>.partial.json``, which may be committed so that
+another machine resumes it), so an interrupted cell resumes with the queries it lacks; otherwise the
+language-model cache makes it cheap to finish (its cache hits are recorded, since cached prompts cost no
 seconds). ``retime=True`` re-runs finished cells that no CPU of this machine's class has timed, checks that
 nDCG@10 agrees (``rankwise.bench.resume.agree``) and keeps both timings.
 """
