@@ -18,8 +18,8 @@ methods:
   - {method: pairwise.allpairs, max_queries: 10, datasets: [dl19]}    # a stated subset of queries and datasets
 robustness: {shuffles: 3, adversarial: true}
 cache: true                   # the model output cache (false: every cell computes, for clean timings)
-checkpoint: 5                 # store a cell's finished queries every 5 queries, or every ~5 minutes when that is sooner:
-                              # a stopped run resumes inside the cell
+checkpoint: 5                 # store a cell's finished queries every 5 queries (every ~5 minutes when that is
+                              # sooner): a stopped run resumes inside the cell
 ```
 """
 
