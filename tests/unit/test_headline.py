@@ -266,11 +266,27 @@ def test_the_table_shows_intervals_tests_costs_and_the_cells_not_run_yet(tmp_pat
         in table
     assert ("| `pointwise.yes_no` | runs/sft (trained) | top-20 | 0.5000 [0.350, 0.650] | 1.000 | <0.001 | 20.0 "
             "| 4,321 | 2.00 (busy: load 8.4) | AMX | 40 |") in table
-    assert "1 cell(s) not run yet" in table and "`rankwise bench x.yaml --output out`" in table
+    assert "1 cell(s) not finished." in table and "`rankwise bench x.yaml --output out`" in table
     partial = cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[1]).with_suffix(".partial.json")
     partial.write_text(json.dumps({"queries": {"1": {}, "2": {}, "3": {}}, "timed": []}))
     again = headline_markdown(headline_rows(cfg, tmp_path), "rankwise bench x.yaml --output out")
-    assert again == table  # a half-run cell (its stored queries may be committed) is not a row until it is done
+    # a half-run cell (its stored queries may be committed) has no figures until it is done, only its progress
+    part_way = "part-way (its stored queries are kept), resumes with `--datasets dl19 --models b"
+    assert again == table.replace("not run yet: `--datasets dl19 --models b", part_way).replace(
+        "1 cell(s) not finished.", "1 cell(s) not finished (1 part-way).")
+
+
+def test_a_part_way_cell_keeps_its_own_row_beside_a_cell_not_run_yet(tmp_path: Path) -> None:
+    cfg = BenchConfig.from_dict({"datasets": ["dl19"], "models": ["a", "b"], "methods": ["pointwise.yes_no"]})
+    (tmp_path / "cells").mkdir()
+    cell_path(tmp_path, cfg, "dl19", "bm25", None).write_text(json.dumps(_cell("dl19", "first stage", "", [0.5] * 4)))
+    partial = cell_path(tmp_path, cfg, "dl19", "bm25", cfg.methods[0]).with_suffix(".partial.json")
+    partial.write_text(json.dumps({"queries": {"1": {}, "2": {}}, "timed": []}))
+    table = headline_markdown(headline_rows(cfg, tmp_path), "rankwise bench x.yaml --output out")
+    assert ("| `pointwise.yes_no` | a | top-20 | part-way (its stored queries are kept), resumes with "
+            "`--datasets dl19 --models a") in table
+    assert "| `pointwise.yes_no` | b | top-20 | not run yet: `--datasets dl19 --models b" in table
+    assert "2 cell(s) not finished (1 part-way)." in table
 
 
 def test_markers_are_replaced_and_required() -> None:

@@ -3,7 +3,8 @@
 One row per method and model on each dataset, every row on the same first-stage candidates: nDCG@10 with a
 95% bootstrap interval over queries, the paired randomisation test against the first stage and against the
 best row (among the rows on every judged query), the cost per query and the CPU classes that timed it. A cell
-the matrix lists but nobody has run yet is a row saying so, with the options that fill it.
+the matrix lists but nobody has finished yet is a row saying so (part-way where a stopped run stored some), with
+the options that fill it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Row:
     top_k: int
     cell: dict | None = None
     missing: str = ""
+    part_way: bool = False
+    """A stopped run of this missing cell stored some of its queries (its ``.partial.json``); the next run
+    resumes after them. How many is left out of the table, which stays what the committed cells give while a
+    run adds to them."""
 
     @property
     def per_query(self) -> dict[str, float]:
@@ -56,10 +61,15 @@ def load_cells(output: Path) -> dict[str, dict]:
     return {name: c for name, c in cells.items() if "error" not in c}
 
 
+def part_way_cells(output: Path) -> set[str]:
+    """The file names of the cells a stopped run left part-way (a ``.partial.json`` beside where they go)."""
+    return {p.name.removesuffix(".partial.json") + ".json" for p in (output / "cells").glob("*.partial.json")}
+
+
 def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
     """Per dataset: the first stage, then each method of the config in its order (stored or missing), then
     any other stored cell of that first stage (a model trained by ``rankwise train``, run with ``--models``)."""
-    stored = load_cells(output)
+    stored, part_way = load_cells(output), part_way_cells(output)
     stage = config.first_stages[0]
     out: dict[str, list[Row]] = {}
     for dataset in config.datasets:
@@ -71,7 +81,7 @@ def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
             name = cell_path(output, config, dataset, stage, spec).name
             listed.add(name)
             rows.append(Row(dataset, spec.name, spec.model, spec.top_k, stored.get(name),
-                            _fill(dataset, spec.model, spec.name)))
+                            _fill(dataset, spec.model, spec.name), name in part_way))
         rows += [Row(dataset, c["method"], c["model"], c["top_k"], c) for name, c in stored.items()
                  if name not in listed and c["dataset"] == dataset and c["first_stage"] == stage
                  and c["method"] != FIRST_STAGE]
@@ -107,7 +117,8 @@ def _columns(row: Row, first: Row, best: Row | None) -> list[str]:
     model = row.model + (" (trained)" if row.model and ("/" in row.model or Path(row.model).is_dir()) else "")
     head = [row.method if row is first else f"`{row.method}`", model, f"top-{row.top_k}"]
     if row.cell is None:
-        return head + [f"not run yet: `{row.missing}`"] + [""] * 7
+        state = "part-way (its stored queries are kept), resumes with" if row.part_way else "not run yet:"
+        return head + [f"{state} `{row.missing}`"] + [""] * 7
     low, high = bootstrap_ci(list(row.per_query.values()))
     timed = [t for t in timings(row.cell) if t.get("queries") == row.cell["queries"]] or timings(row.cell)
     is_first = row is first
@@ -155,9 +166,11 @@ def headline_markdown(rows: dict[str, list[Row]], command: str) -> str:
         lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
         lines += ["| " + " | ".join(_columns(r, first, best)) + " |" for r in _merge_missing(group)]
         parts.append(f"**{NAMES.get(dataset, dataset)}**\n\n" + "\n".join(lines) + "\n")
-    missing = sum(r.cell is None for group in rows.values() for r in group)
+    missing = [r for group in rows.values() for r in group if r.cell is None]
+    part_way = sum(r.part_way for r in missing)
     parts.append(f"Every cell: `{command}` (finished cells are skipped, so it resumes); one cell: the same command "
-                 f"with the options its row shows. {missing} cell(s) not run yet.\n")
+                 f"with the options its row shows. {len(missing)} cell(s) not finished"
+                 + (f" ({part_way} part-way)" if part_way else "") + ".\n")
     return "\n".join(parts)
 
 
@@ -166,7 +179,8 @@ def _merge_missing(rows: Sequence[Row]) -> list[Row]:
     out: list[Row] = []
     for row in rows:
         last = out[-1] if out else None
-        if row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model:
+        if (row.cell is None and last is not None and last.cell is None and last.method == row.method and last.model
+                and not row.part_way and not last.part_way):
             out[-1] = Row(row.dataset, row.method, f"{last.model}, {row.model}", row.top_k, None,
                           f"--datasets {row.dataset} --only {row.method}")
         else:
