@@ -61,15 +61,10 @@ def load_cells(output: Path) -> dict[str, dict]:
     return {name: c for name, c in cells.items() if "error" not in c}
 
 
-def part_way_cells(output: Path) -> set[str]:
-    """The file names of the cells a stopped run left part-way (a ``.partial.json`` beside where they go)."""
-    return {p.name.removesuffix(".partial.json") + ".json" for p in (output / "cells").glob("*.partial.json")}
-
-
 def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
     """Per dataset: the first stage, then each method of the config in its order (stored or missing), then
     any other stored cell of that first stage (a model trained by ``rankwise train``, run with ``--models``)."""
-    stored, part_way = load_cells(output), part_way_cells(output)
+    stored = load_cells(output)
     stage = config.first_stages[0]
     out: dict[str, list[Row]] = {}
     for dataset in config.datasets:
@@ -78,10 +73,10 @@ def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
                     _fill(dataset, "", "none"))]
         listed = {name}
         for spec in (s for s in config.methods if config.runs_on(s, dataset)):
-            name = cell_path(output, config, dataset, stage, spec).name
-            listed.add(name)
-            rows.append(Row(dataset, spec.name, spec.model, spec.top_k, stored.get(name),
-                            _fill(dataset, spec.model, spec.name), name in part_way))
+            path = cell_path(output, config, dataset, stage, spec)
+            listed.add(path.name)
+            rows.append(Row(dataset, spec.name, spec.model, spec.top_k, stored.get(path.name),
+                            _fill(dataset, spec.model, spec.name), path.with_suffix(".partial.json").exists()))
         rows += [Row(dataset, c["method"], c["model"], c["top_k"], c) for name, c in stored.items()
                  if name not in listed and c["dataset"] == dataset and c["first_stage"] == stage
                  and c["method"] != FIRST_STAGE]
