@@ -131,10 +131,10 @@ def run_llm_rankers(args) -> None:
                 cpu[toolkit] += time.process_time() - c
                 runs[toolkit][r.query.qid] = {d: float(len(docids) - i) for i, d in enumerate(docids)}
         n = len(requests)
-        for toolkit, run in runs.items():
+        for toolkit, toolkit_run in runs.items():
             cell = _common(args, args.dataset, args.model, n, backends["rankwise"]) | {
                 "kind": "llm-rankers", "toolkit": toolkit, "method": method, "set_size": args.set_size,
-                "bm25": bm25, "ndcg10": evaluate(run, qrels, [MEASURE])[MEASURE], "calls": calls[toolkit] / n,
+                "bm25": bm25, "ndcg10": evaluate(toolkit_run, qrels, [MEASURE])[MEASURE], "calls": calls[toolkit] / n,
                 "seconds": secs[toolkit] / n, "cpu_seconds": cpu[toolkit] / n,
                 "dtype": backends[toolkit].dtype if toolkit in backends else "float32",
                 "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}

@@ -140,8 +140,8 @@ def test_a_worker_killed_mid_task_is_restarted_and_its_finished_query_is_not_rec
         stop.set()
         killer.join()
     assert killed == {"pid": killed["pid"], "shard": killed["shard"], "entries": TOP_K}, killed
-    run = result.run()
-    assert run == reference and list(run) == list(reference)  # complete and identical
+    finished = result.run()
+    assert finished == reference and list(finished) == list(reference)  # complete and identical
 
     # the restarted worker claimed the dead one's shard and found the finished query there
     report = result.usage_report()

@@ -27,7 +27,6 @@ from rankwise.data import Run
 from rankwise.train.budget import TimeBudget, budget_callbacks, resume_budget, with_time_schedule
 from rankwise.train.config import TrainConfig, save_config
 from rankwise.train.groups import Group, teacher_labels, training_split
-from rankwise.types import Request
 
 logger = logging.getLogger(__name__)
 
@@ -127,28 +126,6 @@ def sequential_batch_sampler(dataset, batch_size: int, drop_last: bool, **_):
     from sentence_transformers.base.sampler import DefaultBatchSampler
 
     return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
-
-
-# -- evaluation --------------------------------------------------------------------------------------------
-
-def rerank_run(model, requests: Sequence[Request], top_k: int = 100, batch_size: int = 64,
-               show_progress: bool = False) -> Run:
-    """Score each request's top ``top_k`` candidates with a CrossEncoder; the rest follow below them."""
-    pairs = [(r.query.text, c.content) for r in requests for c in r.candidates[:top_k]]
-    scores = model.predict(pairs, batch_size=batch_size, show_progress_bar=show_progress,
-                           convert_to_numpy=True) if pairs else []
-    run: Run = {}
-    i = 0
-    for r in requests:
-        head = r.candidates[:top_k]
-        ranked = sorted(((float(scores[i + j]), -j, c.docid) for j, c in enumerate(head)), reverse=True)
-        i += len(head)
-        low = min((s for s, _, _ in ranked), default=0.0)
-        docs = {docid: s for s, _, docid in ranked}
-        for n, c in enumerate(r.candidates[top_k:], 1):
-            docs[c.docid] = low - n
-        run[r.query.qid] = docs
-    return run
 
 
 # -- training ----------------------------------------------------------------------------------------------

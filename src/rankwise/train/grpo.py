@@ -95,21 +95,6 @@ def grpo_dataset(groups: Sequence[Group], target: Target, tokenizer, seed: int):
                               **{k: [r[k] for r in rows] for k in ("labels", "answer_prefix", "list_id")}})
 
 
-def load_causal_lm(model: str, dtype: str = "float32"):
-    """Tokenizer and causal LM (float32 unless ``dtype`` says otherwise) from a registry name (GGUF models:
-    their converted transformers directory), a local directory or a hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rankwise.llm.models import hf_dir_for_gguf, resolve_model
-
-    resolved = resolve_model(model)
-    source = str(hf_dir_for_gguf(resolved.gguf_file) if resolved.gguf_file else resolved.source)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype), tokenizer
-
-
 SPREAD_KEYS = ("reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
                "kl", "entropy")
 """Logged beside the rewards: GRPO learns nothing from a prompt whose completions all score the same."""
@@ -216,6 +201,8 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, GRPOTrainer
 
+    from rankwise.train.sft import load_lm, merge_adapter
+
     d, t, g = config.data, config.training, config.grpo
     started = time.monotonic()
     pointwise = family(g.target) == "pointwise"
@@ -224,7 +211,7 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     bf16 = use_bf16(t.dtype)
     # bf16 where it is native: the frozen base weights in bf16 (generation and the forward passes run 2-4x
     # faster on CPUs with avx512_bf16 / AMX than under fp32 weights); PEFT keeps the LoRA weights in fp32.
-    model, tokenizer = load_causal_lm(config.model, "bfloat16" if bf16 else "float32")
+    model, tokenizer = load_lm(config.model, torch.bfloat16 if bf16 else torch.float32)
     target = training_target(training_method(model, tokenizer, config.model, g), g)
     dataset = grpo_dataset(groups, target, tokenizer, d.seed)
     target.release_backend()
@@ -258,13 +245,7 @@ def train_grpo(config: TrainConfig, output: Path, resume: bool = False) -> dict:
     probe = [ProbePrompt(tokenizer(row["prompt"])["input_ids"], row["answer_prefix"], len(row["labels"]))
              for row in (dataset[i] for i in spread(range(len(dataset))))]
     greedy = greedy_answers(trainer.model, tokenizer, probe, target, g.max_completion_length)
-    if bf16:  # merge into fp32 base weights: small LoRA updates would round away in bf16 weights
-        from peft import PeftModel
-
-        base, _ = load_causal_lm(config.model)
-        merged = PeftModel.from_pretrained(base, str(output / "adapter")).merge_and_unload()
-    else:
-        merged = trainer.model.merge_and_unload()
+    merged = merge_adapter(config.model, output / "adapter") if bf16 else trainer.model.merge_and_unload()
     merged.save_pretrained(str(output))
     tokenizer.save_pretrained(str(output))
     rows = log.rows
