@@ -21,7 +21,7 @@ from rankwise.bench.config import BenchConfig
 from rankwise.bench.contention import SHARED_CORES
 from rankwise.bench.report import _annotate_apart
 from rankwise.bench.resume import timings
-from rankwise.bench.runner import FIRST_STAGE, cell_path
+from rankwise.bench.runner import FIRST_STAGE, cell_path, partial_path
 from rankwise.eval.significance import bootstrap_ci, randomisation_test
 from rankwise.plotting import pyplot
 
@@ -76,7 +76,7 @@ def headline_rows(config: BenchConfig, output: Path) -> dict[str, list[Row]]:
             path = cell_path(output, config, dataset, stage, spec)
             listed.add(path.name)
             rows.append(Row(dataset, spec.name, spec.model, spec.top_k, stored.get(path.name),
-                            _fill(dataset, spec.model, spec.name), path.with_suffix(".partial.json").exists()))
+                            _fill(dataset, spec.model, spec.name), partial_path(path).exists()))
         rows += [Row(dataset, c["method"], c["model"], c["top_k"], c) for name, c in stored.items()
                  if name not in listed and c["dataset"] == dataset and c["first_stage"] == stage
                  and c["method"] != FIRST_STAGE]

@@ -41,6 +41,11 @@ def cell_path(output: Path, config: BenchConfig, dataset: str, first_stage: str,
     return output / "cells" / ("__".join(re.sub(r"[^\w.@+-]+", "-", p) for p in parts) + ".json")
 
 
+def partial_path(cell: Path) -> Path:
+    """Where a stopped run of ``cell`` keeps the queries it finished (removed once the cell is stored)."""
+    return cell.with_suffix(".partial.json")
+
+
 def first_stage_requests(ds: Dataset, name: str, top_k: int, output: Path) -> list[Request]:
     """The judged queries' candidates from a first stage the dataset ships, or from BM25 retrieved here
     (stored under ``output`` so a resumed run reuses it), in qid order (``max_queries`` then selects the
@@ -162,7 +167,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                                 "peer": spec.peer}
                 try:
                     cell = _run_cell(config, lambda reqs, k: rerank(spec, reqs, k), mine, mine_qrels, spec,
-                                     path.with_suffix(".partial.json"), cpu)
+                                     partial_path(path), cpu)
                 except Exception as err:  # noqa: BLE001 - one failed cell must not cost the whole matrix
                     if isinstance(err, (InputError, MixedDtypes)) or (spec.peer and isinstance(err, RankwiseError)):
                         raise  # the config asks for something impossible, or the user must choose: say so at once
@@ -182,7 +187,7 @@ def run_bench(config: BenchConfig, output: Path, log: Callable[[str], None] = pr
                         raise
                 _write(path, cell)
                 if "error" not in cell:
-                    path.with_suffix(".partial.json").unlink(missing_ok=True)
+                    partial_path(path).unlink(missing_ok=True)
                 cells.append(json.loads(path.read_text()))
     return cells
 
