@@ -68,7 +68,3 @@ def load_prompt(name_or_path: str) -> PromptTemplate:
                           choices=tuple(data.get("choices") or ()), answer_regex=data.get("answer_regex"),
                           description=data.get("description", ""), fields=placeholders,
                           item=data.get("item"))
-
-
-def bundled_prompts() -> list[str]:
-    return sorted(p.stem for p in PROMPT_DIR.glob("*.yaml"))
