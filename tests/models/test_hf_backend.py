@@ -86,3 +86,37 @@ def test_bf16_computes_the_head_in_fp32():
     backend = tiny_backend(dtype="bfloat16")
     out = backend.choice_logprobs(_prompts(backend), YES_NO)
     assert out.dtype == np.float32 and len(set(out[:, 0].tolist())) > 1
+
+
+def _group_prompts(backend, n: int = 6) -> list[str]:
+    """groupwise.logits' shape: one long group of passages, then one short question per document."""
+    group = " ".join(f"[{i}] passage {i} about the capital of France, plants and bread." for i in range(1, 60))
+    head = backend.format_chat(f"Score every passage for the query: the capital of France.\n{group}")
+    assert backend.count_tokens(head) > 800
+    return [head + f"Document [{i}] score: " for i in range(1, n + 1)]
+
+
+def test_a_long_shared_head_runs_once_and_scores_as_without_reuse(backend):
+    prompts = _group_prompts(backend)
+    before = backend.usage.copy()
+    shared = backend.choice_logprobs(prompts, ["0", "1", "2"])
+    spent = backend.usage.copy() - before
+    split = backend._split(backend.count_tokens(prompts[0]) - 1)
+    assert split >= 768
+    assert spent.computed_tokens == split + sum(backend.count_tokens(p) - split for p in prompts)
+    assert spent.computed_tokens < spent.prompt_tokens / 4  # the group ran once, not once per document
+    backend.prefix_reuse, backend.batch_size = False, 1
+    single = np.concatenate([backend.choice_logprobs([p], ["0", "1", "2"]) for p in prompts])
+    backend.prefix_reuse, backend.batch_size = True, 3
+    np.testing.assert_allclose(shared, single, atol=1e-4)
+
+
+def test_a_wide_suffix_runs_alone_without_filler_rows(backend):
+    """A lone long prompt (setwise, FIRST) is one pass of its own width, not one filled up with copies."""
+    long_prompt = _prompts(backend, 1)[0].replace("Paris", "Paris " + "and bread " * 150)
+    ids = backend._tokenize(long_prompt)
+    width = len(ids) - backend._split(len(ids) - 1)
+    assert width > 256 and backend._rows(width) == 1 and backend._rows(96) == 3
+    before = backend.usage.copy()
+    backend.choice_logprobs([long_prompt, long_prompt + " yes"], YES_NO)
+    assert (backend.usage.copy() - before).forward_passes == 1 + 2  # the shared chat header, then one pass each

@@ -87,6 +87,19 @@ def test_tiny_continuation_logprobs_are_batch_invariant(tiny):
     _check_continuations(tiny, prompts, [q for _ in PASSAGES for q in QUERIES])
 
 
+def _long_prompts(backend) -> list[str]:
+    """Deep splits (a long group, then one question per document), lone wide suffixes and short prompts."""
+    group = " ".join(f"[{i}] {PASSAGES[i % len(PASSAGES)]}" for i in range(60))
+    head = backend.format_chat(f"Score every passage for the query: {QUERIES[0]}\n{group}")
+    grouped = [head + f"Document [{i}] score: " for i in range(1, 6)]
+    wide = [backend.format_chat(QUERY_FIRST.format(query=q, passage=PASSAGES[3] * 6)) for q in QUERIES]
+    return grouped + wide + _prompts(backend, QUERY_FIRST)[:4]
+
+
+def test_tiny_long_prompts_are_batch_invariant(tiny):
+    _check_choices(tiny, _long_prompts(tiny))
+
+
 def test_tiny_generate_is_batch_invariant(tiny):
     _check_generate(tiny, _prompts(tiny, PASSAGE_FIRST)[::2])
 
@@ -98,6 +111,7 @@ def test_prefix_split_is_a_property_of_the_prompt(tiny):
     splits = {tiny._split(len(x) - 1) for x in ids}
     assert splits <= {0, 8, 64}
     assert tiny._split(7) == 0 and tiny._split(8) == 8 and tiny._split(63) == 8 and tiny._split(200) == 64
+    assert tiny._split(767) == 64 and tiny._split(768) == 704 and tiny._split(1000) == 960
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])
@@ -127,3 +141,12 @@ def test_smollm2_continuation_logprobs_are_batch_invariant(smollm2):
 @pytest.mark.slow
 def test_smollm2_generate_is_batch_invariant(smollm2):
     _check_generate(smollm2, _prompts(smollm2, PASSAGE_FIRST)[::3], max_new_tokens=4)
+
+
+@pytest.mark.slow
+def test_smollm2_long_prompts_are_batch_invariant(smollm2):
+    from rankwise.llm.hardware import cpu_info, has_native_bf16
+
+    if smollm2.dtype == "bfloat16" and not has_native_bf16(cpu_info().flags):
+        pytest.skip("bf16 is emulated on this CPU: ~1,400-token prompts would take tens of minutes")
+    _check_choices(smollm2, _long_prompts(smollm2), n_calls=4)

@@ -15,10 +15,11 @@ rows M, so the same row gets different bits in a GEMM of another M (fp32 and bf1
 one GEMM shape a row's bits do not depend on its position or on the other rows. So every pass that touches a
 prompt has a shape chosen from that prompt alone:
 - the prefix split is a property of the prompt (``PREFIX_SPLITS``: the largest that fits before the
-  first scored position), never the common prefix of the call; prompts with the same split tokens share
-  one prefix pass of exactly that length;
+  first scored position; for a prompt scored from ``DEEP_SPLIT_FROM`` tokens on, the last multiple of
+  ``DEEP_SPLIT_STEP`` at least ``DEEP_SPLIT_TAIL`` tokens before it), never the common prefix of the call;
+  prompts with the same split tokens share one prefix pass of exactly that length;
 - suffixes run in micro-batches of exactly min(batch_size, ``ROWS_PER_PASS``) rows (filled up with copies
-  of a real row), padded
+  of a real row), or alone when wider than ``BATCHED_WIDTH``, padded
   to a fixed width bucket (``WIDTH_BUCKET``) of their own length, with an explicit 4D mask (the causal
   mask is never skipped for some batches and not for others);
 - the LM head runs in fixed tiles of ``HEAD_ROWS`` rows;
@@ -53,8 +54,18 @@ MIN_SHARED_PREFIX = 8
 # scored position. 64 sits inside the judging instruction of rankwise's templates on SmolLM2 and Qwen2.5
 # (their shared heads are 89-117 tokens); 8 keeps short prompts sharing the chat header.
 PREFIX_SPLITS = (MIN_SHARED_PREFIX, 64)
+# A prompt whose first scored position lies at least this deep splits at the last multiple of DEEP_SPLIT_STEP
+# that leaves DEEP_SPLIT_TAIL tokens before it instead: its long head (a group of passages, a whole list) runs
+# once for every prompt that shares it (groupwise.logits asks ~20 short questions after one group), and only
+# the tail runs per prompt.
+DEEP_SPLIT_FROM = 768
+DEEP_SPLIT_STEP = 64
+DEEP_SPLIT_TAIL = 32
 # Rows per suffix micro-batch (at most batch_size): fixed, so a GEMM's M never depends on the neighbours.
 ROWS_PER_PASS = 4
+# A suffix wider than this runs alone (one row per pass): a pass that wide is efficient by itself, and
+# filling it up with copies to ROWS_PER_PASS rows cost a lone prompt (setwise, FIRST) 4x its compute.
+BATCHED_WIDTH = 256
 # Suffix widths are padded up to a multiple of this (a function of the prompt's own length).
 WIDTH_BUCKET = 32
 # The LM head runs on tiles of exactly this many rows.
@@ -93,6 +104,8 @@ class TransformersBackend(HFTokenizerText):
         self._head_bias = None if getattr(head, "bias", None) is None else head.bias.detach().float()
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id or 0)
+        # Sliding-window layers trim their cache to the window: keep their prefixes short.
+        self._deep_splits = "sliding_attention" not in (getattr(self.model.config, "layer_types", None) or ())
 
     @staticmethod
     def _load(model: str | Path, gguf_file: str | None, torch_dtype: torch.dtype, attn: str):
@@ -148,7 +161,13 @@ class TransformersBackend(HFTokenizerText):
         that prompt alone, so its bits never depend on which prompts share the call."""
         if not self.prefix_reuse:
             return 0
+        if first_wanted >= DEEP_SPLIT_FROM and self._deep_splits:
+            return (first_wanted - DEEP_SPLIT_TAIL) // DEEP_SPLIT_STEP * DEEP_SPLIT_STEP
         return max((g for g in PREFIX_SPLITS if g <= first_wanted), default=0)
+
+    def _rows(self, width: int) -> int:
+        """Rows per pass for suffixes of ``width`` tokens: a property of the width, so of the prompt alone."""
+        return max(1, min(self.batch_size, ROWS_PER_PASS)) if width <= BATCHED_WIDTH else 1
 
     def _hidden_at(self, ids: list[list[int]], want: list[list[int]], used: Usage) -> list[torch.Tensor]:
         """Hidden states (fp32) of sequence i at positions want[i], in input order.
@@ -156,26 +175,22 @@ class TransformersBackend(HFTokenizerText):
         Batch-invariant: every pass that computes sequence i has a shape fixed by sequence i (see the
         module docstring), so its result does not depend on the other sequences."""
         splits = [self._split(min(w)) for w in want]
-        prefixes: dict[tuple[int, ...], object] = {}
-        for i, s in enumerate(splits):
-            key = tuple(ids[i][:s])
-            if s and key not in prefixes:
-                prefixes[key] = self.encode_prefix(list(key), used)
-        rows = max(1, min(self.batch_size, ROWS_PER_PASS))
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[tuple[int, ...], dict[int, list[int]]] = {}  # prefix -> suffix width -> prompts
         for i in sorted(range(len(ids)), key=lambda i: len(ids[i])):
             s = splits[i]
             width = -(-(len(ids[i]) - s) // WIDTH_BUCKET) * WIDTH_BUCKET
-            groups.setdefault((tuple(ids[i][:s]), width), []).append(i)
+            groups.setdefault(tuple(ids[i][:s]), {}).setdefault(width, []).append(i)
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for (prefix, width), members in groups.items():
+        for prefix, by_width in groups.items():  # one prefix's KV cache alive at a time
             shared = len(prefix)
-            for b in range(0, len(members), rows):
-                batch = members[b:b + rows]
-                hidden = self._run_fixed([ids[i][shared:] for i in batch], prefixes.get(prefix), shared,
-                                         width, rows, used)
-                for row, i in enumerate(batch):
-                    out[i] = hidden[row, [p - shared for p in want[i]]].to(torch.float32)
+            cache = self.encode_prefix(list(prefix), used) if shared else None
+            for width, members in by_width.items():
+                rows = self._rows(width)
+                for b in range(0, len(members), rows):
+                    batch = members[b:b + rows]
+                    hidden = self._run_fixed([ids[i][shared:] for i in batch], cache, shared, width, rows, used)
+                    for row, i in enumerate(batch):
+                        out[i] = hidden[row, [p - shared for p in want[i]]].to(torch.float32)
         return out
 
     def _run_fixed(self, suffixes: list[list[int]], prefix_cache, shared: int, width: int,
